@@ -1,0 +1,210 @@
+"""The ``ovf`` type adapter: OVF packages (descriptor, manifest, certificate, disks).
+
+Inputs: a bundle folder, a lone ``.ovf`` (with the files it references, its
+``.mf`` and ``.cert`` beside it), or a session manifest.  The descriptor is
+parsed once per validation (``ctx.cached``) and shared by every hook below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterable
+from importlib.resources import files
+from pathlib import Path
+
+from validator.checks import CheckContext, ItemType, Reporter
+from validator.hookspecs import hookimpl
+from validator.limits import Limits
+from validator.messages import CatalogSource
+from validator.session import (
+    Rejected,
+    Session,
+    SessionError,
+    file_from_path,
+    is_plain_name,
+)
+
+from .descriptor import Descriptor, chunk_name, read_descriptor
+
+DESCRIPTOR_SUFFIX = ".ovf"
+_CACHE_KEY = "ovf.descriptor"
+
+
+def descriptors(session: Session) -> list[str]:
+    return [n for n in session.names() if n.lower().endswith(DESCRIPTOR_SUFFIX)]
+
+
+def metadata_names(descriptor: str) -> tuple[str, str]:
+    """The manifest and certificate names that go with a descriptor."""
+    base = descriptor[: -len(DESCRIPTOR_SUFFIX)]
+    return base + ".mf", base + ".cert"
+
+
+class OvfItemType(ItemType):
+    name = "ovf"
+    summary = "OVF package: descriptor, manifest, certificate and the files it references"
+
+    def detect(self, session: Session) -> int:
+        return 90 if descriptors(session) else 0
+
+    def primary_file(self, session: Session) -> str | None:
+        found = descriptors(session)
+        return found[0] if found else super().primary_file(session)
+
+
+@hookimpl
+def validator_item_types() -> Iterable[ItemType]:
+    return [OvfItemType()]
+
+
+@hookimpl
+def validator_message_catalogs() -> Iterable[CatalogSource]:
+    return [CatalogSource("validator.ovf", files(__name__) / "catalogs")]
+
+
+def descriptor_of(session: Session, ctx: CheckContext) -> Descriptor | None:
+    """The session's parsed descriptor (the first ``.ovf``), parsed once per validation."""
+
+    def load() -> Descriptor | None:
+        names = descriptors(session)
+        if not names:
+            return None
+        file = session.get(names[0])
+        if file is None or file.source is None:
+            return None
+        data = ctx.read_small(file, ctx.limits.descriptor_bytes)
+        return read_descriptor(file.name, data, ctx.limits)
+
+    return ctx.cached(_CACHE_KEY, load)
+
+
+# -- inputs --------------------------------------------------------------------
+
+
+@hookimpl
+def validator_open_session(path: Path, limits: Limits) -> Session | None:
+    """A lone ``.ovf``: the descriptor plus the files it references that lie beside it."""
+    if path.suffix.lower() != DESCRIPTOR_SUFFIX:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise SessionError("validator.core.input.unreadable", path, exc.strerror or exc) from exc
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    folder = Path(os.path.realpath(path)).parent
+    session = Session(origin=str(path), item_type=None)
+    first = file_from_path(Path(os.path.realpath(path)), path.name)
+    if isinstance(first, Rejected):
+        session.rejected.append(first)
+        return session
+    session.files.append(first)
+    assert first.source is not None
+    with first.source.open() as fh:
+        data = fh.read(limits.descriptor_bytes + 1)
+    desc = read_descriptor(
+        path.name, data if len(data) <= limits.descriptor_bytes else None, limits
+    )
+    wanted: list[str] = list(metadata_names(path.name))
+    for ref in desc.files:
+        if not ref.usable:
+            continue
+        if ref.chunk_size is None:
+            wanted.append(ref.href)
+            continue
+        names = ref.chunk_names(limits.max_files)
+        if names is None:  # size unknown: take the chunks that are there, in order
+            names = []
+            while len(names) < limits.max_files and os.path.lexists(
+                folder / chunk_name(ref.href, len(names))
+            ):
+                names.append(chunk_name(ref.href, len(names)))
+        wanted.extend(names)
+    for name in wanted:
+        if len(session.files) + len(session.rejected) >= limits.max_files:
+            raise SessionError("validator.core.input.too_many_files", path, limits.max_files)
+        candidate = folder / name
+        if not is_plain_name(name) or not os.path.lexists(candidate) or session.get(name):
+            continue
+        item = file_from_path(candidate, name)
+        if isinstance(item, Rejected):
+            session.rejected.append(item)
+        else:
+            session.files.append(item)
+    return session
+
+
+# -- checks --------------------------------------------------------------------
+
+
+@hookimpl
+def validator_prepare_session(
+    item_type: str, session: Session, ctx: CheckContext, report: Reporter
+) -> None:
+    if item_type != "ovf":
+        return
+    names = descriptors(session)
+    if not names:
+        report.error(session.origin, "validator.ovf.session.no_descriptor")
+        return
+    for extra in names[1:]:
+        report.error(extra, "validator.ovf.session.multiple_descriptors", extra, names[0])
+    desc = descriptor_of(session, ctx)
+    if desc is None:
+        return
+    for message_id, args in desc.problems:
+        report.error(desc.name, message_id, *args)
+    referenced = referenced_names(desc, session, ctx)
+    allowed = {desc.name, *metadata_names(desc.name), *names[1:]}
+    for name in session.names():
+        if name not in referenced and name not in allowed:
+            report.error(name, "validator.ovf.file.unreferenced", name, desc.name)
+
+
+_CHUNK = re.compile(r"^(?P<href>.+)\.(?P<index>[0-9]{9})$")
+
+
+def referenced_names(desc: Descriptor, session: Session, ctx: CheckContext) -> set[str]:
+    """Every session name the descriptor references (chunks included)."""
+    names: set[str] = set()
+    chunked = {ref.href for ref in desc.files if ref.usable and ref.chunk_size is not None}
+    for ref in desc.files:
+        if ref.usable and ref.chunk_size is None:
+            names.add(ref.href)
+    for name in session.names():
+        m = _CHUNK.match(name)
+        if m and m.group("href") in chunked:
+            names.add(name)
+    names.update(required_chunks(desc, session, ctx))
+    return names
+
+
+def required_chunks(desc: Descriptor, session: Session, ctx: CheckContext) -> set[str]:
+    out: set[str] = set()
+    present = set(session.names())
+    for ref in desc.files:
+        if not ref.usable or ref.chunk_size is None:
+            continue
+        names = ref.chunk_names(ctx.limits.max_files)
+        if names is None:
+            names = [chunk_name(ref.href, 0)]
+            while chunk_name(ref.href, len(names)) in present:
+                names.append(chunk_name(ref.href, len(names)))
+        out.update(names)
+    return out
+
+
+@hookimpl
+def validator_required_files(
+    item_type: str, session: Session, ctx: CheckContext
+) -> Iterable[str] | None:
+    if item_type != "ovf":
+        return None
+    desc = descriptor_of(session, ctx)
+    if desc is None:
+        return None
+    required = {ref.href for ref in desc.files if ref.usable and ref.chunk_size is None}
+    required.update(required_chunks(desc, session, ctx))
+    return sorted(required)

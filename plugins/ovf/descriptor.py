@@ -1,0 +1,386 @@
+"""The OVF descriptor: safe parsing, a small model, and the structural checks.
+
+OVF 0.9 (VMware's pre-standard namespace, sections as ``Section
+xsi:type="ovf:…_Type"``), 1.x and 2.x are accepted (REFERENCE §4).  Every
+problem is a ``(message id, args)`` pair; args end with the line number where
+one helps.  Nothing here opens a file: hrefs are only checked as names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from validator.limits import Limits
+from validator.session import is_plain_name
+from validator.xmlsafe import XmlRejected, parse
+
+OVF_NAMESPACES = {
+    "http://www.vmware.com/schema/ovf/1/envelope": "0.9",
+    "http://schemas.dmtf.org/ovf/envelope/1": "1.x",
+    "http://schemas.dmtf.org/ovf/envelope/2": "2.x",
+}
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+CONTENT_NAMES = ("VirtualSystem", "VirtualSystemCollection")
+CHUNK_DIGITS = 9
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+_UNSIGNED = re.compile(r"^[0-9]{1,20}$")
+_PROPERTY_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_.\-]*)\}$")
+_UNITS = re.compile(r"^\s*byte((?:\s*\*\s*[0-9]{1,6}(?:\s*\^\s*[0-9]{1,3})?)*)\s*$", re.IGNORECASE)
+_UNIT_TERM = re.compile(r"\*\s*([0-9]{1,6})(?:\s*\^\s*([0-9]{1,3}))?")
+
+Problem = tuple[str, tuple[object, ...]]
+
+
+@dataclass(slots=True)
+class FileRef:
+    """A ``References/File`` element."""
+
+    id: str
+    href: str
+    line: int
+    size: int | None = None
+    compression: str | None = None
+    chunk_size: int | None = None
+    #: The href is a plain name a session can hold.
+    usable: bool = True
+
+    def chunk_names(self, limit: int) -> list[str] | None:
+        """The names of its chunks when the size says how many, else ``None``."""
+        if self.chunk_size is None or self.size is None or self.chunk_size <= 0:
+            return None
+        count = max(1, -(-self.size // self.chunk_size))
+        if count > limit:
+            return None
+        return [chunk_name(self.href, i) for i in range(count)]
+
+
+def chunk_name(href: str, index: int) -> str:
+    return f"{href}.{index:0{CHUNK_DIGITS}d}"
+
+
+@dataclass(slots=True)
+class Disk:
+    id: str
+    line: int
+    file_ref: str | None
+    capacity_bytes: int | None
+    format: str | None
+    populated_size: int | None
+
+
+@dataclass(slots=True)
+class Descriptor:
+    name: str
+    version: str | None = None
+    files: list[FileRef] = field(default_factory=list)
+    disks: list[Disk] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    parsed: bool = False
+
+    def file_by_id(self) -> dict[str, FileRef]:
+        return {f.id: f for f in self.files}
+
+    def add(self, message: str, *args: object) -> None:
+        self.problems.append((f"validator.ovf.{message}", args))
+
+
+def _local(tag: object) -> str:
+    return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+def _ns(tag: object) -> str:
+    return (etree.QName(tag).namespace or "") if isinstance(tag, str) else ""
+
+
+def _elements(el: etree._Element) -> list[etree._Element]:
+    return [c for c in el if isinstance(c.tag, str)]
+
+
+class _Reader:
+    """Walks one parsed envelope and fills a :class:`Descriptor`."""
+
+    def __init__(self, desc: Descriptor, ns: str, limits: Limits) -> None:
+        self.d = desc
+        self.ns = ns
+        self.limits = limits
+        self.legacy = OVF_NAMESPACES[ns] == "0.9"
+        self.properties: set[str] = set()
+
+    def attr(self, el: etree._Element, name: str) -> str | None:
+        value = el.get(f"{{{self.ns}}}{name}")
+        return value.strip() if value is not None else None
+
+    def kind(self, el: etree._Element) -> str:
+        """Section or content kind: the local name, or the xsi:type of 0.9's Section/Content."""
+        local = _local(el.tag)
+        if self.legacy and local in ("Section", "Content"):
+            xtype = el.get(f"{{{XSI}}}type", "")
+            base = xtype.split(":")[-1]
+            return base[: -len("_Type")] if base.endswith("_Type") else (base or local)
+        return local
+
+    def is_content(self, el: etree._Element) -> bool:
+        return self.kind(el) in CONTENT_NAMES
+
+    def is_section(self, el: etree._Element) -> bool:
+        return self.kind(el).endswith("Section") or _local(el.tag) == "Section"
+
+    def has_info(self, el: etree._Element) -> bool:
+        return any(_local(c.tag) == "Info" for c in _elements(el))
+
+    # -- the envelope ---------------------------------------------------
+    def read(self, root: etree._Element) -> None:
+        for prop in root.iter(f"{{{self.ns}}}Property"):
+            key = self.attr(prop, "key")
+            if key:
+                self.properties.add(key)
+        children = _elements(root)
+        refs = [c for c in children if _local(c.tag) == "References"]
+        content = [c for c in children if self.is_content(c)]
+        if not refs:
+            self.d.add("references.missing")
+        for extra in refs[1:]:
+            self.d.add("references.duplicate", extra.sourceline or 0)
+        if refs and children[0] is not refs[0]:
+            self.d.add("envelope.references_not_first", refs[0].sourceline or 0)
+        if not content:
+            self.d.add("content.missing")
+        for extra in content[1:]:
+            self.d.add("content.multiple", extra.sourceline or 0)
+        seen_content = False
+        for c in children:
+            if c in content:
+                seen_content = True
+            elif seen_content and self.is_section(c):
+                self.d.add("envelope.section_after_content", self.kind(c), c.sourceline or 0)
+        if refs:
+            self.read_references(refs[0])
+        for c in children:
+            if self.is_section(c):
+                self.read_section(c)
+        content_ids: set[str] = set()
+        for c in content:
+            self.read_content(c, content_ids, depth=0)
+        self.check_host_resources(root)
+
+    def read_references(self, refs: etree._Element) -> None:
+        ids: set[str] = set()
+        hrefs: set[str] = set()
+        files = [c for c in _elements(refs) if _local(c.tag) == "File"]
+        if len(files) > self.limits.references:
+            self.d.add("limit.references", len(files), self.limits.references)
+            files = files[: self.limits.references]
+        for el in files:
+            line = el.sourceline or 0
+            fid = self.attr(el, "id")
+            href = self.attr(el, "href")
+            if not fid:
+                self.d.add("file.no_id", line)
+            elif fid in ids:
+                self.d.add("file.duplicate_id", fid, line)
+            if not href:
+                self.d.add("file.no_href", fid or "?", line)
+                continue
+            ref = FileRef(id=fid or "", href=href, line=line)
+            ref.usable = self.check_href(href, line)
+            if href in hrefs:
+                self.d.add("file.duplicate_href", href, line)
+                ref.usable = False
+            hrefs.add(href)
+            size = self.attr(el, "size")
+            if size is not None:
+                if _UNSIGNED.match(size):
+                    ref.size = int(size)
+                else:
+                    self.d.add("file.bad_size", href, size, line)
+            compression = self.attr(el, "compression")
+            if compression is not None:
+                if compression in ("gzip", "identity"):
+                    ref.compression = None if compression == "identity" else compression
+                else:
+                    self.d.add("file.bad_compression", href, compression, line)
+            chunk = self.attr(el, "chunkSize")
+            if chunk is not None:
+                if _UNSIGNED.match(chunk) and int(chunk) > 0:
+                    ref.chunk_size = int(chunk)
+                else:
+                    self.d.add("file.bad_chunk_size", href, chunk, line)
+            if fid and fid not in ids:
+                self.d.files.append(ref)
+            ids.add(fid or "")
+
+    def check_href(self, href: str, line: int) -> bool:
+        if _URL.match(href) and not re.match(r"^[A-Za-z]:[\\/]", href):
+            self.d.add("file.href_url", href, line)
+            return False
+        if href.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", href):
+            self.d.add("file.href_absolute", href, line)
+            return False
+        if ".." in re.split(r"[\\/]", href):
+            self.d.add("file.href_traversal", href, line)
+            return False
+        if not is_plain_name(href):
+            self.d.add("file.href_not_plain", href, line)
+            return False
+        return True
+
+    def read_section(self, section: etree._Element) -> None:
+        kind = self.kind(section)
+        if not self.has_info(section):
+            self.d.add("section.no_info", kind, section.sourceline or 0)
+        if kind == "DiskSection":
+            self.read_disks(section)
+
+    def read_disks(self, section: etree._Element) -> None:
+        ids: set[str] = set()
+        file_ids = {f.id for f in self.d.files}
+        for el in _elements(section):
+            if _local(el.tag) != "Disk":
+                continue
+            line = el.sourceline or 0
+            did = self.attr(el, "diskId")
+            if not did:
+                self.d.add("disk.no_id", line)
+            elif did in ids:
+                self.d.add("disk.duplicate_id", did, line)
+            label = did or "?"
+            file_ref = self.attr(el, "fileRef")
+            if file_ref is not None and file_ref not in file_ids:
+                self.d.add("disk.unknown_file_ref", label, file_ref, line)
+            units = self.units(el, label, line)
+            capacity = self.capacity(el, label, line)
+            capacity_bytes = capacity * units if capacity is not None and units else None
+            populated: int | None = None
+            raw_pop = self.attr(el, "populatedSize")
+            if raw_pop is not None:
+                if _UNSIGNED.match(raw_pop):
+                    populated = int(raw_pop)
+                    if capacity_bytes is not None and populated > capacity_bytes:
+                        self.d.add(
+                            "disk.populated_exceeds_capacity",
+                            label,
+                            populated,
+                            capacity_bytes,
+                            line,
+                        )
+                else:
+                    self.d.add("disk.bad_populated_size", label, raw_pop, line)
+            if did and did not in ids:
+                self.d.disks.append(
+                    Disk(did, line, file_ref, capacity_bytes, self.attr(el, "format"), populated)
+                )
+            ids.add(did or "")
+
+    def capacity(self, el: etree._Element, label: str, line: int) -> int | None:
+        raw = self.attr(el, "capacity")
+        if raw is None or raw == "":
+            self.d.add("disk.no_capacity", label, line)
+            return None
+        prop = _PROPERTY_REF.match(raw)
+        if prop:
+            if prop.group(1) not in self.properties:
+                self.d.add("disk.unknown_capacity_property", label, prop.group(1), line)
+            return None
+        if not _UNSIGNED.match(raw):
+            self.d.add("disk.bad_capacity", label, raw, line)
+            return None
+        if int(raw) == 0:
+            self.d.add("disk.zero_capacity", label, line)
+            return None
+        return int(raw)
+
+    def units(self, el: etree._Element, label: str, line: int) -> int | None:
+        raw = self.attr(el, "capacityAllocationUnits")
+        if raw is None:
+            return 1
+        m = _UNITS.match(raw)
+        if not m:
+            self.d.add("disk.bad_allocation_units", label, raw, line)
+            return None
+        value = 1
+        for base, exp in _UNIT_TERM.findall(m.group(1)):
+            value *= int(base) ** int(exp or 1)
+            if value.bit_length() > 128:
+                self.d.add("disk.bad_allocation_units", label, raw, line)
+                return None
+        return value
+
+    def read_content(self, el: etree._Element, ids: set[str], depth: int) -> None:
+        line = el.sourceline or 0
+        kind = self.kind(el)
+        cid = self.attr(el, "id")
+        if not cid:
+            self.d.add("content.no_id", kind, line)
+        elif cid in ids:
+            self.d.add("content.duplicate_id", cid, line)
+        else:
+            ids.add(cid)
+        if not self.has_info(el):
+            self.d.add("content.no_info", kind, cid or "?", line)
+        for child in _elements(el):
+            if self.is_content(child):
+                if kind != "VirtualSystemCollection":
+                    self.d.add(
+                        "content.nested_in_system",
+                        self.kind(child),
+                        cid or "?",
+                        child.sourceline or 0,
+                    )
+                self.read_content(child, ids, depth + 1)
+            elif self.is_section(child):
+                self.read_section(child)
+
+    def check_host_resources(self, root: etree._Element) -> None:
+        disks = {d.id for d in self.d.disks}
+        files = {f.id for f in self.d.files}
+        for el in root.iter():
+            if not isinstance(el.tag, str) or _local(el.tag) != "HostResource":
+                continue
+            value = (el.text or "").strip()
+            line = el.sourceline or 0
+            m = re.match(r"^(?:ovf:)?/(disk|file)/(.+)$", value)
+            if not m:
+                continue
+            kind, ident = m.groups()
+            if kind == "disk" and ident not in disks:
+                self.d.add("hardware.unknown_disk", ident, line)
+            elif kind == "file" and ident not in files:
+                self.d.add("hardware.unknown_file", ident, line)
+
+
+def read_descriptor(name: str, data: bytes | None, limits: Limits) -> Descriptor:
+    """Parse and check a descriptor's bytes (``None``: larger than the limit)."""
+    desc = Descriptor(name=name)
+    if data is None:
+        desc.add("limit.descriptor_size", limits.descriptor_bytes)
+        return desc
+    try:
+        tree = parse(
+            data, max_elements=limits.descriptor_elements, max_depth=limits.descriptor_depth
+        )
+    except XmlRejected as exc:
+        if exc.kind == "malformed":
+            desc.add("xml.malformed", exc.detail, exc.line)
+        elif exc.kind in ("doctype", "entity"):
+            desc.add("xml.doctype", exc.line)
+        elif exc.kind == "elements":
+            desc.add("limit.descriptor_elements", limits.descriptor_elements)
+        else:
+            desc.add("limit.descriptor_depth", limits.descriptor_depth, exc.line)
+        return desc
+    root = tree.getroot()
+    if _local(root.tag) != "Envelope":
+        desc.add("envelope.not_envelope", _local(root.tag), root.sourceline or 0)
+        return desc
+    ns = _ns(root.tag)
+    if ns not in OVF_NAMESPACES:
+        desc.add("envelope.bad_namespace", ns or "(none)", root.sourceline or 0)
+        return desc
+    desc.version = OVF_NAMESPACES[ns]
+    desc.parsed = True
+    _Reader(desc, ns, limits).read(root)
+    return desc

@@ -1,0 +1,428 @@
+"""The engine: runs the registered hooks over a session and builds the ValidationResult.
+
+Nothing here knows an item type: what a session needs and what is wrong with
+it comes from the hook implementations (see :mod:`validator.hookspecs` for the
+order of the phases).  Every received file is read at most once by the
+engine, in chunks of ``limits.read_chunk_bytes`` into one reused buffer, and
+all stream checks and requested digests of that file are fed from that one
+read; independent files are processed in parallel threads (``hashlib``
+releases the GIL, so hashing scales with cores).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from validator.checks import CheckContext, FileCheck, ReaderCheck, Reporter, StreamCheck
+from validator.limits import Limits
+from validator.registry import HookFailure, Registry, _as_list, default_registry, describe
+from validator.results import (
+    LocalizableMessage,
+    NotAllowedInCurrentState,
+    Problem,
+    ValidationError,
+    ValidationResult,
+)
+from validator.session import Session, SessionError, SessionFile
+
+Progress = Callable[[int], None]
+
+PHASE_REJECTED, PHASE_PREPARE, PHASE_REQUIRED, PHASE_FILES, PHASE_SESSION = range(5)
+
+
+@dataclass
+class _Digests(StreamCheck):
+    """The digests other checks asked for, computed in the file's single read."""
+
+    name: str
+    ctx: CheckContext
+    hashers: dict[str, Any] = field(default_factory=dict)
+    label: str = "digest"
+
+    def update(self, data: memoryview) -> None:
+        for h in self.hashers.values():
+            h.update(data)
+
+    def finish(self, report: Reporter) -> None:
+        for alg, h in self.hashers.items():
+            self.ctx.set_digest(self.name, alg, h.hexdigest())
+
+
+class Engine:
+    """Validates sessions with the plugins of a :class:`~validator.registry.Registry`.
+
+    ``locale`` fills ``localized`` in messages; ``progress`` is called with the
+    number of bytes read after each chunk (from worker threads).
+    """
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        *,
+        limits: Limits | None = None,
+        locale: str | None = None,
+        progress: Progress | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.registry = registry if registry is not None else default_registry()
+        self.limits = limits if limits is not None else Limits()
+        self.locale = locale
+        self.progress = progress
+        self.options = dict(options or {})
+
+    # -- inputs -----------------------------------------------------------
+    def open(self, path: Path) -> Session:
+        """Turn a path into a session (``validator_open_session``); ``SessionError`` if not."""
+        for plugin, result in self.registry.call_each(
+            "validator_open_session", {"path": path, "limits": self.limits}
+        ):
+            if isinstance(result, HookFailure):
+                if isinstance(result.exception, SessionError):
+                    raise result.exception
+                raise SessionError("validator.core.input.plugin_failed", path, plugin, result.error)
+            if result is None:
+                continue
+            if not isinstance(result, Session):
+                raise SessionError(
+                    "validator.core.input.plugin_bad_result", path, plugin, type(result).__name__
+                )
+            return result
+        raise SessionError("validator.core.input.unsupported", path)
+
+    def detect(self, session: Session) -> str:
+        """The item type of a session: its own, or the best ``ItemType.detect`` score."""
+        types = self.registry.item_types
+        if session.item_type is not None:
+            if session.item_type not in types:
+                known = ", ".join(sorted(types)) or "none"
+                raise SessionError(
+                    "validator.core.input.unknown_type", session.origin, session.item_type, known
+                )
+            return session.item_type
+        scores: list[tuple[int, str]] = []
+        for name, item in types.items():
+            try:
+                score = int(item.detect(session))
+            except Exception as exc:
+                plugin = self.registry.item_type_plugin.get(name, "?")
+                self.registry.problem(
+                    "validator.core.registry.detect_failed", plugin, name, describe(exc)
+                )
+                continue
+            if score > 0:
+                scores.append((score, name))
+        if not scores:
+            raise SessionError(
+                "validator.core.input.no_type", session.origin, ", ".join(sorted(types))
+            )
+        scores.sort(reverse=True)
+        if len(scores) > 1 and scores[0][0] == scores[1][0]:
+            raise SessionError(
+                "validator.core.input.ambiguous_type", session.origin, scores[0][1], scores[1][1]
+            )
+        return scores[0][1]
+
+    # -- validation -------------------------------------------------------
+    def message(self, message_id: str, args: Iterable[object] = ()) -> LocalizableMessage:
+        return self.registry.catalogs.message(message_id, args, self.locale)
+
+    def check_received(self, session: Session) -> None:
+        """Raise the seed's ``not_allowed_in_current_state`` unless every file was received."""
+        messages = []
+        for f in session.files:
+            if f.received:
+                continue
+            if f.source is not None and f.size is not None and f.size != f.source.size:
+                messages.append(
+                    self.message(
+                        "validator.core.session.file_size_mismatch",
+                        (f.name, f.size, f.source.size),
+                    )
+                )
+            else:
+                messages.append(
+                    self.message("validator.core.session.file_not_received", (f.name, f.status))
+                )
+        if messages:
+            raise NotAllowedInCurrentState(messages)
+
+    def validate(self, session: Session, item_type: str | None = None) -> ValidationResult:
+        """Validate a session; raises ``NotAllowedInCurrentState`` or ``SessionError``."""
+        if item_type is not None:
+            session.item_type = item_type
+        kind = self.detect(session)
+        if not session.sequential:
+            self.check_received(session)
+        ctx = CheckContext(
+            item_type=kind, limits=self.limits, locale=self.locale, options=dict(self.options)
+        )
+        item = self.registry.item_types[kind]
+        try:
+            primary = item.primary_file(session)
+        except Exception:
+            primary = None
+        run = _Run(self, session, kind, ctx, primary or (session.names() or [session.origin])[0])
+        return run.execute()
+
+
+class _Run:
+    """One validation: collects problems from every phase, then orders them."""
+
+    def __init__(
+        self, engine: Engine, session: Session, kind: str, ctx: CheckContext, primary: str
+    ) -> None:
+        self.engine = engine
+        self.registry = engine.registry
+        self.session = session
+        self.kind = kind
+        self.ctx = ctx
+        self.primary = primary
+        self.problems: list[Problem] = []
+        self._lock = threading.Lock()
+
+    def _add(self, problems: Iterable[Problem]) -> None:
+        with self._lock:
+            self.problems.extend(problems)
+
+    def _failure(self, order: tuple[Any, ...], name: str, failure: HookFailure) -> Problem:
+        return Problem(
+            name,
+            "validator.core.plugin.failed",
+            (failure.plugin, failure.hook, failure.error),
+            order=order,
+        )
+
+    def _session_hook(self, hook: str, phase: int) -> None:
+        kwargs = {"item_type": self.kind, "session": self.session, "ctx": self.ctx}
+        for index, impl in enumerate(self.registry.impls(hook)):
+            report = Reporter((phase, index))
+            kwargs["report"] = report
+            try:
+                impl.function(*[kwargs[a] for a in impl.argnames])
+            except Exception as exc:
+                report.problems.append(
+                    self._failure(
+                        (phase, index, 1 << 30),
+                        self.primary,
+                        HookFailure(impl.plugin_name, hook, describe(exc)),
+                    )
+                )
+            self._add(report.problems)
+
+    def execute(self) -> ValidationResult:
+        for i, rej in enumerate(self.session.rejected):
+            self._add([Problem(rej.name, rej.message_id, rej.args, order=(PHASE_REJECTED, i))])
+        self._session_hook("validator_prepare_session", PHASE_PREPARE)
+        if self.session.sequential:
+            # Read once, in stream order: the archive's members arrive one by one.
+            for index, file in enumerate(self.session.iter_sequential()):
+                self._process_file(index, file)
+            self.engine.check_received(self.session)
+        else:
+            self._process_files()
+        required = self._required()
+        self._session_hook("validator_check_session", PHASE_SESSION)
+        present = set(self.session.names())
+        missing = tuple(sorted(n for n in required if n not in present))
+        return self._result(missing)
+
+    def _required(self) -> set[str]:
+        required: set[str] = set()
+        kwargs = {"item_type": self.kind, "session": self.session, "ctx": self.ctx}
+        for index, (plugin, result) in enumerate(
+            self.registry.call_each("validator_required_files", kwargs)
+        ):
+            if isinstance(result, HookFailure):
+                self._add([self._failure((PHASE_REQUIRED, index), self.primary, result)])
+                continue
+            for name in _as_list(result):
+                if isinstance(name, str):
+                    required.add(name)
+                else:
+                    self._add(
+                        [
+                            self._bad_result(
+                                (PHASE_REQUIRED, index),
+                                self.primary,
+                                plugin,
+                                "validator_required_files",
+                                name,
+                            )
+                        ]
+                    )
+        return required
+
+    def _bad_result(
+        self, order: tuple[Any, ...], name: str, plugin: str, hook: str, value: object
+    ) -> Problem:
+        return Problem(
+            name,
+            "validator.core.plugin.bad_result",
+            (plugin, hook, type(value).__name__),
+            order=order,
+        )
+
+    # -- the file pass ----------------------------------------------------
+    def _process_files(self) -> None:
+        files = [(i, f) for i, f in enumerate(self.session.files) if f.source is not None]
+        threads = self.engine.limits.threads or (os.cpu_count() or 1)
+        if threads <= 1 or len(files) <= 1:
+            for index, file in files:
+                self._process_file(index, file)
+            return
+        # Biggest first, so that one large file does not start last.
+        files.sort(key=lambda p: -(p[1].stored_size or 0))
+        with ThreadPoolExecutor(
+            max_workers=min(threads, len(files)), thread_name_prefix="validator"
+        ) as pool:
+            for fut in [pool.submit(self._process_file, i, f) for i, f in files]:
+                fut.result()
+
+    def _collect_checks(self, index: int, file: SessionFile) -> list[tuple[str, FileCheck]]:
+        kwargs = {"item_type": self.kind, "session": self.session, "file": file, "ctx": self.ctx}
+        checks: list[tuple[str, FileCheck]] = []
+        for hook_index, (plugin, result) in enumerate(
+            self.registry.call_each("validator_file_checks", kwargs)
+        ):
+            order = (PHASE_FILES, index, -1, hook_index)
+            if isinstance(result, HookFailure):
+                self._add([self._failure(order, file.name, result)])
+                continue
+            for check in _as_list(result):
+                if isinstance(check, (StreamCheck, ReaderCheck)):
+                    checks.append((plugin, check))
+                else:
+                    self._add(
+                        [self._bad_result(order, file.name, plugin, "validator_file_checks", check)]
+                    )
+        return checks
+
+    def _process_file(self, index: int, file: SessionFile) -> None:
+        checks = self._collect_checks(index, file)
+        algs = self.ctx.requested_digests(file.name)
+        if algs:
+            digests = _Digests(file.name, self.ctx)
+            for alg in sorted(algs):
+                try:
+                    digests.hashers[alg] = hashlib.new(alg)
+                except ValueError:
+                    continue
+            checks.append(("core", digests))
+        if not checks or file.source is None:
+            return
+        reports: list[Reporter] = []
+        streams: list[tuple[str, StreamCheck, Reporter]] = []
+        try:
+            for ci, (plugin, check) in enumerate(checks):
+                report = Reporter((PHASE_FILES, index, ci))
+                reports.append(report)
+                if isinstance(check, ReaderCheck):
+                    self._run_reader(file, plugin, check, report)
+                elif isinstance(check, StreamCheck):
+                    streams.append((plugin, check, report))
+            if streams:
+                self._stream(file, streams)
+        except OSError as exc:
+            err = Reporter((PHASE_FILES, index, 1 << 30))
+            err.error(
+                file.name,
+                "validator.core.file.read_error",
+                file.name,
+                exc.strerror or describe(exc),
+            )
+            reports.append(err)
+        for report in reports:
+            self._add(report.problems)
+
+    def _check_failed(
+        self, file: SessionFile, plugin: str, check: FileCheck, exc: Exception, report: Reporter
+    ) -> None:
+        label = check.label or type(check).__name__
+        report.error(file.name, "validator.core.check.failed", plugin, label, describe(exc))
+
+    def _run_reader(
+        self, file: SessionFile, plugin: str, check: ReaderCheck, report: Reporter
+    ) -> None:
+        assert file.source is not None
+        if not file.source.seekable:
+            report.error(
+                file.name,
+                "validator.core.check.needs_seek",
+                plugin,
+                check.label or type(check).__name__,
+            )
+            return
+        with file.source.open() as fh:
+            try:
+                check.run(fh, file.source.size, report)
+            except OSError:
+                raise
+            except Exception as exc:
+                self._check_failed(file, plugin, check, exc, report)
+
+    def _stream(self, file: SessionFile, streams: list[tuple[str, StreamCheck, Reporter]]) -> None:
+        assert file.source is not None
+        size = max(4096, self.engine.limits.read_chunk_bytes)
+        buf = bytearray(size)
+        view = memoryview(buf)
+        live = list(streams)
+        progress = self.engine.progress
+        with file.source.open() as fh:
+            readinto = getattr(fh, "readinto", None)
+            while live:
+                if readinto is not None:
+                    n = readinto(view)
+                    chunk = view[:n] if n else None
+                else:
+                    data = fh.read(size)
+                    n = len(data)
+                    chunk = memoryview(data) if n else None
+                if not n or chunk is None:
+                    break
+                for entry in list(live):
+                    plugin, check, report = entry
+                    try:
+                        check.update(chunk)
+                    except Exception as exc:
+                        self._check_failed(file, plugin, check, exc, report)
+                        live.remove(entry)
+                if progress is not None:
+                    progress(n)
+        for entry in live:
+            plugin, check, report = entry
+            try:
+                check.finish(report)
+            except Exception as exc:
+                self._check_failed(file, plugin, check, exc, report)
+
+    # -- the result -------------------------------------------------------
+    def _result(self, missing: tuple[str, ...]) -> ValidationResult:
+        position = {name: i for i, name in enumerate(self.session.names())}
+        far = len(position)
+
+        def key(p: Problem) -> tuple[Any, ...]:
+            return (position.get(p.name, far), p.name if p.name not in position else "", p.order)
+
+        errors: list[ValidationError] = []
+        warnings: list[ValidationError] = []
+        seen: set[tuple[str, str, tuple[str, ...], bool]] = set()
+        for p in sorted(self.problems, key=key):
+            ident = (p.name, p.message_id, p.args, p.warning)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            entry = ValidationError(p.name, self.engine.message(p.message_id, p.args))
+            (warnings if p.warning else errors).append(entry)
+        return ValidationResult(
+            missing_files=missing,
+            invalid_files=tuple(errors),
+            warnings=tuple(warnings),
+            item_type=self.kind,
+        )

@@ -1,0 +1,134 @@
+"""Hook specifications: the plugin API of the validator.
+
+A plugin is a module (or object) with functions named like the hooks below
+and decorated with :data:`hookimpl`; it is found through the entry-point
+group ``validator.plugins`` (see :mod:`validator.registry`).  A hook
+implementation may accept any subset of the arguments of its spec.
+
+The engine calls every implementation of a check hook separately: one that
+raises is reported (with the plugin's name) as an ``invalid_files`` entry of
+id ``validator.core.plugin.failed`` and the rest of the validation goes on.
+
+Validation runs in this order, for a session of item type ``item_type``:
+
+1. :func:`validator_prepare_session` – whole-session checks that need no
+   file data beyond small metadata files (parse a descriptor);
+2. :func:`validator_required_files` – names the item needs (→ ``missing_files``);
+3. :func:`validator_file_checks` – per file, the checks to run on its bytes;
+   all stream checks of a file share one read, files are read in parallel;
+4. :func:`validator_check_session` – whole-session checks that use what the
+   file pass found (digests against a manifest).
+
+These docstrings are the reference documentation (``validator hooks`` prints
+them); a test checks that every hook is documented in the README.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from validator.checks import CheckContext, FileCheck, ItemType, Reporter
+    from validator.limits import Limits
+    from validator.messages import CatalogSource
+    from validator.session import Session, SessionFile
+
+PROJECT = "validator"
+#: The entry-point group plugins (built-in adapters included) are found through.
+ENTRY_POINT_GROUP = "validator.plugins"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def validator_item_types() -> Iterable[ItemType]:
+    """Declare the item types this plugin adapts.
+
+    :return: :class:`~validator.checks.ItemType` instances.  Called once when
+        the registry is built.  Every name must be unique across plugins: a
+        second declaration of a name is refused and reported with both
+        plugins' names, and the first one stays.
+    """
+
+
+@hookspec
+def validator_message_catalogs() -> Iterable[CatalogSource]:
+    """Contribute message catalogs.
+
+    :return: :class:`~validator.messages.CatalogSource` objects, each naming
+        the id namespace the plugin owns (``acme.policy``) and a folder with
+        one ``<locale>.yaml`` per language (``en.yaml`` is mandatory).  Every
+        message id a plugin reports must be in its catalogs.
+    """
+
+
+@hookspec(firstresult=True)
+def validator_open_session(path: Path, limits: Limits) -> Session | None:
+    """Turn an input path (a command-line argument) into a session.
+
+    :param path: the path as given (not resolved; it may not exist).
+    :param limits: the resource limits in force.
+    :return: a :class:`~validator.session.Session`, or ``None`` if this plugin
+        does not handle such a path.  The first non-``None`` result wins;
+        the built-in fallbacks (a folder, a session manifest, any single
+        file) are registered ``trylast``.  Raise
+        :class:`~validator.session.SessionError` with a one-line reason for
+        an input that is unreadable; it is shown as it stands, exit status 2.
+    """
+
+
+@hookspec
+def validator_prepare_session(
+    item_type: str, session: Session, ctx: CheckContext, report: Reporter
+) -> None:
+    """Check the session as a whole before any file is read in full.
+
+    Called for every session; return at once if ``item_type`` is not yours.
+    Read small metadata files with ``ctx.read_small`` and keep what you parse
+    in ``ctx.cached``; request the digests you will need with
+    ``ctx.request_digest``.  Problems go to ``report.error(name, id, *args)``.
+    """
+
+
+@hookspec
+def validator_required_files(
+    item_type: str, session: Session, ctx: CheckContext
+) -> Iterable[str] | None:
+    """Name the files an item of ``item_type`` needs.
+
+    :return: file names, or ``None`` if ``item_type`` is not yours.  The union
+        over all plugins, less the files the session holds, is
+        ``missing_files``.
+    """
+
+
+@hookspec
+def validator_file_checks(
+    item_type: str, session: Session, file: SessionFile, ctx: CheckContext
+) -> Iterable[FileCheck] | None:
+    """Give the checks to run over one received file's bytes.
+
+    :return: :class:`~validator.checks.StreamCheck` and
+        :class:`~validator.checks.ReaderCheck` instances, or ``None``.  All
+        plugins' checks for a file run together: reader checks first, then
+        one sequential read feeds every stream check.  Files are processed in
+        parallel threads, so a check must not share mutable state with the
+        checks of other files (except through ``ctx``, which is thread-safe).
+    """
+
+
+@hookspec
+def validator_check_session(
+    item_type: str, session: Session, ctx: CheckContext, report: Reporter
+) -> None:
+    """Check the session as a whole after every file was read.
+
+    Digests requested earlier are available from ``ctx.digest``; state kept
+    in ``ctx.store`` by your file checks is complete.  Problems go to
+    ``report``.
+    """

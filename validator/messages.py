@@ -1,0 +1,186 @@
+"""Message catalogs: every text a user can see, by stable id, per locale.
+
+A plugin contributes a catalog through the ``validator_message_catalogs``
+hook: a :class:`CatalogSource` naming the id namespace it owns (for example
+``validator.ovf``) and a directory that holds one YAML file per locale,
+``en.yaml``, ``de.yaml``, … Each file maps a dotted message id to a template
+with positional ``{0}``, ``{1}`` … placeholders::
+
+    validator.ovf.reference.duplicate_id: "File id {0} is declared more than once (line {1})."
+
+English is mandatory and is always used for ``default_message``; another
+locale only fills ``localized``.  An unknown locale, or an id a locale lacks,
+falls back to English.  Catalogs are read lazily, the first time a message of
+that locale is rendered.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from validator.results import LocalizableMessage
+
+DEFAULT_LOCALE = "en"
+#: The locales whose catalogs ship complete with the project.
+SHIPPED_LOCALES = ("en", "de", "fr", "ja")
+
+_PLACEHOLDER = re.compile(r"\{(\d+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogSource:
+    """A plugin's catalogs: the id ``namespace`` it owns and the folder of ``<locale>.yaml``."""
+
+    namespace: str
+    directory: Traversable | Path
+
+
+def placeholders(template: str) -> set[int]:
+    """The positional placeholder numbers a template uses."""
+    return {int(m) for m in _PLACEHOLDER.findall(template)}
+
+
+def format_template(template: str, args: tuple[str, ...]) -> str:
+    """Fill ``{N}`` placeholders; nothing else in the template is interpreted.
+
+    Unlike ``str.format`` this cannot be made to look up attributes, and a
+    placeholder without an argument is left as it stands.
+    """
+
+    def sub(m: re.Match[str]) -> str:
+        i = int(m.group(1))
+        return args[i] if i < len(args) else m.group(0)
+
+    return _PLACEHOLDER.sub(sub, template)
+
+
+def normalize_locale(value: str | None) -> str | None:
+    """``de_DE.UTF-8`` → ``de``; ``C``, ``POSIX`` and empty values → ``None``."""
+    if not value:
+        return None
+    value = value.split(":")[0].split(".")[0].split("@")[0].strip()
+    if not value or value in ("C", "POSIX"):
+        return None
+    return value.replace("-", "_").split("_")[0].lower() or None
+
+
+def locale_from_environment(environ: Mapping[str, str] | None = None) -> str | None:
+    """The locale the environment asks for (``LC_ALL``, ``LC_MESSAGES``, ``LANG``).
+
+    Only a shipped non-English locale counts: ``LANG=en_US.UTF-8`` (the
+    usual default) asks for nothing, so default output stays the seed's.
+    """
+    env = os.environ if environ is None else environ
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        loc = normalize_locale(env.get(var))
+        if loc is not None:
+            return loc if loc in SHIPPED_LOCALES and loc != DEFAULT_LOCALE else None
+    return None
+
+
+def load_catalog_file(path: Traversable | Path) -> dict[str, str]:
+    """Read one catalog file: a flat mapping of id → template string."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise ValueError(f"{path}: a catalog is a mapping of message id to template string")
+    return data
+
+
+class Catalogs:
+    """All catalogs contributed by the loaded plugins, read on first use."""
+
+    def __init__(
+        self,
+        sources: Iterable[tuple[str, CatalogSource]] = (),
+        on_problem: Callable[..., None] | None = None,
+    ) -> None:
+        self._sources: list[tuple[str, CatalogSource]] = []
+        self._loaded: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+        #: Called as ``on_problem(message_id, *args)`` for a broken catalog.
+        self.on_problem = on_problem or (lambda *a: None)
+        for plugin, source in sources:
+            self.add(plugin, source)
+
+    def add(self, plugin: str, source: CatalogSource) -> None:
+        self._sources.append((plugin, source))
+        self._loaded.clear()
+
+    @property
+    def sources(self) -> list[tuple[str, CatalogSource]]:
+        return list(self._sources)
+
+    def locales(self) -> list[str]:
+        """Every locale some plugin ships a catalog for."""
+        found: set[str] = set()
+        for _plugin, src in self._sources:
+            for entry in src.directory.iterdir():
+                if entry.name.endswith(".yaml"):
+                    found.add(entry.name[: -len(".yaml")])
+        return sorted(found)
+
+    def catalog(self, locale: str) -> dict[str, str]:
+        """The merged id → template mapping of one locale (empty if none ships)."""
+        with self._lock:
+            if locale not in self._loaded:
+                merged: dict[str, str] = {}
+                for plugin, src in self._sources:
+                    entry = src.directory / f"{locale}.yaml"
+                    if not entry.is_file():
+                        continue
+                    try:
+                        data = load_catalog_file(entry)
+                    except Exception as exc:  # OSError, ValueError, yaml.YAMLError…
+                        self.on_problem(
+                            "validator.core.registry.catalog_error",
+                            plugin,
+                            locale,
+                            " ".join(str(exc).split()),
+                        )
+                        continue
+                    for key, template in data.items():
+                        if not key.startswith(src.namespace + "."):
+                            self.on_problem(
+                                "validator.core.registry.catalog_namespace",
+                                plugin,
+                                locale,
+                                key,
+                                src.namespace,
+                            )
+                            continue
+                        merged[key] = template
+                self._loaded[locale] = merged
+            return self._loaded[locale]
+
+    def template(self, message_id: str, locale: str = DEFAULT_LOCALE) -> str | None:
+        return self.catalog(locale).get(message_id)
+
+    def message(
+        self, message_id: str, args: Iterable[object] = (), locale: str | None = None
+    ) -> LocalizableMessage:
+        """Render a message: English ``default_message``, ``localized`` if a locale was asked."""
+        sargs = tuple(str(a) for a in args)
+        english = self.template(message_id, DEFAULT_LOCALE)
+        if english is None:
+            # An id with no catalog entry is a bug the catalog tests catch; the
+            # user still gets the id and its arguments rather than nothing.
+            english = message_id + "".join(f" {{{i}}}" for i in range(len(sargs)))
+        default = format_template(english, sargs)
+        localized: str | None = None
+        if locale is not None:
+            tmpl = self.template(message_id, locale) if locale != DEFAULT_LOCALE else None
+            localized = format_template(tmpl, sargs) if tmpl is not None else default
+        return LocalizableMessage(message_id, default, sargs, localized)

@@ -1,0 +1,1 @@
+"""The reference update-session server (issue 5); not implemented yet."""

@@ -1,0 +1,249 @@
+"""The session model: the files of an update session and a way to read them.
+
+A :class:`Session` is what the engine validates, whatever it was built from:
+a bundle folder, a lone descriptor with the files it references beside it, an
+archive, a session manifest (YAML/JSON, see ``docs/session-manifest.md``) or
+a server's update session.  Each :class:`SessionFile` carries what the API
+knows of a file (name, declared size, ``checksum_info``, transfer status) and,
+when its bytes were received, a :class:`ByteSource` to read them.
+
+Safety: a :class:`PathSource` opens its file with ``O_NOFOLLOW`` and checks
+that it is still a regular file after opening, so a link swapped in later is
+refused rather than followed.  Session builders never produce a source for a
+name that is not a plain file name.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, runtime_checkable
+
+
+class TransferStatus(enum.StrEnum):
+    """``com.vmware.content.library.item.TransferStatus`` (REFERENCE §2)."""
+
+    WAITING_FOR_TRANSFER = "WAITING_FOR_TRANSFER"
+    TRANSFERRING = "TRANSFERRING"
+    READY = "READY"
+    VALIDATING = "VALIDATING"
+    ERROR = "ERROR"
+
+
+class ChecksumAlgorithm(enum.StrEnum):
+    """``checksum_info.algorithm``; values are also ``hashlib`` names (lower-cased)."""
+
+    SHA1 = "SHA1"
+    MD5 = "MD5"
+    SHA256 = "SHA256"
+    SHA512 = "SHA512"
+
+    @property
+    def hashlib_name(self) -> str:
+        return self.value.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksumInfo:
+    algorithm: ChecksumAlgorithm
+    checksum: str
+
+
+class SessionError(Exception):
+    """An input cannot be turned into a session: the CLI prints it on one line, exit 2.
+
+    Carries a catalog ``message_id`` and its ``args`` like every message a user
+    sees; ``str()`` is a plain English fallback for logs.
+    """
+
+    def __init__(self, message_id: str, *args: object) -> None:
+        self.message_id = message_id
+        self.args_ = tuple(str(a) for a in args)
+        super().__init__(f"{message_id}: {', '.join(self.args_)}")
+
+
+@runtime_checkable
+class ByteSource(Protocol):
+    """Where the bytes of a received file are.
+
+    ``size`` is the size as stored.  ``open`` returns a new binary reader
+    positioned at the start; a source with ``seekable`` false (a member of an
+    archive read from a pipe) can be opened only once, in session order.
+    """
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def seekable(self) -> bool: ...
+
+    def open(self) -> BinaryIO: ...
+
+
+def is_plain_name(name: str) -> bool:
+    """A plain relative file name: no directory part, not ``.``/``..``, no NUL or control."""
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and not any(ord(c) < 32 or ord(c) == 127 for c in name)
+        and len(name.encode("utf-8", "surrogateescape")) <= 255
+    )
+
+
+def open_regular_file(path: Path) -> BinaryIO:
+    """Open ``path`` for reading without following a final symbolic link.
+
+    Raises ``OSError`` when it is a link, or not a regular file once opened.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path.name}: not a regular file")
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class PathSource:
+    """A regular file on disk (checked with ``lstat`` when the session is built)."""
+
+    path: Path
+    stored_size: int
+
+    @property
+    def size(self) -> int:
+        return self.stored_size
+
+    @property
+    def seekable(self) -> bool:
+        return True
+
+    def open(self) -> BinaryIO:
+        return open_regular_file(self.path)
+
+
+@dataclass(slots=True)
+class SessionFile:
+    """One file of the session (``File.Info`` of the API, plus its bytes)."""
+
+    name: str
+    source: ByteSource | None = None
+    status: TransferStatus = TransferStatus.READY
+    size: int | None = None
+    checksum_info: ChecksumInfo | None = None
+
+    @property
+    def received(self) -> bool:
+        """Received correctly: READY, bytes present, and the declared size (if any) matches."""
+        return (
+            self.status in (TransferStatus.READY, TransferStatus.VALIDATING)
+            and self.source is not None
+            and (self.size is None or self.size == self.source.size)
+        )
+
+    @property
+    def stored_size(self) -> int | None:
+        return self.source.size if self.source is not None else None
+
+
+@dataclass(slots=True)
+class Rejected:
+    """An entry that was offered to the session but cannot be part of it (a link, a FIFO…).
+
+    The engine turns it into an ``invalid_files`` entry with ``message_id``.
+    """
+
+    name: str
+    message_id: str
+    args: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Session:
+    """The files to validate, in a stable order, and what they came from.
+
+    ``origin`` is shown to users (the path given on the command line, or a
+    server session id).  ``item_type`` is set when the input already says
+    which type it is (a session manifest, ``--type``); otherwise the engine
+    asks the registered item types.  ``sequential`` sessions (an archive on
+    standard input) are read once, in order, through :meth:`iter_sequential`.
+    ``meta`` is free for the plugin that built the session.
+    """
+
+    origin: str
+    files: list[SessionFile] = field(default_factory=list)
+    item_type: str | None = None
+    rejected: list[Rejected] = field(default_factory=list)
+    sequential: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        return [f.name for f in self.files]
+
+    def get(self, name: str) -> SessionFile | None:
+        for f in self.files:
+            if f.name == name:
+                return f
+        return None
+
+    def add(self, file: SessionFile) -> None:
+        """Add a file; re-adding a name replaces it (as ``File.add`` does)."""
+        for i, f in enumerate(self.files):
+            if f.name == file.name:
+                self.files[i] = file
+                return
+        self.files.append(file)
+
+    def iter_sequential(self) -> Iterator[SessionFile]:
+        """Files in stream order for a ``sequential`` session; plain sessions list ``files``."""
+        return iter(list(self.files))
+
+
+def file_from_path(path: Path, name: str | None = None) -> SessionFile | Rejected:
+    """A session file for a path inside a bundle, or why it cannot be one.
+
+    Uses ``lstat``: a symbolic link is rejected, never followed.
+    """
+    name = path.name if name is None else name
+    if not is_plain_name(name):
+        return Rejected(name, "validator.core.file.bad_name", (name,))
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return Rejected(name, "validator.core.file.unreadable", (name, exc.strerror or str(exc)))
+    if stat.S_ISLNK(st.st_mode):
+        return Rejected(name, "validator.core.file.link", (name,))
+    if not stat.S_ISREG(st.st_mode):
+        return Rejected(name, "validator.core.file.not_regular", (name,))
+    return SessionFile(name=name, source=PathSource(path, st.st_size), size=None)
+
+
+def session_from_directory(path: Path, limit: int) -> Session:
+    """Every entry directly inside a folder, sorted by name; sub-folders are not part of it."""
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError as exc:
+        raise SessionError(
+            "validator.core.input.folder_unreadable", path, exc.strerror or exc
+        ) from exc
+    session = Session(origin=str(path))
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            continue
+        if len(session.files) + len(session.rejected) >= limit:
+            raise SessionError("validator.core.input.too_many_files", path, limit)
+        item = file_from_path(Path(entry.path), entry.name)
+        if isinstance(item, Rejected):
+            session.rejected.append(item)
+        else:
+            session.files.append(item)
+    return session

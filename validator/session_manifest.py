@@ -1,0 +1,178 @@
+"""Session manifests: a YAML or JSON file that describes an update session.
+
+The format (version 1) is documented in ``docs/session-manifest.md``::
+
+    validator-session: 1
+    item_type: ovf                 # optional; detected when absent
+    files:
+      - name: vm.ovf               # the file's name in the session (a plain name)
+        path: bundle/vm.ovf        # optional, default: name; relative to this manifest's folder
+        size: 1234                 # optional declared size in bytes
+        checksum_info: {algorithm: SHA256, checksum: 8f43…}
+        status: READY              # optional TransferStatus, default READY
+
+Every path stays inside the manifest's folder: absolute paths, ``..`` and
+links that lead out are refused before anything is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from validator.session import (
+    ChecksumAlgorithm,
+    ChecksumInfo,
+    Rejected,
+    Session,
+    SessionError,
+    SessionFile,
+    TransferStatus,
+    file_from_path,
+    is_plain_name,
+    open_regular_file,
+)
+
+FORMAT_KEY = "validator-session"
+SUFFIXES = (".yaml", ".yml", ".json")
+_FILE_KEYS = {"name", "path", "size", "checksum_info", "status"}
+
+
+def looks_like_manifest(path: Path) -> bool:
+    return path.suffix.lower() in SUFFIXES
+
+
+def _load(path: Path, max_bytes: int) -> Any:
+    try:
+        with open_regular_file(path) as fh:
+            raw = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise SessionError("validator.core.manifest.unreadable", path, exc.strerror or exc) from exc
+    if len(raw) > max_bytes:
+        raise SessionError("validator.core.manifest.too_large", path, max_bytes)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SessionError("validator.core.manifest.not_utf8", path, exc.start) from exc
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SessionError(
+                "validator.core.manifest.bad_json", path, exc.msg, exc.lineno
+            ) from exc
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        raise SessionError("validator.core.manifest.bad_yaml", path, line) from exc
+
+
+def _inside(base: Path, rel: str) -> Path | None:
+    """``base/rel`` if ``rel`` is relative, has no ``..`` and does not leave ``base`` by a link."""
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts or rel.startswith("~") or "\\" in rel:
+        return None
+    candidate = base / p
+    try:
+        real_parent = os.path.realpath(candidate.parent)
+    except OSError:
+        return None
+    real_base = os.path.realpath(base)
+    if os.path.commonpath([real_parent, real_base]) != real_base:
+        return None
+    return candidate
+
+
+def session_from_manifest(path: Path, max_bytes: int, max_files: int) -> Session:
+    data = _load(path, max_bytes)
+    where = str(path)
+    if not isinstance(data, dict) or FORMAT_KEY not in data:
+        raise SessionError("validator.core.manifest.not_manifest", where, FORMAT_KEY)
+    if data[FORMAT_KEY] != 1:
+        raise SessionError("validator.core.manifest.bad_version", where, data[FORMAT_KEY])
+    unknown = set(data) - {FORMAT_KEY, "item_type", "files"}
+    if unknown:
+        raise SessionError(
+            "validator.core.manifest.unknown_keys", where, ", ".join(sorted(map(str, unknown)))
+        )
+    item_type = data.get("item_type")
+    if item_type is not None and not isinstance(item_type, str):
+        raise SessionError("validator.core.manifest.bad_item_type", where)
+    files = data.get("files")
+    if not isinstance(files, list):
+        raise SessionError("validator.core.manifest.bad_files", where)
+    if len(files) > max_files:
+        raise SessionError("validator.core.input.too_many_files", where, max_files)
+    base = path.parent
+    session = Session(origin=where, item_type=item_type)
+    seen: set[str] = set()
+    for i, entry in enumerate(files, 1):
+        ctx = f"{where}: files[{i}]"
+        if not isinstance(entry, dict):
+            raise SessionError("validator.core.manifest.bad_file_entry", ctx)
+        bad = set(entry) - _FILE_KEYS
+        if bad:
+            raise SessionError(
+                "validator.core.manifest.unknown_keys", ctx, ", ".join(sorted(map(str, bad)))
+            )
+        name = entry.get("name")
+        if not isinstance(name, str) or not is_plain_name(name):
+            raise SessionError("validator.core.manifest.bad_name", ctx, name)
+        if name in seen:
+            raise SessionError("validator.core.manifest.duplicate_name", ctx, name)
+        seen.add(name)
+        try:
+            status = TransferStatus(entry.get("status", "READY"))
+        except ValueError:
+            raise SessionError(
+                "validator.core.manifest.bad_status",
+                ctx,
+                entry.get("status"),
+                ", ".join(s.value for s in TransferStatus),
+            ) from None
+        size = entry.get("size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            raise SessionError("validator.core.manifest.bad_size", ctx, size)
+        checksum = None
+        ci = entry.get("checksum_info")
+        if ci is not None:
+            if not isinstance(ci, dict) or set(ci) - {"algorithm", "checksum"}:
+                raise SessionError("validator.core.manifest.bad_checksum_info", ctx)
+            try:
+                alg = ChecksumAlgorithm(str(ci.get("algorithm", "SHA256")).upper())
+            except ValueError:
+                raise SessionError(
+                    "validator.core.manifest.bad_algorithm",
+                    ctx,
+                    ci.get("algorithm"),
+                    ", ".join(a.value for a in ChecksumAlgorithm),
+                ) from None
+            value = ci.get("checksum")
+            if not isinstance(value, str) or not value:
+                raise SessionError("validator.core.manifest.bad_checksum", ctx)
+            checksum = ChecksumInfo(alg, value.strip().lower())
+        rel = entry.get("path", name)
+        if not isinstance(rel, str):
+            raise SessionError("validator.core.manifest.bad_path", ctx, rel)
+        file = SessionFile(name=name, status=status, size=size, checksum_info=checksum)
+        target = _inside(base, rel)
+        if target is None:
+            session.rejected.append(Rejected(name, "validator.core.file.outside_bundle", (rel,)))
+            continue
+        if os.path.lexists(target):
+            found = file_from_path(target, name)
+            if isinstance(found, Rejected):
+                session.rejected.append(found)
+                continue
+            file.source = found.source
+        elif "path" in entry and status is TransferStatus.READY:
+            raise SessionError("validator.core.manifest.path_not_found", ctx, rel)
+        session.files.append(file)
+    return session
