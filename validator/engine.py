@@ -55,6 +55,21 @@ class _Digests(StreamCheck):
             self.ctx.set_digest(self.name, alg, h.hexdigest())
 
 
+class _UnitState:
+    """Per work unit: one reporter per check (a shared check reports once), failures."""
+
+    def __init__(self) -> None:
+        self.reports: dict[Any, Reporter] = {}
+        self.failed: set[int] = set()
+        self.unreadable: set[str] = set()
+
+    def report_for(self, check: FileCheck, order: tuple[Any, ...]) -> Reporter:
+        report = self.reports.get(id(check))
+        if report is None:
+            report = self.reports[id(check)] = Reporter(order)
+        return report
+
+
 class Engine:
     """Validates sessions with the plugins of a :class:`~validator.registry.Registry`.
 
@@ -222,8 +237,7 @@ class _Run:
         self._session_hook("validator_prepare_session", PHASE_PREPARE)
         if self.session.sequential:
             # Read once, in stream order: the archive's members arrive one by one.
-            for index, file in enumerate(self.session.iter_sequential()):
-                self._process_file(index, file)
+            self._process_sequential()
             self.engine.check_received(self.session)
         else:
             self._process_files()
@@ -270,19 +284,55 @@ class _Run:
         )
 
     # -- the file pass ----------------------------------------------------
+    def _groups(self) -> list[list[tuple[int, SessionFile]]]:
+        """Work units: the ordered groups plugins ask for, then every other file alone."""
+        received = {
+            f.name: (i, f) for i, f in enumerate(self.session.files) if f.source is not None
+        }
+        taken: set[str] = set()
+        units: list[list[tuple[int, SessionFile]]] = []
+        kwargs = {"item_type": self.kind, "session": self.session, "ctx": self.ctx}
+        for index, (plugin, result) in enumerate(
+            self.registry.call_each("validator_file_groups", kwargs)
+        ):
+            if isinstance(result, HookFailure):
+                self._add([self._failure((PHASE_FILES, -1, index), self.primary, result)])
+                continue
+            for group in _as_list(result):
+                names = _as_list(group)
+                if not all(isinstance(n, str) for n in names):
+                    self._add(
+                        [
+                            self._bad_result(
+                                (PHASE_FILES, -1, index),
+                                self.primary,
+                                plugin,
+                                "validator_file_groups",
+                                group,
+                            )
+                        ]
+                    )
+                    continue
+                unit = [received[n] for n in names if n in received and n not in taken]
+                taken.update(n for n, _ in ((f.name, f) for _, f in unit))
+                if unit:
+                    units.append(unit)
+        units.extend([item] for name, item in received.items() if name not in taken)
+        return units
+
     def _process_files(self) -> None:
-        files = [(i, f) for i, f in enumerate(self.session.files) if f.source is not None]
+        units = self._groups()
         threads = self.engine.limits.threads or (os.cpu_count() or 1)
-        if threads <= 1 or len(files) <= 1:
-            for index, file in files:
-                self._process_file(index, file)
+        if threads <= 1 or len(units) <= 1:
+            for unit in units:
+                self._process_unit(unit)
             return
         # Biggest first, so that one large file does not start last.
-        files.sort(key=lambda p: -(p[1].stored_size or 0))
+        units.sort(key=lambda u: -sum(f.stored_size or 0 for _, f in u))
         with ThreadPoolExecutor(
-            max_workers=min(threads, len(files)), thread_name_prefix="validator"
+            max_workers=min(threads, len(units)), thread_name_prefix="validator"
         ) as pool:
-            for fut in [pool.submit(self._process_file, i, f) for i, f in files]:
+            for fut in [pool.submit(self._process_unit, unit) for unit in units]:
                 fut.result()
 
     def _collect_checks(self, index: int, file: SessionFile) -> list[tuple[str, FileCheck]]:
@@ -302,10 +352,6 @@ class _Run:
                     self._add(
                         [self._bad_result(order, file.name, plugin, "validator_file_checks", check)]
                     )
-        return checks
-
-    def _process_file(self, index: int, file: SessionFile) -> None:
-        checks = self._collect_checks(index, file)
         algs = self.ctx.requested_digests(file.name)
         if algs:
             digests = _Digests(file.name, self.ctx)
@@ -315,31 +361,92 @@ class _Run:
                 except ValueError:
                     continue
             checks.append(("core", digests))
+        return checks
+
+    def _process_unit(self, unit: list[tuple[int, SessionFile]]) -> None:
+        """Process files in order; a check shared by several files sees them as one stream.
+
+        Each check is finished right after the last file of the unit that returned it.
+        """
+        plans = [(index, file, self._collect_checks(index, file)) for index, file in unit]
+        last: dict[int, int] = {}
+        for pos, (_, _, checks) in enumerate(plans):
+            for _, check in checks:
+                last[id(check)] = pos
+        state = _UnitState()
+        for pos, (index, file, checks) in enumerate(plans):
+            self._process_file(index, file, checks, state)
+            ending = [(p, c) for p, c in checks if last[id(c)] == pos]
+            self._finish(file, ending, state)
+        self._add(p for r in state.reports.values() for p in r.problems)
+
+    def _process_sequential(self) -> None:
+        """A stream session: files arrive one by one; shared checks finish at the very end."""
+        state = _UnitState()
+        pending: dict[int, tuple[SessionFile, str, FileCheck]] = {}
+        for index, file in enumerate(self.session.iter_sequential()):
+            if file.source is None:
+                continue
+            checks = self._collect_checks(index, file)
+            self._process_file(index, file, checks, state)
+            for plugin, check in checks:
+                if isinstance(check, _Digests):
+                    self._finish(file, [(plugin, check)], state)
+                else:
+                    pending.setdefault(id(check), (file, plugin, check))
+        for file, plugin, check in pending.values():
+            self._finish(file, [(plugin, check)], state)
+        self._add(p for r in state.reports.values() for p in r.problems)
+
+    def _process_file(
+        self,
+        index: int,
+        file: SessionFile,
+        checks: list[tuple[str, FileCheck]],
+        state: _UnitState,
+    ) -> None:
         if not checks or file.source is None:
             return
-        reports: list[Reporter] = []
         streams: list[tuple[str, StreamCheck, Reporter]] = []
-        try:
-            for ci, (plugin, check) in enumerate(checks):
-                report = Reporter((PHASE_FILES, index, ci))
-                reports.append(report)
-                if isinstance(check, ReaderCheck):
+        for ci, (plugin, check) in enumerate(checks):
+            report = state.report_for(check, (PHASE_FILES, index, ci))
+            if id(check) in state.failed:
+                continue
+            if isinstance(check, ReaderCheck):
+                try:
                     self._run_reader(file, plugin, check, report)
-                elif isinstance(check, StreamCheck):
-                    streams.append((plugin, check, report))
-            if streams:
-                self._stream(file, streams)
-        except OSError as exc:
-            err = Reporter((PHASE_FILES, index, 1 << 30))
-            err.error(
-                file.name,
-                "validator.core.file.read_error",
-                file.name,
-                exc.strerror or describe(exc),
-            )
-            reports.append(err)
-        for report in reports:
-            self._add(report.problems)
+                except OSError as exc:
+                    self._read_error(file, exc, state)
+                    return
+            elif isinstance(check, StreamCheck):
+                streams.append((plugin, check, report))
+        if streams:
+            try:
+                self._stream(file, streams, state)
+            except OSError as exc:
+                self._read_error(file, exc, state)
+
+    def _read_error(self, file: SessionFile, exc: OSError, state: _UnitState) -> None:
+        key = ("read", file.name)
+        report = state.reports.setdefault(key, Reporter((PHASE_FILES, 1 << 30, file.name)))
+        report.error(
+            file.name, "validator.core.file.read_error", file.name, exc.strerror or describe(exc)
+        )
+        state.unreadable.add(file.name)
+
+    def _finish(
+        self, file: SessionFile, checks: list[tuple[str, FileCheck]], state: _UnitState
+    ) -> None:
+        for plugin, check in checks:
+            if not isinstance(check, StreamCheck) or id(check) in state.failed:
+                continue
+            if file.name in state.unreadable:
+                continue
+            report = state.reports[id(check)]
+            try:
+                check.finish(report)
+            except Exception as exc:
+                self._check_failed(file, plugin, check, exc, report)
 
     def _check_failed(
         self, file: SessionFile, plugin: str, check: FileCheck, exc: Exception, report: Reporter
@@ -367,7 +474,12 @@ class _Run:
             except Exception as exc:
                 self._check_failed(file, plugin, check, exc, report)
 
-    def _stream(self, file: SessionFile, streams: list[tuple[str, StreamCheck, Reporter]]) -> None:
+    def _stream(
+        self,
+        file: SessionFile,
+        streams: list[tuple[str, StreamCheck, Reporter]],
+        state: _UnitState,
+    ) -> None:
         assert file.source is not None
         size = max(4096, self.engine.limits.read_chunk_bytes)
         buf = bytearray(size)
@@ -392,15 +504,10 @@ class _Run:
                         check.update(chunk)
                     except Exception as exc:
                         self._check_failed(file, plugin, check, exc, report)
+                        state.failed.add(id(check))
                         live.remove(entry)
                 if progress is not None:
                     progress(n)
-        for entry in live:
-            plugin, check, report = entry
-            try:
-                check.finish(report)
-            except Exception as exc:
-                self._check_failed(file, plugin, check, exc, report)
 
     # -- the result -------------------------------------------------------
     def _result(self, missing: tuple[str, ...]) -> ValidationResult:

@@ -14,8 +14,10 @@ Validation runs in this order, for a session of item type ``item_type``:
 1. :func:`validator_prepare_session` – whole-session checks that need no
    file data beyond small metadata files (parse a descriptor);
 2. :func:`validator_required_files` – names the item needs (→ ``missing_files``);
-3. :func:`validator_file_checks` – per file, the checks to run on its bytes;
-   all stream checks of a file share one read, files are read in parallel;
+3. :func:`validator_file_groups` – files to read in order as one stream
+   (chunks); :func:`validator_file_checks` – per file, the checks to run on
+   its bytes; all stream checks of a file share one read, files (and groups)
+   are read in parallel;
 4. :func:`validator_check_session` – whole-session checks that use what the
    file pass found (digests against a manifest).
 
@@ -25,7 +27,7 @@ them); a test checks that every hook is documented in the README.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -119,6 +121,22 @@ def validator_file_checks(
         one sequential read feeds every stream check.  Files are processed in
         parallel threads, so a check must not share mutable state with the
         checks of other files (except through ``ctx``, which is thread-safe).
+    """
+
+
+@hookspec
+def validator_file_groups(
+    item_type: str, session: Session, ctx: CheckContext
+) -> Iterable[Sequence[str]] | None:
+    """Name files that must be read one after another, in order, by one worker.
+
+    :return: groups of file names (for example the chunks ``disk.vmdk.000000000``,
+        ``…001`` of one chunked file), or ``None``.  A check object that
+        ``validator_file_checks`` returns for several files of a group is fed
+        their bytes as one stream and finished once, after the last of them;
+        each file still gets its own digests.  A file named by two groups
+        stays in the first.  Files of different groups, and files in no group,
+        are read in parallel.
     """
 
 
