@@ -115,10 +115,15 @@ class Registry:
         return [i for i in reversed(caller.get_hookimpls()) if not (i.hookwrapper or i.wrapper)]
 
     def call_each(
-        self, hook: str, kwargs: dict[str, Any]
+        self, hook: str, kwargs: dict[str, Any], *, registration_order: bool = False
     ) -> Iterator[tuple[str, Any | HookFailure]]:
-        """Call every implementation on its own; one that raises yields a :class:`HookFailure`."""
-        for impl in self.impls(hook):
+        """Call every implementation on its own; one that raises yields a :class:`HookFailure`.
+
+        ``registration_order`` calls the first registered plugin first (built-ins
+        before third parties) instead of pluggy's last-registered-first.
+        """
+        impls = self.impls(hook)
+        for impl in reversed(impls) if registration_order else impls:
             try:
                 result = impl.function(*[kwargs[a] for a in impl.argnames])
             except Exception as exc:
@@ -255,7 +260,8 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
 
 
 def _collect_item_types(reg: Registry) -> None:
-    for plugin, result in reg.call_each("validator_item_types", {}):
+    # Registration order: a built-in's type name cannot be taken over by a later plugin.
+    for plugin, result in reg.call_each("validator_item_types", {}, registration_order=True):
         if isinstance(result, HookFailure):
             reg.problem("validator.core.registry.hook_failed", plugin, result.hook, result.error)
             continue

@@ -22,6 +22,12 @@ class XmlRejected(Exception):
     line: int = 0
 
 
+def _line_of(data: bytes, needle: bytes) -> int:
+    """1-based line of the first ``needle`` in ``data`` (0 if absent; UTF-8/ASCII only)."""
+    at = data.find(needle)
+    return data.count(b"\n", 0, at) + 1 if at >= 0 else 0
+
+
 def _parser() -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
@@ -45,14 +51,14 @@ def parse(data: bytes, *, max_elements: int, max_depth: int) -> etree._ElementTr
         line = exc.lineno or 0
         msg = str(exc.msg or exc).split(", line")[0]
         if "DOCTYPE" in msg or "Entity" in msg or "entity" in msg:
-            raise XmlRejected("entity", msg, line) from None
+            raise XmlRejected("entity", msg, _line_of(data, b"<!DOCTYPE") or line) from None
         raise XmlRejected("malformed", msg, line) from None
     except ValueError as exc:  # for example a str with an encoding declaration
         raise XmlRejected("malformed", str(exc), 0) from None
     tree = root.getroottree()
     info = tree.docinfo
     if info.doctype or info.internalDTD is not None or info.externalDTD is not None:
-        raise XmlRejected("doctype", info.doctype or "DOCTYPE", 1)
+        raise XmlRejected("doctype", info.doctype or "DOCTYPE", _line_of(data, b"<!DOCTYPE"))
     count = 0
     stack: list[tuple[etree._Element, int]] = [(root, 1)]
     while stack:

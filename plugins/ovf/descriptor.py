@@ -85,7 +85,7 @@ class Descriptor:
         return {f.id: f for f in self.files}
 
     def add(self, message: str, *args: object) -> None:
-        self.problems.append((f"validator.ovf.{message}", args))
+        self.problems.append((message, args))
 
 
 def _local(tag: object) -> str:
@@ -142,21 +142,21 @@ class _Reader:
         refs = [c for c in children if _local(c.tag) == "References"]
         content = [c for c in children if self.is_content(c)]
         if not refs:
-            self.d.add("references.missing")
+            self.d.add("validator.ovf.references.missing")
         for extra in refs[1:]:
-            self.d.add("references.duplicate", extra.sourceline or 0)
+            self.d.add("validator.ovf.references.duplicate", extra.sourceline or 0)
         if refs and children[0] is not refs[0]:
-            self.d.add("envelope.references_not_first", refs[0].sourceline or 0)
+            self.d.add("validator.ovf.envelope.references_not_first", refs[0].sourceline or 0)
         if not content:
-            self.d.add("content.missing")
+            self.d.add("validator.ovf.content.missing")
         for extra in content[1:]:
-            self.d.add("content.multiple", extra.sourceline or 0)
+            self.d.add("validator.ovf.content.multiple", extra.sourceline or 0)
         seen_content = False
         for c in children:
             if c in content:
                 seen_content = True
             elif seen_content and self.is_section(c):
-                self.d.add("envelope.section_after_content", self.kind(c), c.sourceline or 0)
+                self.d.add("validator.ovf.envelope.section_after_content", self.kind(c), c.sourceline or 0)
         if refs:
             self.read_references(refs[0])
         for c in children:
@@ -172,23 +172,23 @@ class _Reader:
         hrefs: set[str] = set()
         files = [c for c in _elements(refs) if _local(c.tag) == "File"]
         if len(files) > self.limits.references:
-            self.d.add("limit.references", len(files), self.limits.references)
+            self.d.add("validator.ovf.limit.references", len(files), self.limits.references)
             files = files[: self.limits.references]
         for el in files:
             line = el.sourceline or 0
             fid = self.attr(el, "id")
             href = self.attr(el, "href")
             if not fid:
-                self.d.add("file.no_id", line)
+                self.d.add("validator.ovf.file.no_id", line)
             elif fid in ids:
-                self.d.add("file.duplicate_id", fid, line)
+                self.d.add("validator.ovf.file.duplicate_id", fid, line)
             if not href:
-                self.d.add("file.no_href", fid or "?", line)
+                self.d.add("validator.ovf.file.no_href", fid or "?", line)
                 continue
             ref = FileRef(id=fid or "", href=href, line=line)
             ref.usable = self.check_href(href, line)
             if href in hrefs:
-                self.d.add("file.duplicate_href", href, line)
+                self.d.add("validator.ovf.file.duplicate_href", href, line)
                 ref.usable = False
             hrefs.add(href)
             size = self.attr(el, "size")
@@ -196,42 +196,42 @@ class _Reader:
                 if _UNSIGNED.match(size):
                     ref.size = int(size)
                 else:
-                    self.d.add("file.bad_size", href, size, line)
+                    self.d.add("validator.ovf.file.bad_size", href, size, line)
             compression = self.attr(el, "compression")
             if compression is not None:
                 if compression in ("gzip", "identity"):
                     ref.compression = None if compression == "identity" else compression
                 else:
-                    self.d.add("file.bad_compression", href, compression, line)
+                    self.d.add("validator.ovf.file.bad_compression", href, compression, line)
             chunk = self.attr(el, "chunkSize")
             if chunk is not None:
                 if _UNSIGNED.match(chunk) and int(chunk) > 0:
                     ref.chunk_size = int(chunk)
                 else:
-                    self.d.add("file.bad_chunk_size", href, chunk, line)
+                    self.d.add("validator.ovf.file.bad_chunk_size", href, chunk, line)
             if fid and fid not in ids:
                 self.d.files.append(ref)
             ids.add(fid or "")
 
     def check_href(self, href: str, line: int) -> bool:
         if _URL.match(href) and not re.match(r"^[A-Za-z]:[\\/]", href):
-            self.d.add("file.href_url", href, line)
+            self.d.add("validator.ovf.file.href_url", href, line)
             return False
         if href.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", href):
-            self.d.add("file.href_absolute", href, line)
+            self.d.add("validator.ovf.file.href_absolute", href, line)
             return False
         if ".." in re.split(r"[\\/]", href):
-            self.d.add("file.href_traversal", href, line)
+            self.d.add("validator.ovf.file.href_traversal", href, line)
             return False
         if not is_plain_name(href):
-            self.d.add("file.href_not_plain", href, line)
+            self.d.add("validator.ovf.file.href_not_plain", href, line)
             return False
         return True
 
     def read_section(self, section: etree._Element) -> None:
         kind = self.kind(section)
         if not self.has_info(section):
-            self.d.add("section.no_info", kind, section.sourceline or 0)
+            self.d.add("validator.ovf.section.no_info", kind, section.sourceline or 0)
         if kind == "DiskSection":
             self.read_disks(section)
 
@@ -244,13 +244,13 @@ class _Reader:
             line = el.sourceline or 0
             did = self.attr(el, "diskId")
             if not did:
-                self.d.add("disk.no_id", line)
+                self.d.add("validator.ovf.disk.no_id", line)
             elif did in ids:
-                self.d.add("disk.duplicate_id", did, line)
+                self.d.add("validator.ovf.disk.duplicate_id", did, line)
             label = did or "?"
             file_ref = self.attr(el, "fileRef")
             if file_ref is not None and file_ref not in file_ids:
-                self.d.add("disk.unknown_file_ref", label, file_ref, line)
+                self.d.add("validator.ovf.disk.unknown_file_ref", label, file_ref, line)
             units = self.units(el, label, line)
             capacity = self.capacity(el, label, line)
             capacity_bytes = capacity * units if capacity is not None and units else None
@@ -261,14 +261,14 @@ class _Reader:
                     populated = int(raw_pop)
                     if capacity_bytes is not None and populated > capacity_bytes:
                         self.d.add(
-                            "disk.populated_exceeds_capacity",
+                            "validator.ovf.disk.populated_exceeds_capacity",
                             label,
                             populated,
                             capacity_bytes,
                             line,
                         )
                 else:
-                    self.d.add("disk.bad_populated_size", label, raw_pop, line)
+                    self.d.add("validator.ovf.disk.bad_populated_size", label, raw_pop, line)
             if did and did not in ids:
                 self.d.disks.append(
                     Disk(did, line, file_ref, capacity_bytes, self.attr(el, "format"), populated)
@@ -278,18 +278,18 @@ class _Reader:
     def capacity(self, el: etree._Element, label: str, line: int) -> int | None:
         raw = self.attr(el, "capacity")
         if raw is None or raw == "":
-            self.d.add("disk.no_capacity", label, line)
+            self.d.add("validator.ovf.disk.no_capacity", label, line)
             return None
         prop = _PROPERTY_REF.match(raw)
         if prop:
             if prop.group(1) not in self.properties:
-                self.d.add("disk.unknown_capacity_property", label, prop.group(1), line)
+                self.d.add("validator.ovf.disk.unknown_capacity_property", label, prop.group(1), line)
             return None
         if not _UNSIGNED.match(raw):
-            self.d.add("disk.bad_capacity", label, raw, line)
+            self.d.add("validator.ovf.disk.bad_capacity", label, raw, line)
             return None
         if int(raw) == 0:
-            self.d.add("disk.zero_capacity", label, line)
+            self.d.add("validator.ovf.disk.zero_capacity", label, line)
             return None
         return int(raw)
 
@@ -299,13 +299,13 @@ class _Reader:
             return 1
         m = _UNITS.match(raw)
         if not m:
-            self.d.add("disk.bad_allocation_units", label, raw, line)
+            self.d.add("validator.ovf.disk.bad_allocation_units", label, raw, line)
             return None
         value = 1
         for base, exp in _UNIT_TERM.findall(m.group(1)):
             value *= int(base) ** int(exp or 1)
             if value.bit_length() > 128:
-                self.d.add("disk.bad_allocation_units", label, raw, line)
+                self.d.add("validator.ovf.disk.bad_allocation_units", label, raw, line)
                 return None
         return value
 
@@ -314,18 +314,18 @@ class _Reader:
         kind = self.kind(el)
         cid = self.attr(el, "id")
         if not cid:
-            self.d.add("content.no_id", kind, line)
+            self.d.add("validator.ovf.content.no_id", kind, line)
         elif cid in ids:
-            self.d.add("content.duplicate_id", cid, line)
+            self.d.add("validator.ovf.content.duplicate_id", cid, line)
         else:
             ids.add(cid)
         if not self.has_info(el):
-            self.d.add("content.no_info", kind, cid or "?", line)
+            self.d.add("validator.ovf.content.no_info", kind, cid or "?", line)
         for child in _elements(el):
             if self.is_content(child):
                 if kind != "VirtualSystemCollection":
                     self.d.add(
-                        "content.nested_in_system",
+                        "validator.ovf.content.nested_in_system",
                         self.kind(child),
                         cid or "?",
                         child.sourceline or 0,
@@ -347,16 +347,16 @@ class _Reader:
                 continue
             kind, ident = m.groups()
             if kind == "disk" and ident not in disks:
-                self.d.add("hardware.unknown_disk", ident, line)
+                self.d.add("validator.ovf.hardware.unknown_disk", ident, line)
             elif kind == "file" and ident not in files:
-                self.d.add("hardware.unknown_file", ident, line)
+                self.d.add("validator.ovf.hardware.unknown_file", ident, line)
 
 
 def read_descriptor(name: str, data: bytes | None, limits: Limits) -> Descriptor:
     """Parse and check a descriptor's bytes (``None``: larger than the limit)."""
     desc = Descriptor(name=name)
     if data is None:
-        desc.add("limit.descriptor_size", limits.descriptor_bytes)
+        desc.add("validator.ovf.limit.descriptor_size", limits.descriptor_bytes)
         return desc
     try:
         tree = parse(
@@ -364,21 +364,21 @@ def read_descriptor(name: str, data: bytes | None, limits: Limits) -> Descriptor
         )
     except XmlRejected as exc:
         if exc.kind == "malformed":
-            desc.add("xml.malformed", exc.detail, exc.line)
+            desc.add("validator.ovf.xml.malformed", exc.detail, exc.line)
         elif exc.kind in ("doctype", "entity"):
-            desc.add("xml.doctype", exc.line)
+            desc.add("validator.ovf.xml.doctype", exc.line)
         elif exc.kind == "elements":
-            desc.add("limit.descriptor_elements", limits.descriptor_elements)
+            desc.add("validator.ovf.limit.descriptor_elements", limits.descriptor_elements)
         else:
-            desc.add("limit.descriptor_depth", limits.descriptor_depth, exc.line)
+            desc.add("validator.ovf.limit.descriptor_depth", limits.descriptor_depth, exc.line)
         return desc
     root = tree.getroot()
     if _local(root.tag) != "Envelope":
-        desc.add("envelope.not_envelope", _local(root.tag), root.sourceline or 0)
+        desc.add("validator.ovf.envelope.not_envelope", _local(root.tag), root.sourceline or 0)
         return desc
     ns = _ns(root.tag)
     if ns not in OVF_NAMESPACES:
-        desc.add("envelope.bad_namespace", ns or "(none)", root.sourceline or 0)
+        desc.add("validator.ovf.envelope.bad_namespace", ns or "(none)", root.sourceline or 0)
         return desc
     desc.version = OVF_NAMESPACES[ns]
     desc.parsed = True

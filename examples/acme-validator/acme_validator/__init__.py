@@ -1,0 +1,1 @@
+"""Example third-party plugins for validator (see the project README)."""
