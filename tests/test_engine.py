@@ -45,7 +45,7 @@ class CountingSource:
         return io.BytesIO(self.data)
 
 
-class TestType(ItemType):
+class FakeType(ItemType):
     name = "testing"
     summary = "files for engine tests"
 
@@ -72,7 +72,7 @@ class Collect(StreamCheck):
             report.error(self.name, "validator.core.file.read_error", self.name, "BAD inside")
 
 
-class TestPlugin:
+class FakePlugin:
     """Declares item type ``testing``: requires ``need.t``, streams every file."""
 
     def __init__(self) -> None:
@@ -82,7 +82,7 @@ class TestPlugin:
 
     @hookimpl
     def validator_item_types(self) -> Iterable[ItemType]:
-        return [TestType()]
+        return [FakeType()]
 
     @hookimpl
     def validator_required_files(self, item_type: str) -> Iterable[str] | None:
@@ -113,13 +113,13 @@ def mem_session(files: dict[str, bytes], **kw: object) -> Session:
 
 
 @pytest.fixture
-def plugin(make_registry) -> TestPlugin:  # type: ignore[no-untyped-def]
-    p = TestPlugin()
+def plugin(make_registry) -> FakePlugin:  # type: ignore[no-untyped-def]
+    p = FakePlugin()
     make_registry(("testing", p))
     return p
 
 
-def test_phases_produce_missing_and_invalid(plugin: TestPlugin) -> None:
+def test_phases_produce_missing_and_invalid(plugin: FakePlugin) -> None:
     session = mem_session({"a.t": b"hello", "b.t": b"BAD data"})
     result = Engine().validate(session)
     assert result.item_type == "testing"
@@ -130,7 +130,7 @@ def test_phases_produce_missing_and_invalid(plugin: TestPlugin) -> None:
     assert plugin.seen == {"a.t": b"hello", "b.t": b"BAD data"}
 
 
-def test_each_file_is_opened_once_for_all_checks_and_digests(plugin: TestPlugin) -> None:
+def test_each_file_is_opened_once_for_all_checks_and_digests(plugin: FakePlugin) -> None:
     data = b"x" * 3_000_000
     session = mem_session({"a.t": data})
     engine = Engine(limits=Limits(read_chunk_bytes=65536))
@@ -152,7 +152,8 @@ def test_each_file_is_opened_once_for_all_checks_and_digests(plugin: TestPlugin)
     assert ctx_digest == [hashlib.sha256(data).hexdigest()]
 
 
-def test_group_is_one_stream_in_order(plugin: TestPlugin) -> None:
+def test_group_is_one_stream_in_order(plugin: FakePlugin, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("validator.engine.PARALLEL_MIN_BYTES", 0)
     plugin.groups = [["a.t.000000001", "a.t.000000000"][::-1]]
     session = mem_session({"a.t.000000001": b"world", "x.t": b"x", "a.t.000000000": b"hello "})
     Engine(limits=Limits(threads=4)).validate(session)
@@ -160,7 +161,7 @@ def test_group_is_one_stream_in_order(plugin: TestPlugin) -> None:
     assert plugin.shared is not None and plugin.shared.finished == 1
 
 
-def test_plugin_raising_is_reported_by_name_and_run_goes_on(plugin: TestPlugin,
+def test_plugin_raising_is_reported_by_name_and_run_goes_on(plugin: FakePlugin,
                                                            make_registry) -> None:  # type: ignore[no-untyped-def]
     class Raising:
         @hookimpl
@@ -198,7 +199,7 @@ def test_check_raising_mid_stream_is_reported(make_registry) -> None:  # type: i
         def finish(self, report: Reporter) -> None:
             raise AssertionError("never called after a failure")
 
-    class P(TestPlugin):
+    class P(FakePlugin):
         @hookimpl
         def validator_file_checks(self, item_type: str, file: SessionFile,  # type: ignore[override]
                                   ctx: CheckContext) -> Iterable[StreamCheck]:
@@ -220,7 +221,7 @@ def test_reader_check_runs_and_needs_seek(make_registry) -> None:  # type: ignor
             if stream.read(2) != b"OK":
                 report.error("a.t", "validator.core.file.read_error", "a.t", "no OK")
 
-    class P(TestPlugin):
+    class P(FakePlugin):
         @hookimpl
         def validator_file_checks(self, item_type: str, file: SessionFile,  # type: ignore[override]
                                   ctx: CheckContext) -> Iterable[ReaderCheck]:
@@ -240,7 +241,7 @@ def test_reader_check_runs_and_needs_seek(make_registry) -> None:  # type: ignor
     assert res.invalid_files[0].error_message.id == "validator.core.check.needs_seek"
 
 
-def test_not_received_file_is_not_allowed_in_current_state(plugin: TestPlugin) -> None:
+def test_not_received_file_is_not_allowed_in_current_state(plugin: FakePlugin) -> None:
     session = mem_session({"a.t": b"x"})
     session.files.append(SessionFile("need.t", status=TransferStatus.TRANSFERRING))
     with pytest.raises(NotAllowedInCurrentState) as err:
@@ -250,7 +251,7 @@ def test_not_received_file_is_not_allowed_in_current_state(plugin: TestPlugin) -
     assert err.value.messages[0].args == ("need.t", "TRANSFERRING")
 
 
-def test_size_mismatch_is_not_received(plugin: TestPlugin) -> None:
+def test_size_mismatch_is_not_received(plugin: FakePlugin) -> None:
     session = mem_session({"a.t": b"abc"})
     session.files[0].size = 10
     with pytest.raises(NotAllowedInCurrentState) as err:
@@ -259,7 +260,7 @@ def test_size_mismatch_is_not_received(plugin: TestPlugin) -> None:
     assert err.value.messages[0].args == ("a.t", "10", "3")
 
 
-def test_declared_checksum_is_checked_in_the_same_pass(plugin: TestPlugin) -> None:
+def test_declared_checksum_is_checked_in_the_same_pass(plugin: FakePlugin) -> None:
     from validator.session import ChecksumAlgorithm, ChecksumInfo
 
     session = mem_session({"a.t": b"abc", "need.t": b""})
@@ -272,7 +273,8 @@ def test_declared_checksum_is_checked_in_the_same_pass(plugin: TestPlugin) -> No
     assert session.files[0].source.opens == 1  # type: ignore[union-attr]
 
 
-def test_result_order_is_deterministic(plugin: TestPlugin) -> None:
+def test_result_order_is_deterministic(plugin: FakePlugin, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("validator.engine.PARALLEL_MIN_BYTES", 0)  # use the thread pool
     files = {f"f{i:02}.t": (b"BAD" if i % 3 == 0 else b"ok") for i in range(40)}
     first = Engine(limits=Limits(threads=8)).validate(mem_session(files))
     for _ in range(3):
@@ -291,7 +293,7 @@ def test_detection_errors(make_registry) -> None:  # type: ignore[no-untyped-def
     assert err.value.message_id == "validator.core.input.unknown_type"
 
 
-def test_unreadable_file_is_reported(plugin: TestPlugin, tmp_path: Path) -> None:
+def test_unreadable_file_is_reported(plugin: FakePlugin, tmp_path: Path) -> None:
     path = tmp_path / "a.t"
     path.write_bytes(b"abc")
     session = Session(origin="x", files=[

@@ -15,7 +15,6 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,8 @@ from validator.results import (
 from validator.session import Session, SessionError, SessionFile
 
 Progress = Callable[[int], None]
+#: Below this many bytes in all, files are read in the calling thread.
+PARALLEL_MIN_BYTES = 8 << 20
 
 PHASE_REJECTED, PHASE_PREPARE, PHASE_REQUIRED, PHASE_FILES, PHASE_SESSION = range(5)
 
@@ -323,10 +324,14 @@ class _Run:
     def _process_files(self) -> None:
         units = self._groups()
         threads = self.engine.limits.threads or (os.cpu_count() or 1)
-        if threads <= 1 or len(units) <= 1:
+        total = sum(f.stored_size or 0 for unit in units for _, f in unit)
+        # Threads pay off for real data; a small bundle is read faster in line.
+        if threads <= 1 or len(units) <= 1 or total < PARALLEL_MIN_BYTES:
             for unit in units:
                 self._process_unit(unit)
             return
+        from concurrent.futures import ThreadPoolExecutor
+
         # Biggest first, so that one large file does not start last.
         units.sort(key=lambda u: -sum(f.stored_size or 0 for _, f in u))
         with ThreadPoolExecutor(

@@ -11,7 +11,6 @@ import os
 import re
 import stat
 from collections.abc import Iterable
-from importlib.resources import files
 from pathlib import Path
 
 from validator.checks import CheckContext, ItemType, Reporter
@@ -61,7 +60,7 @@ def validator_item_types() -> Iterable[ItemType]:
 
 @hookimpl
 def validator_message_catalogs() -> Iterable[CatalogSource]:
-    return [CatalogSource("validator.ovf", files(__name__) / "catalogs")]
+    return [CatalogSource("validator.ovf", Path(__file__).parent / "catalogs")]
 
 
 def descriptor_of(session: Session, ctx: CheckContext) -> Descriptor | None:

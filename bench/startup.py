@@ -1,0 +1,41 @@
+"""Start-up cost of the CLI against a bare interpreter, measured in the same run.
+
+    python bench/startup.py [RUNS]
+
+Prints the median wall time of `python -c pass` and of
+`python -m validator samples/vm.ovf`, and their ratio (target: at most 2.5x).
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def median_seconds(cmd: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       cwd=ROOT)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> int:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+    bare = median_seconds([sys.executable, "-c", "pass"], runs)
+    cli = median_seconds([sys.executable, "-m", "validator", "samples/vm.ovf"], runs)
+    print(f"python -c pass                      {bare * 1000:7.1f} ms")
+    print(f"python -m validator samples/vm.ovf  {cli * 1000:7.1f} ms")
+    print(f"ratio                               {cli / bare:7.2f}x (target <= 2.5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
