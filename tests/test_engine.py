@@ -93,8 +93,9 @@ class FakePlugin:
         return self.groups if item_type == "testing" else None
 
     @hookimpl
-    def validator_file_checks(self, item_type: str, file: SessionFile,
-                              ctx: CheckContext) -> Iterable[StreamCheck] | None:
+    def validator_file_checks(
+        self, item_type: str, file: SessionFile, ctx: CheckContext
+    ) -> Iterable[StreamCheck] | None:
         if item_type != "testing":
             return None
         ctx.request_digest(file.name, "sha256")
@@ -161,8 +162,9 @@ def test_group_is_one_stream_in_order(plugin: FakePlugin, monkeypatch: pytest.Mo
     assert plugin.shared is not None and plugin.shared.finished == 1
 
 
-def test_plugin_raising_is_reported_by_name_and_run_goes_on(plugin: FakePlugin,
-                                                           make_registry) -> None:  # type: ignore[no-untyped-def]
+def test_plugin_raising_is_reported_by_name_and_run_goes_on(
+    plugin: FakePlugin, make_registry
+) -> None:  # type: ignore[no-untyped-def]
     class Raising:
         @hookimpl
         def validator_prepare_session(self) -> None:
@@ -179,12 +181,21 @@ def test_plugin_raising_is_reported_by_name_and_run_goes_on(plugin: FakePlugin,
     make_registry(("testing", plugin), ("raising", Raising()))
     result = Engine().validate(mem_session({"a.t": b"ok"}))
     got = [(e.name, e.error_message.id, e.error_message.args) for e in result.invalid_files]
-    assert ("a.t", "validator.core.plugin.failed",
-            ("raising", "validator_prepare_session", "ValueError: prepare broke")) in got
-    assert ("a.t", "validator.core.plugin.failed",
-            ("raising", "validator_file_checks", "KeyError: 'checks broke'")) in got
-    assert ("a.t", "validator.core.plugin.bad_result",
-            ("raising", "validator_required_files", "int")) in got
+    assert (
+        "a.t",
+        "validator.core.plugin.failed",
+        ("raising", "validator_prepare_session", "ValueError: prepare broke"),
+    ) in got
+    assert (
+        "a.t",
+        "validator.core.plugin.failed",
+        ("raising", "validator_file_checks", "KeyError: 'checks broke'"),
+    ) in got
+    assert (
+        "a.t",
+        "validator.core.plugin.bad_result",
+        ("raising", "validator_required_files", "int"),
+    ) in got
     assert plugin.seen == {"a.t": b"ok"}  # the other plugin's check still ran
     assert result.missing_files == ("need.t",)
 
@@ -201,8 +212,12 @@ def test_check_raising_mid_stream_is_reported(make_registry) -> None:  # type: i
 
     class P(FakePlugin):
         @hookimpl
-        def validator_file_checks(self, item_type: str, file: SessionFile,  # type: ignore[override]
-                                  ctx: CheckContext) -> Iterable[StreamCheck]:
+        def validator_file_checks(
+            self,
+            item_type: str,
+            file: SessionFile,  # type: ignore[override]
+            ctx: CheckContext,
+        ) -> Iterable[StreamCheck]:
             return [Explodes()] if file.name == "a.t" else []
 
     make_registry(("p", P()))
@@ -223,8 +238,12 @@ def test_reader_check_runs_and_needs_seek(make_registry) -> None:  # type: ignor
 
     class P(FakePlugin):
         @hookimpl
-        def validator_file_checks(self, item_type: str, file: SessionFile,  # type: ignore[override]
-                                  ctx: CheckContext) -> Iterable[ReaderCheck]:
+        def validator_file_checks(
+            self,
+            item_type: str,
+            file: SessionFile,  # type: ignore[override]
+            ctx: CheckContext,
+        ) -> Iterable[ReaderCheck]:
             return [Head()] if file.name == "a.t" else []
 
     make_registry(("p", P()))
@@ -233,10 +252,13 @@ def test_reader_check_runs_and_needs_seek(make_registry) -> None:  # type: ignor
     assert good.files[0].source.opens == 1  # type: ignore[union-attr]
     bad = mem_session({"a.t": b"....NO", "need.t": b""})
     assert Engine().validate(bad).invalid_files[0].error_message.args == ("a.t", "no OK")
-    stream = Session(origin="s", files=[
-        SessionFile("a.t", source=CountingSource(b"..OK", seekable=False)),
-        SessionFile("need.t", source=CountingSource(b"")),
-    ])
+    stream = Session(
+        origin="s",
+        files=[
+            SessionFile("a.t", source=CountingSource(b"..OK", seekable=False)),
+            SessionFile("need.t", source=CountingSource(b"")),
+        ],
+    )
     res = Engine().validate(stream)
     assert res.invalid_files[0].error_message.id == "validator.core.check.needs_seek"
 
@@ -296,11 +318,70 @@ def test_detection_errors(make_registry) -> None:  # type: ignore[no-untyped-def
 def test_unreadable_file_is_reported(plugin: FakePlugin, tmp_path: Path) -> None:
     path = tmp_path / "a.t"
     path.write_bytes(b"abc")
-    session = Session(origin="x", files=[
-        SessionFile("a.t", source=PathSource(path, 3)),
-        SessionFile("need.t", source=CountingSource(b"")),
-    ])
+    session = Session(
+        origin="x",
+        files=[
+            SessionFile("a.t", source=PathSource(path, 3)),
+            SessionFile("need.t", source=CountingSource(b"")),
+        ],
+    )
     path.unlink()
     path.symlink_to("/etc/hostname")  # swapped for a link after the session was built
     result = Engine().validate(session)
     assert [e.error_message.id for e in result.invalid_files] == ["validator.core.file.read_error"]
+
+
+def test_plugin_past_its_time_budget_is_reported_and_run_completes(
+    make_registry,  # type: ignore[no-untyped-def]
+) -> None:
+    import threading
+
+    release = threading.Event()
+
+    class Hangs(StreamCheck):
+        label = "hangs"
+
+        def update(self, data: memoryview) -> None:
+            release.wait(30)
+
+        def finish(self, report: Reporter) -> None:
+            pass
+
+    class Slow:
+        @hookimpl
+        def validator_prepare_session(self) -> None:
+            release.wait(30)
+
+        @hookimpl
+        def validator_file_checks(self, file: SessionFile) -> Iterable[StreamCheck]:
+            return [Hangs()] if file.name == "a.t" else []
+
+    plugin = FakePlugin()
+    make_registry(("testing", plugin), ("slow", Slow()))
+    session = mem_session({"a.t": b"data", "b.t": b"BAD", "need.t": b""})
+    try:
+        result = Engine(limits=Limits(plugin_seconds=1)).validate(session)
+    finally:
+        release.set()
+    got = [(e.name, e.error_message.id, e.error_message.args[:2]) for e in result.invalid_files]
+    assert ("a.t", "validator.core.plugin.timeout", ("slow", "validator_prepare_session")) in got
+    assert ("a.t", "validator.core.plugin.timeout", ("slow", "hangs")) in got
+    # The other file was still checked by the well-behaved plugin.
+    assert ("b.t", "validator.core.file.read_error", ("b.t", "BAD inside")) in got
+    assert "b.t" in plugin.seen
+
+
+def test_generator_raising_while_read_is_reported(make_registry) -> None:  # type: ignore[no-untyped-def]
+    class Gen:
+        @hookimpl
+        def validator_file_checks(self) -> Iterable[StreamCheck]:
+            yield from ()
+            raise RuntimeError("lazy failure")
+
+    make_registry(("testing", FakePlugin()), ("gen", Gen()))
+    result = Engine().validate(mem_session({"a.t": b"x", "need.t": b""}))
+    assert next(
+        e.error_message.args
+        for e in result.invalid_files
+        if e.error_message.id == "validator.core.plugin.failed"
+    )[0] == "gen"

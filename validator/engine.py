@@ -14,8 +14,11 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,42 @@ class _Digests(StreamCheck):
             self.ctx.set_digest(self.name, alg, h.hexdigest())
 
 
+class PluginTimeout(Exception):
+    """A plugin call ran past ``limits.plugin_seconds``."""
+
+    def __init__(self, plugin: str, label: str, seconds: int) -> None:
+        super().__init__(f"{plugin}: {label} ran longer than {seconds} s")
+        self.plugin = plugin
+        self.label = label
+        self.seconds = seconds
+
+
+class _Abandoned(BaseException):
+    """Unwinds a worker whose plugin call ran past the time budget (never caught by plugins'
+    ``except Exception``)."""
+
+
+class _Slot:
+    """One worker thread: the plugin call it is in, and whether it was given up on."""
+
+    __slots__ = ("abandoned", "crash", "current")
+
+    def __init__(self) -> None:
+        self.current: tuple[str, str, str, float] | None = None
+        self.abandoned = False
+        self.crash: BaseException | None = None
+
+    @contextmanager
+    def guard(self, plugin: str, label: str, name: str) -> Iterator[None]:
+        self.current = (plugin, label, name, time.monotonic())
+        try:
+            yield
+        finally:
+            self.current = None
+            if self.abandoned:
+                raise _Abandoned
+
+
 class _UnitState:
     """Per work unit: one reporter per check (a shared check reports once), failures."""
 
@@ -93,15 +132,49 @@ class Engine:
         self.progress = progress
         self.options = dict(options or {})
 
+    def bounded(self, fn: Callable[..., Any], args: list[Any], plugin: str, label: str) -> Any:
+        """Call plugin code on a daemon thread; :class:`PluginTimeout` past ``plugin_seconds``.
+
+        Python cannot stop a thread: a call past its budget is left running on
+        its daemon thread, reported, and its result ignored.
+        """
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["result"] = fn(*args)
+            except BaseException as exc:
+                box["error"] = exc
+
+        worker = threading.Thread(target=run, daemon=True, name="validator-hook")
+        worker.start()
+        worker.join(self.limits.plugin_seconds)
+        if worker.is_alive():
+            raise PluginTimeout(plugin, label, self.limits.plugin_seconds)
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
+
+    def invoke(self, impl: Any, args: list[Any]) -> Any:
+        """``Registry.call_each``'s invoker: every hook call bounded in time."""
+        return self.bounded(impl.function, args, impl.plugin_name, impl.function.__name__)
+
     # -- inputs -----------------------------------------------------------
     def open(self, path: Path) -> Session:
         """Turn a path into a session (``validator_open_session``); ``SessionError`` if not."""
         for plugin, result in self.registry.call_each(
-            "validator_open_session", {"path": path, "limits": self.limits}
+            "validator_open_session", {"path": path, "limits": self.limits}, invoke=self.invoke
         ):
             if isinstance(result, HookFailure):
                 if isinstance(result.exception, SessionError):
                     raise result.exception
+                if isinstance(result.exception, PluginTimeout):
+                    raise SessionError(
+                        "validator.core.input.plugin_timeout",
+                        path,
+                        plugin,
+                        self.limits.plugin_seconds,
+                    )
                 raise SessionError("validator.core.input.plugin_failed", path, plugin, result.error)
             if result is None:
                 continue
@@ -125,7 +198,8 @@ class Engine:
         scores: list[tuple[int, str]] = []
         for name, item in types.items():
             try:
-                score = int(item.detect(session))
+                plugin = self.registry.item_type_plugin.get(name, "?")
+                score = int(self.bounded(item.detect, [session], plugin, f"{name}.detect"))
             except Exception as exc:
                 plugin = self.registry.item_type_plugin.get(name, "?")
                 self.registry.problem(
@@ -181,8 +255,11 @@ class Engine:
         )
         item = self.registry.item_types[kind]
         try:
-            primary = item.primary_file(session)
+            plugin = self.registry.item_type_plugin.get(kind, "?")
+            primary = self.bounded(item.primary_file, [session], plugin, f"{kind}.primary_file")
         except Exception:
+            primary = None
+        if not isinstance(primary, str):
             primary = None
         run = _Run(self, session, kind, ctx, primary or (session.names() or [session.origin])[0])
         return run.execute()
@@ -208,6 +285,13 @@ class _Run:
             self.problems.extend(problems)
 
     def _failure(self, order: tuple[Any, ...], name: str, failure: HookFailure) -> Problem:
+        if isinstance(failure.exception, PluginTimeout):
+            return Problem(
+                name,
+                "validator.core.plugin.timeout",
+                (failure.plugin, failure.hook, str(failure.exception.seconds)),
+                order=order,
+            )
         return Problem(
             name,
             "validator.core.plugin.failed",
@@ -221,13 +305,14 @@ class _Run:
             report = Reporter((phase, index))
             kwargs["report"] = report
             try:
-                impl.function(*[kwargs[a] for a in impl.argnames])
+                self.engine.invoke(impl, [kwargs[a] for a in impl.argnames])
             except Exception as exc:
+                report = Reporter((phase, index))  # a call given up on reports nothing else
                 report.problems.append(
                     self._failure(
                         (phase, index, 1 << 30),
                         self.primary,
-                        HookFailure(impl.plugin_name, hook, describe(exc)),
+                        HookFailure(impl.plugin_name, hook, describe(exc), exc),
                     )
                 )
             self._add(report.problems)
@@ -252,7 +337,7 @@ class _Run:
         required: set[str] = set()
         kwargs = {"item_type": self.kind, "session": self.session, "ctx": self.ctx}
         for index, (plugin, result) in enumerate(
-            self.registry.call_each("validator_required_files", kwargs)
+            self.registry.call_each("validator_required_files", kwargs, invoke=self.engine.invoke)
         ):
             if isinstance(result, HookFailure):
                 self._add([self._failure((PHASE_REQUIRED, index), self.primary, result)])
@@ -294,7 +379,7 @@ class _Run:
         units: list[list[tuple[int, SessionFile]]] = []
         kwargs = {"item_type": self.kind, "session": self.session, "ctx": self.ctx}
         for index, (plugin, result) in enumerate(
-            self.registry.call_each("validator_file_groups", kwargs)
+            self.registry.call_each("validator_file_groups", kwargs, invoke=self.engine.invoke)
         ):
             if isinstance(result, HookFailure):
                 self._add([self._failure((PHASE_FILES, -1, index), self.primary, result)])
@@ -325,32 +410,113 @@ class _Run:
         units = self._groups()
         threads = self.engine.limits.threads or (os.cpu_count() or 1)
         total = sum(f.stored_size or 0 for unit in units for _, f in unit)
-        # Threads pay off for real data; a small bundle is read faster in line.
-        if threads <= 1 or len(units) <= 1 or total < PARALLEL_MIN_BYTES:
-            for unit in units:
-                self._process_unit(unit)
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
+        # Threads pay off for real data; a small bundle is read by one worker.
+        if total < PARALLEL_MIN_BYTES:
+            threads = 1
         # Biggest first, so that one large file does not start last.
         units.sort(key=lambda u: -sum(f.stored_size or 0 for _, f in u))
-        with ThreadPoolExecutor(
-            max_workers=min(threads, len(units)), thread_name_prefix="validator"
-        ) as pool:
-            for fut in [pool.submit(self._process_unit, unit) for unit in units]:
-                fut.result()
+        jobs: list[Callable[[_Slot], None]] = [partial(self._process_unit, u) for u in units]
+        self._supervise(jobs, max(1, min(threads, len(units))))
 
-    def _collect_checks(self, index: int, file: SessionFile) -> list[tuple[str, FileCheck]]:
+    def _process_sequential(self) -> None:
+        self._supervise([self._sequential_pass], 1)
+
+    def _supervise(self, jobs: list[Callable[[_Slot], None]], workers: int) -> None:
+        """Run jobs on daemon worker threads under the plugin time budget.
+
+        Python cannot stop a thread, so a plugin call that runs past
+        ``limits.plugin_seconds`` is reported (``validator.core.plugin.timeout``)
+        and its worker abandoned: its job's other results are dropped, it stops
+        at its next return to the engine, and a fresh worker takes the rest.
+        """
+        if not jobs:
+            return
+        budget = float(self.engine.limits.plugin_seconds)
+        lock = threading.Lock()
+        queue = list(reversed(jobs))
+        left = [len(jobs)]
+        done = threading.Event()
+        slots: list[_Slot] = []
+
+        def work(slot: _Slot) -> None:
+            while True:
+                with lock:
+                    if slot.abandoned or not queue:
+                        return
+                    job = queue.pop()
+                try:
+                    job(slot)
+                except _Abandoned:
+                    return
+                except BaseException as exc:  # a bug in the engine itself: keep it visible
+                    slot.crash = exc
+                with lock:
+                    left[0] -= 1
+                    if left[0] == 0:
+                        done.set()
+
+        def spawn() -> None:
+            slot = _Slot()
+            slots.append(slot)
+            threading.Thread(
+                target=work, args=(slot,), daemon=True, name="validator-worker"
+            ).start()
+
+        for _ in range(workers):
+            spawn()
+        while not done.wait(0.05 if budget < 5 else 0.25):
+            now = time.monotonic()
+            for slot in list(slots):
+                current = slot.current
+                if current is None or slot.abandoned or now - current[3] <= budget:
+                    continue
+                plugin, label, name, _start = current
+                slot.abandoned = True
+                self._add(
+                    [
+                        Problem(
+                            name,
+                            "validator.core.plugin.timeout",
+                            (plugin, label, str(int(budget))),
+                            order=(PHASE_FILES, 1 << 30, name),
+                        )
+                    ]
+                )
+                with lock:
+                    left[0] -= 1
+                    if left[0] == 0:
+                        done.set()
+                    more = bool(queue)
+                if more:
+                    spawn()
+        for slot in slots:
+            if slot.crash is not None:
+                raise slot.crash
+
+    def _collect_checks(
+        self, index: int, file: SessionFile, slot: _Slot
+    ) -> list[tuple[str, FileCheck]]:
         kwargs = {"item_type": self.kind, "session": self.session, "file": file, "ctx": self.ctx}
         checks: list[tuple[str, FileCheck]] = []
-        for hook_index, (plugin, result) in enumerate(
-            self.registry.call_each("validator_file_checks", kwargs)
-        ):
+        for hook_index, impl in enumerate(self.registry.impls("validator_file_checks")):
+            plugin = impl.plugin_name
             order = (PHASE_FILES, index, -1, hook_index)
-            if isinstance(result, HookFailure):
-                self._add([self._failure(order, file.name, result)])
+            try:
+                with slot.guard(plugin, "validator_file_checks", file.name):
+                    result = impl.function(*[kwargs[a] for a in impl.argnames])
+            except _Abandoned:
+                raise
+            except Exception as exc:
+                failure = HookFailure(plugin, "validator_file_checks", describe(exc), exc)
+                self._add([self._failure(order, file.name, failure)])
                 continue
-            for check in _as_list(result):
+            try:
+                results = _as_list(result)
+            except Exception as exc:  # a generator that raises while it is read
+                failure = HookFailure(plugin, "validator_file_checks", describe(exc), exc)
+                self._add([self._failure(order, file.name, failure)])
+                continue
+            for check in results:
                 if isinstance(check, (StreamCheck, ReaderCheck)):
                     checks.append((plugin, check))
                 else:
@@ -368,39 +534,39 @@ class _Run:
             checks.append(("core", digests))
         return checks
 
-    def _process_unit(self, unit: list[tuple[int, SessionFile]]) -> None:
+    def _process_unit(self, unit: list[tuple[int, SessionFile]], slot: _Slot) -> None:
         """Process files in order; a check shared by several files sees them as one stream.
 
         Each check is finished right after the last file of the unit that returned it.
         """
-        plans = [(index, file, self._collect_checks(index, file)) for index, file in unit]
+        plans = [(index, file, self._collect_checks(index, file, slot)) for index, file in unit]
         last: dict[int, int] = {}
         for pos, (_, _, checks) in enumerate(plans):
             for _, check in checks:
                 last[id(check)] = pos
         state = _UnitState()
         for pos, (index, file, checks) in enumerate(plans):
-            self._process_file(index, file, checks, state)
+            self._process_file(index, file, checks, state, slot)
             ending = [(p, c) for p, c in checks if last[id(c)] == pos]
-            self._finish(file, ending, state)
+            self._finish(file, ending, state, slot)
         self._add(p for r in state.reports.values() for p in r.problems)
 
-    def _process_sequential(self) -> None:
+    def _sequential_pass(self, slot: _Slot) -> None:
         """A stream session: files arrive one by one; shared checks finish at the very end."""
         state = _UnitState()
         pending: dict[int, tuple[SessionFile, str, FileCheck]] = {}
         for index, file in enumerate(self.session.iter_sequential()):
             if file.source is None:
                 continue
-            checks = self._collect_checks(index, file)
-            self._process_file(index, file, checks, state)
+            checks = self._collect_checks(index, file, slot)
+            self._process_file(index, file, checks, state, slot)
             for plugin, check in checks:
                 if isinstance(check, _Digests):
-                    self._finish(file, [(plugin, check)], state)
+                    self._finish(file, [(plugin, check)], state, slot)
                 else:
                     pending.setdefault(id(check), (file, plugin, check))
         for file, plugin, check in pending.values():
-            self._finish(file, [(plugin, check)], state)
+            self._finish(file, [(plugin, check)], state, slot)
         self._add(p for r in state.reports.values() for p in r.problems)
 
     def _process_file(
@@ -409,6 +575,7 @@ class _Run:
         file: SessionFile,
         checks: list[tuple[str, FileCheck]],
         state: _UnitState,
+        slot: _Slot,
     ) -> None:
         if not checks or file.source is None:
             return
@@ -419,7 +586,7 @@ class _Run:
                 continue
             if isinstance(check, ReaderCheck):
                 try:
-                    self._run_reader(file, plugin, check, report)
+                    self._run_reader(file, plugin, check, report, slot)
                 except OSError as exc:
                     self._read_error(file, exc, state)
                     return
@@ -427,7 +594,7 @@ class _Run:
                 streams.append((plugin, check, report))
         if streams:
             try:
-                self._stream(file, streams, state)
+                self._stream(file, streams, state, slot)
             except OSError as exc:
                 self._read_error(file, exc, state)
 
@@ -440,7 +607,11 @@ class _Run:
         state.unreadable.add(file.name)
 
     def _finish(
-        self, file: SessionFile, checks: list[tuple[str, FileCheck]], state: _UnitState
+        self,
+        file: SessionFile,
+        checks: list[tuple[str, FileCheck]],
+        state: _UnitState,
+        slot: _Slot,
     ) -> None:
         for plugin, check in checks:
             if not isinstance(check, StreamCheck) or id(check) in state.failed:
@@ -449,7 +620,10 @@ class _Run:
                 continue
             report = state.reports[id(check)]
             try:
-                check.finish(report)
+                with slot.guard(plugin, check.label or type(check).__name__, file.name):
+                    check.finish(report)
+            except _Abandoned:
+                raise
             except Exception as exc:
                 self._check_failed(file, plugin, check, exc, report)
 
@@ -460,21 +634,18 @@ class _Run:
         report.error(file.name, "validator.core.check.failed", plugin, label, describe(exc))
 
     def _run_reader(
-        self, file: SessionFile, plugin: str, check: ReaderCheck, report: Reporter
+        self, file: SessionFile, plugin: str, check: ReaderCheck, report: Reporter, slot: _Slot
     ) -> None:
         assert file.source is not None
+        label = check.label or type(check).__name__
         if not file.source.seekable:
-            report.error(
-                file.name,
-                "validator.core.check.needs_seek",
-                plugin,
-                check.label or type(check).__name__,
-            )
+            report.error(file.name, "validator.core.check.needs_seek", plugin, label)
             return
         with file.source.open() as fh:
             try:
-                check.run(fh, file.source.size, report)
-            except OSError:
+                with slot.guard(plugin, label, file.name):
+                    check.run(fh, file.source.size, report)
+            except (_Abandoned, OSError):
                 raise
             except Exception as exc:
                 self._check_failed(file, plugin, check, exc, report)
@@ -484,13 +655,19 @@ class _Run:
         file: SessionFile,
         streams: list[tuple[str, StreamCheck, Reporter]],
         state: _UnitState,
+        slot: _Slot,
     ) -> None:
+        """The single read of a file: every chunk goes to every live stream check."""
         assert file.source is not None
         size = max(4096, self.engine.limits.read_chunk_bytes)
         buf = bytearray(size)
         view = memoryview(buf)
-        live = list(streams)
+        live = [
+            (plugin, check, report, check.label or type(check).__name__)
+            for plugin, check, report in streams
+        ]
         progress = self.engine.progress
+        guard = slot.guard
         with file.source.open() as fh:
             readinto = getattr(fh, "readinto", None)
             while live:
@@ -504,9 +681,12 @@ class _Run:
                 if not n or chunk is None:
                     break
                 for entry in list(live):
-                    plugin, check, report = entry
+                    plugin, check, report, label = entry
                     try:
-                        check.update(chunk)
+                        with guard(plugin, label, file.name):
+                            check.update(chunk)
+                    except _Abandoned:
+                        raise
                     except Exception as exc:
                         self._check_failed(file, plugin, check, exc, report)
                         state.failed.add(id(check))

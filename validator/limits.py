@@ -42,6 +42,8 @@ class Limits:
     read_chunk_bytes: int = 1 * MiB
     #: Threads reading independent files in parallel (0: one per core).
     threads: int = 0
+    #: Seconds one call into a plugin may take before it is reported and given up on.
+    plugin_seconds: int = 60
 
     @classmethod
     def names(cls) -> list[str]:

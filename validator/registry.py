@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,17 +115,24 @@ class Registry:
         return [i for i in reversed(caller.get_hookimpls()) if not (i.hookwrapper or i.wrapper)]
 
     def call_each(
-        self, hook: str, kwargs: dict[str, Any], *, registration_order: bool = False
+        self,
+        hook: str,
+        kwargs: dict[str, Any],
+        *,
+        registration_order: bool = False,
+        invoke: Callable[[pluggy.HookImpl, list[Any]], Any] | None = None,
     ) -> Iterator[tuple[str, Any | HookFailure]]:
         """Call every implementation on its own; one that raises yields a :class:`HookFailure`.
 
         ``registration_order`` calls the first registered plugin first (built-ins
         before third parties) instead of pluggy's last-registered-first.
+        ``invoke(impl, args)`` runs each call (the engine bounds it in time).
         """
         impls = self.impls(hook)
         for impl in reversed(impls) if registration_order else impls:
+            args = [kwargs[a] for a in impl.argnames]
             try:
-                result = impl.function(*[kwargs[a] for a in impl.argnames])
+                result = impl.function(*args) if invoke is None else invoke(impl, args)
             except Exception as exc:
                 yield impl.plugin_name, HookFailure(impl.plugin_name, hook, describe(exc), exc)
             else:
