@@ -52,7 +52,9 @@ def make_registry() -> Iterator[Callable[..., Registry]]:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+def cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., CliResult]:
     """Run the CLI in-process; NO_COLOR and no locale so output is plain English."""
     for var in ("LC_ALL", "LC_MESSAGES", "LANG", "NO_COLOR"):
         monkeypatch.delenv(var, raising=False)
@@ -65,17 +67,28 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     return run
 
 
-def run_module(*args: str | Path, env: dict[str, str] | None = None,
-               input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def run_module(
+    *args: str | Path, env: dict[str, str] | None = None, input: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """``python -m validator ARGS`` in a real subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "validator", *map(str, args)],
-        capture_output=True, env=env, input=input, timeout=120, check=False,
+        capture_output=True,
+        env=env,
+        input=input,
+        timeout=120,
+        check=False,
     )
 
 
-def validate(path: Path, *, limits: Limits | None = None, item_type: str | None = None,
-             registry: Registry | None = None, locale: str | None = None):  # type: ignore[no-untyped-def]
+def validate(
+    path: Path,
+    *,
+    limits: Limits | None = None,
+    item_type: str | None = None,
+    registry: Registry | None = None,
+    locale: str | None = None,
+):  # type: ignore[no-untyped-def]
     engine = Engine(registry, limits=limits, locale=locale)
     return engine.validate(engine.open(path), item_type)
 

@@ -44,11 +44,14 @@ def ids_in_code() -> dict[str, list[str]]:
         for path in d.rglob("*.py"):
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
             for node in ast.walk(tree):
-                if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                    if ID.match(node.value) and not node.value.endswith((".py", ".yaml")):
-                        found.setdefault(node.value, []).append(
-                            f"{path.relative_to(ROOT)}:{node.lineno}"
-                        )
+                if (
+                    isinstance(node, ast.Constant)
+                    and isinstance(node.value, str)
+                    and ID.match(node.value)
+                    and not node.value.endswith((".py", ".yaml"))
+                ):
+                    where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                    found.setdefault(node.value, []).append(where)
     return found
 
 
@@ -140,8 +143,9 @@ def test_unknown_id_still_shows_id_and_args(tmp_path: Path) -> None:
 def test_catalog_outside_namespace_is_reported(tmp_path: Path) -> None:
     (tmp_path / "en.yaml").write_text('other.a: "A"\nacme.b: "B"\n', encoding="utf-8")
     problems: list[tuple[object, ...]] = []
-    cats = Catalogs([("acme", CatalogSource("acme", tmp_path))],
-                    on_problem=lambda *a: problems.append(a))
+    cats = Catalogs(
+        [("acme", CatalogSource("acme", tmp_path))], on_problem=lambda *a: problems.append(a)
+    )
     assert cats.template("acme.b") == "B"
     assert cats.template("other.a") is None
     assert problems and problems[0][0] == "validator.core.registry.catalog_namespace"
@@ -150,8 +154,9 @@ def test_catalog_outside_namespace_is_reported(tmp_path: Path) -> None:
 def test_broken_catalog_is_reported_not_raised(tmp_path: Path) -> None:
     (tmp_path / "en.yaml").write_text("acme.a: [unclosed\n", encoding="utf-8")
     problems: list[tuple[object, ...]] = []
-    cats = Catalogs([("acme", CatalogSource("acme", tmp_path))],
-                    on_problem=lambda *a: problems.append(a))
+    cats = Catalogs(
+        [("acme", CatalogSource("acme", tmp_path))], on_problem=lambda *a: problems.append(a)
+    )
     assert cats.message("acme.a").default_message == "acme.a"
     assert problems[0][0] == "validator.core.registry.catalog_error"
 

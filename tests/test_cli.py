@@ -34,8 +34,9 @@ def test_invalid_sample_text_lists_each_problem(cli) -> None:  # type: ignore[no
 def test_json_is_the_seed_document(cli) -> None:  # type: ignore[no-untyped-def]
     r = cli("--format", "json", BROKEN / "missing-disk" / "vm.ovf")
     assert r.code == 1
-    assert r.json() == {"value": {"has_errors": True, "invalid_files": [],
-                                  "missing_files": ["vm-disk2.vmdk"]}}
+    assert r.json() == {
+        "value": {"has_errors": True, "invalid_files": [], "missing_files": ["vm-disk2.vmdk"]}
+    }
 
 
 def test_json_with_several_inputs_is_one_document_per_line(cli) -> None:  # type: ignore[no-untyped-def]
@@ -104,7 +105,9 @@ def test_not_received_is_exit_2_with_vapi_error(cli, bundle: Path) -> None:  # t
     manifest = bundle / "s.yaml"
     manifest.write_text(
         "validator-session: 1\nfiles:\n  - {name: vm.ovf}\n"
-        "  - {name: vm-disk1.vmdk, status: TRANSFERRING}\n", encoding="utf-8")
+        "  - {name: vm-disk1.vmdk, status: TRANSFERRING}\n",
+        encoding="utf-8",
+    )
     r = cli(manifest)
     assert r.code == 2
     assert "File vm-disk1.vmdk has transfer errors or has not been fully received yet" in r.err
@@ -154,8 +157,19 @@ def test_help_text(capsys) -> None:  # type: ignore[no-untyped-def]
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for word in ("--format", "--type", "--locale", "--limit", "--option", "--color",
-                 "--progress", "plugins", "exit status", "VALIDATOR_LOAD_PLUGINS", "NO_COLOR"):
+    for word in (
+        "--format",
+        "--type",
+        "--locale",
+        "--limit",
+        "--option",
+        "--color",
+        "--progress",
+        "plugins",
+        "exit status",
+        "VALIDATOR_LOAD_PLUGINS",
+        "NO_COLOR",
+    ):
         assert word in out, word
 
 

@@ -27,7 +27,10 @@ def envelope(body: str, ns: str = OVF1, extra_ns: str = "") -> str:
     )
 
 
-REFS = f'<References><File ovf:id="file1" ovf:href="vm-disk1.vmdk" ovf:size="{DISK_SIZE}"/></References>'
+REFS = (
+    f'<References><File ovf:id="file1" ovf:href="vm-disk1.vmdk" ovf:size="{DISK_SIZE}"/>'
+    "</References>"
+)
 DISKS = (
     '<DiskSection><Info>Disks</Info><Disk ovf:diskId="vmdisk1" ovf:fileRef="file1" '
     'ovf:capacity="64" ovf:capacityAllocationUnits="byte * 2^20"/></DiskSection>'
@@ -70,8 +73,7 @@ def test_minimal_valid_descriptor_1x_and_2x(tmp_path: Path, ns: str) -> None:
 
 def test_ovf_09_with_xsi_typed_sections(tmp_path: Path) -> None:
     body = (
-        REFS
-        + '<Section xsi:type="ovf:DiskSection_Type"><Info>Disks</Info>'
+        REFS + '<Section xsi:type="ovf:DiskSection_Type"><Info>Disks</Info>'
         '<Disk ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:capacity="67108864"/></Section>'
         '<Content xsi:type="ovf:VirtualSystem_Type" ovf:id="vm"><Info>A VM</Info>'
         '<Section xsi:type="ovf:VirtualHardwareSection_Type"><Info>hw</Info><Item>'
@@ -94,8 +96,10 @@ def test_unknown_namespace_and_not_an_envelope(tmp_path: Path) -> None:
         (b"", "validator.ovf.xml.malformed"),
         (b"<Envelope", "validator.ovf.xml.malformed"),
         (b"\xff\xfe\x00garbage", "validator.ovf.xml.malformed"),
-        ('<?xml version="1.0" encoding="UTF-8"?><Envelope>\xe9</Envelope>'.encode("latin-1"),
-         "validator.ovf.xml.malformed"),
+        (
+            '<?xml version="1.0" encoding="UTF-8"?><Envelope>\xe9</Envelope>'.encode("latin-1"),
+            "validator.ovf.xml.malformed",
+        ),
     ],
 )
 def test_malformed_xml(tmp_path: Path, text: bytes, expected: str) -> None:
@@ -104,10 +108,9 @@ def test_malformed_xml(tmp_path: Path, text: bytes, expected: str) -> None:
 
 def test_entity_expansion_is_refused(tmp_path: Path) -> None:
     lol = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
-    text = (
-        f'<?xml version="1.0"?>\n<!DOCTYPE Envelope [<!ENTITY l0 "lol">{lol}]>\n'
-        + envelope(REFS + DISKS + SYSTEM).split("\n", 1)[1].replace("A VM", "&l9;")
-    )
+    text = f'<?xml version="1.0"?>\n<!DOCTYPE Envelope [<!ENTITY l0 "lol">{lol}]>\n' + envelope(
+        REFS + DISKS + SYSTEM
+    ).split("\n", 1)[1].replace("A VM", "&l9;")
     result = validate(write(tmp_path, text))
     assert ids(result) == ["validator.ovf.xml.doctype"]
     assert result.invalid_files[0].error_message.args == ("2",)
@@ -206,11 +209,12 @@ def test_disk_checks(tmp_path: Path) -> None:
 
 
 def test_capacity_property_declared_in_product_section(tmp_path: Path) -> None:
-    disks = DISKS.replace('ovf:capacity="64" ovf:capacityAllocationUnits="byte * 2^20"',
-                          'ovf:capacity="${disk.size}"')
+    disks = DISKS.replace(
+        'ovf:capacity="64" ovf:capacityAllocationUnits="byte * 2^20"', 'ovf:capacity="${disk.size}"'
+    )
     system = SYSTEM.replace(
         "<Info>A VM</Info>",
-        '<Info>A VM</Info><ProductSection><Info>p</Info>'
+        "<Info>A VM</Info><ProductSection><Info>p</Info>"
         '<Property ovf:key="disk.size" ovf:type="uint64"/></ProductSection>',
     )
     assert check(tmp_path, REFS + disks + system) == []
@@ -296,11 +300,14 @@ def test_limits_are_enforced(tmp_path: Path) -> None:
     assert ids(validate(path, limits=Limits(descriptor_depth=3))) == [
         "validator.ovf.limit.descriptor_depth"
     ]
-    many = "<References>" + "".join(
-        f'<File ovf:id="f{i}" ovf:href="f{i}.bin"/>' for i in range(20)
-    ) + "</References>"
-    got = ids(validate(write(tmp_path, envelope(many + SYSTEM), disk=False),
-                       limits=Limits(references=10)))
+    many = (
+        "<References>"
+        + "".join(f'<File ovf:id="f{i}" ovf:href="f{i}.bin"/>' for i in range(20))
+        + "</References>"
+    )
+    got = ids(
+        validate(write(tmp_path, envelope(many + SYSTEM), disk=False), limits=Limits(references=10))
+    )
     assert got[0] == "validator.ovf.limit.references"
 
 

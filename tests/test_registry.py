@@ -65,8 +65,10 @@ def test_invalid_type_name_and_wrong_return_type_are_reported() -> None:
     )
     codes = [p[0] for p in reg.problems]
     assert "validator.core.registry.bad_type_name" in codes
-    assert ("validator.core.registry.bad_result",
-            ("garbage", "validator_item_types", "str")) in reg.problems
+    assert (
+        "validator.core.registry.bad_result",
+        ("garbage", "validator_item_types", "str"),
+    ) in reg.problems
 
 
 def test_plugin_raising_in_item_types_is_reported() -> None:
@@ -76,8 +78,10 @@ def test_plugin_raising_in_item_types_is_reported() -> None:
             raise RuntimeError("kaboom")
 
     reg = build_registry(extra_plugins=[("boom", Boom())])
-    assert ("validator.core.registry.hook_failed",
-            ("boom", "validator_item_types", "RuntimeError: kaboom")) in reg.problems
+    assert (
+        "validator.core.registry.hook_failed",
+        ("boom", "validator_item_types", "RuntimeError: kaboom"),
+    ) in reg.problems
     assert "ovf" in reg.item_types
 
 
@@ -98,13 +102,15 @@ def test_third_party_plugin_failing_to_import_is_reported(monkeypatch: pytest.Mo
     def load() -> object:
         raise ImportError("No module named 'acme_missing'")
 
-    ep = SimpleNamespace(name="acme-broken", load=load,
-                         dist=SimpleNamespace(name="acme-broken", version="0.1"))
+    ep = SimpleNamespace(
+        name="acme-broken", load=load, dist=SimpleNamespace(name="acme-broken", version="0.1")
+    )
     monkeypatch.setattr(registry, "_entry_points", fake_entry_points(ep))
     reg = build_registry(environ={})
-    assert ("validator.core.registry.load_failed",
-            ("acme-broken", "acme-broken", "ImportError: No module named 'acme_missing'")
-            ) in reg.problems
+    assert (
+        "validator.core.registry.load_failed",
+        ("acme-broken", "acme-broken", "ImportError: No module named 'acme_missing'"),
+    ) in reg.problems
     assert "ovf" in reg.item_types
 
 
@@ -134,8 +140,11 @@ def test_env_var_restricts_third_party_plugins(monkeypatch: pytest.MonkeyPatch) 
 def test_third_party_cannot_take_a_builtin_name(monkeypatch: pytest.MonkeyPatch) -> None:
     from validator import registry
 
-    ep = SimpleNamespace(name="ovf", load=lambda: plugin_declaring("evil"),
-                         dist=SimpleNamespace(name="evil-dist", version="6.6.6"))
+    ep = SimpleNamespace(
+        name="ovf",
+        load=lambda: plugin_declaring("evil"),
+        dist=SimpleNamespace(name="evil-dist", version="6.6.6"),
+    )
     monkeypatch.setattr(registry, "_entry_points", fake_entry_points(ep))
     reg = build_registry(environ={})
     assert "evil" not in reg.item_types

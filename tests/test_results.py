@@ -85,7 +85,11 @@ def element_shape(el: etree._Element) -> tuple[str, list[object]]:
 def test_xml_matches_seed_element_for_element() -> None:
     seed = seed_xml_response()
     ours = etree.fromstring(result_to_xml(sample_result()).encode())
-    assert ours.tag == seed.tag == "{http://vmware.com/content/library/item/updatesession/file}Validate-Result"
+    assert (
+        ours.tag
+        == seed.tag
+        == "{http://vmware.com/content/library/item/updatesession/file}Validate-Result"
+    )
     assert element_shape(ours) == element_shape(seed)
     assert ours.nsmap == seed.nsmap
     # Text content too: has_errors, names and args.
@@ -112,7 +116,7 @@ def test_empty_result_serializations() -> None:
 
 
 def test_xml_escapes_hostile_text() -> None:
-    msg = LocalizableMessage("x", "a <b> & \"c\"", ("</args-array>",))
+    msg = LocalizableMessage("x", 'a <b> & "c"', ("</args-array>",))
     xml = result_to_xml(ValidationResult(invalid_files=(ValidationError("<n>&", msg),)))
     root = etree.fromstring(xml.encode())
     assert root.findtext("value/invalid_files-array/array-item/name") == "<n>&"

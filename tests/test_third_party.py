@@ -25,9 +25,22 @@ EXAMPLE = ROOT / "examples" / "acme-validator"
 def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     target = tmp_path_factory.mktemp("site")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target), str(EXAMPLE)],
-        capture_output=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        capture_output=True,
+        timeout=300,
+        check=False,
     )
     if proc.returncode != 0:
         pytest.fail(f"could not install the example plugin: {proc.stderr.decode()[-2000:]}")
@@ -68,8 +81,10 @@ def test_new_item_type_is_detected_and_used(installed: dict[str, str], notes: Pa
     assert proc.returncode == 1
     value = json.loads(proc.stdout)["value"]
     assert value["missing_files"] == ["README.txt"]
-    assert [(e["name"], e["error_message"]["id"], e["error_message"]["args"])
-            for e in value["invalid_files"]] == [
+    assert [
+        (e["name"], e["error_message"]["id"], e["error_message"]["args"])
+        for e in value["invalid_files"]
+    ] == [
         ("bad.txt", "acme.notes.not_utf8", ["bad.txt", "2"]),
         ("image.png", "acme.notes.not_txt", ["image.png"]),
     ]
@@ -88,7 +103,9 @@ def test_policy_adds_a_rule_to_ovf_and_localizes(installed: dict[str, str], tmp_
     assert run_module(SAMPLES / "vm.ovf", env=installed).returncode == 0
 
 
-def test_environment_restricts_third_party_plugins(installed: dict[str, str], tmp_path: Path) -> None:
+def test_environment_restricts_third_party_plugins(
+    installed: dict[str, str], tmp_path: Path
+) -> None:
     folder = tmp_path / "nomf"
     folder.mkdir()
     for name in ("vm.ovf", "vm-disk1.vmdk"):
@@ -111,4 +128,7 @@ def test_readme_shows_the_tested_example() -> None:
     assert code in blocks, "README's adapter example must be examples/.../notes.py verbatim"
     toml = (EXAMPLE / "pyproject.toml").read_text(encoding="utf-8")
     assert '[project.entry-points."validator.plugins"]' in readme
-    assert 'acme-notes = "acme_validator.notes"' in readme and 'acme-notes = "acme_validator.notes"' in toml
+    assert (
+        'acme-notes = "acme_validator.notes"' in readme
+        and 'acme-notes = "acme_validator.notes"' in toml
+    )

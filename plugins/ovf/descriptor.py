@@ -156,7 +156,9 @@ class _Reader:
             if c in content:
                 seen_content = True
             elif seen_content and self.is_section(c):
-                self.d.add("validator.ovf.envelope.section_after_content", self.kind(c), c.sourceline or 0)
+                self.d.add(
+                    "validator.ovf.envelope.section_after_content", self.kind(c), c.sourceline or 0
+                )
         if refs:
             self.read_references(refs[0])
         for c in children:
@@ -283,7 +285,9 @@ class _Reader:
         prop = _PROPERTY_REF.match(raw)
         if prop:
             if prop.group(1) not in self.properties:
-                self.d.add("validator.ovf.disk.unknown_capacity_property", label, prop.group(1), line)
+                self.d.add(
+                    "validator.ovf.disk.unknown_capacity_property", label, prop.group(1), line
+                )
             return None
         if not _UNSIGNED.match(raw):
             self.d.add("validator.ovf.disk.bad_capacity", label, raw, line)
