@@ -8,6 +8,7 @@ Prints the median wall time of `python -c pass` and of
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -17,12 +18,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# As installed code runs: with byte-code caches (some environments export
+# PYTHONDONTWRITEBYTECODE, which makes every start compile every module).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def median_seconds(cmd: list[str], runs: int) -> float:
+    subprocess.run(cmd, check=False, capture_output=True, cwd=ROOT, env=ENV)  # warm caches
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       cwd=ROOT)
+                       cwd=ROOT, env=ENV)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -11,7 +11,6 @@ releases the GIL, so hashing scales with cores).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -525,6 +524,8 @@ class _Run:
                     )
         algs = self.ctx.requested_digests(file.name)
         if algs:
+            import hashlib  # here: loading OpenSSL costs start-up time when nothing is hashed
+
             digests = _Digests(file.name, self.ctx)
             for alg in sorted(algs):
                 try:

@@ -14,7 +14,6 @@ that the default output is field for field the seed's.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +88,8 @@ class ValidationResult:
 
 def result_to_json(result: ValidationResult, *, indent: int | None = 4) -> str:
     """The legacy REST representation: ``{"value": {…}}``."""
+    import json
+
     return json.dumps({"value": result.to_dict()}, indent=indent, ensure_ascii=False)
 
 
