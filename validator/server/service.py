@@ -1,0 +1,1189 @@
+"""The operations of the server, independent of the wire format.
+
+State lives in one SQLite database (WAL, ``synchronous=FULL``) in the data
+folder; file content lives beside it::
+
+    DATA/state.sqlite3                 libraries, items, sessions, files, tokens
+    DATA/uploads/SESSION/TOKEN         bytes of a session file (TOKEN.part while arriving)
+    DATA/content/ITEM/VERSION-SESSION  the files of one content version of an item
+
+Publishing (``complete``) is atomic: the new version's folder is filled
+(hard links to the uploads, fsynced) while the item still points at its old
+folder, then one transaction switches the item's content version and
+folder, records the version's files and moves the session to ``DONE``.
+Nothing refers to the new folder until that commit, so a crash before it
+leaves the old content and an ``ACTIVE`` session; :meth:`Service.recover`
+removes every folder that no item points at when the server starts.
+
+Every method is synchronous (the web layer runs them in worker threads)
+and raises :class:`~validator.results.VapiError` for the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from validator.engine import Engine
+from validator.limits import Limits
+from validator.registry import HookFailure, Registry
+from validator.results import (
+    LocalizableMessage,
+    NotAllowedInCurrentState,
+    ValidationResult,
+    VapiError,
+)
+from validator.server.auth import Users, new_token, token_key
+from validator.session import (
+    ChecksumAlgorithm,
+    ChecksumInfo,
+    PathSource,
+    Session,
+    SessionError,
+    SessionFile,
+    TransferStatus,
+    is_plain_name,
+)
+
+log = logging.getLogger("validator.server")
+
+GiB = 1 << 30
+ACTIVE, DONE, ERROR, CANCELED = "ACTIVE", "DONE", "ERROR", "CANCELED"
+WARNING_TYPES = (
+    "SELF_SIGNED_CERTIFICATE",
+    "EXPIRED_CERTIFICATE",
+    "NOT_YET_VALID_CERTIFICATE",
+    "UNTRUSTED_CERTIFICATE",
+)
+_WARNING_KEYWORDS = (
+    ("self_signed", "SELF_SIGNED_CERTIFICATE"),
+    ("not_yet_valid", "NOT_YET_VALID_CERTIFICATE"),
+    ("expired", "EXPIRED_CERTIFICATE"),
+    ("untrusted", "UNTRUSTED_CERTIFICATE"),
+)
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_HEX = re.compile(r"^[0-9a-fA-F]{32,128}$")
+_METADATA_SUFFIXES = {"ovf": (".mf", ".cert")}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS libraries (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL, client_token TEXT, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY, library_id TEXT NOT NULL REFERENCES libraries(id),
+    name TEXT NOT NULL, description TEXT NOT NULL DEFAULT '', type TEXT NOT NULL,
+    owner TEXT NOT NULL, client_token TEXT, content_version INTEGER NOT NULL DEFAULT 1,
+    content_dir TEXT, created REAL NOT NULL, modified REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS item_files (
+    item_id TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    PRIMARY KEY (item_id, name));
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, item_id TEXT NOT NULL, state TEXT NOT NULL,
+    client_token TEXT, client_progress INTEGER NOT NULL DEFAULT 0,
+    base_version INTEGER NOT NULL, expiration REAL NOT NULL,
+    error_message TEXT, warning_behavior TEXT NOT NULL DEFAULT '[]', preview_info TEXT,
+    created REAL NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS one_active_session ON sessions(item_id) WHERE state = 'ACTIVE';
+CREATE UNIQUE INDEX IF NOT EXISTS session_token ON sessions(owner, client_token);
+CREATE TABLE IF NOT EXISTS session_files (
+    session_id TEXT NOT NULL, name TEXT NOT NULL, seq INTEGER NOT NULL,
+    source_type TEXT NOT NULL, size INTEGER, checksum_alg TEXT, checksum TEXT,
+    status TEXT NOT NULL, bytes_transferred INTEGER NOT NULL DEFAULT 0,
+    received_size INTEGER, sha256 TEXT, error_message TEXT, upload_token TEXT NOT NULL UNIQUE,
+    keep_in_storage INTEGER NOT NULL, PRIMARY KEY (session_id, name));
+CREATE TABLE IF NOT EXISTS tokens (
+    key TEXT PRIMARY KEY, user TEXT NOT NULL, created REAL NOT NULL, last REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What ``validator serve`` is told on its command line."""
+
+    data_dir: Path
+    session_timeout: float = 300.0
+    max_upload_bytes: int = 64 * GiB
+    max_body_bytes: int = 1 << 20
+    max_session_files: int = 1000
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Who asks, in which language, and the base URL upload endpoints are built on."""
+
+    user: str
+    locale: str | None = None
+    base_url: str = "http://127.0.0.1"
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    session_id: str
+    user: str
+    name: str
+    part: Path
+    final: Path
+    size: int | None
+    limit: int
+    checksum: ChecksumInfo | None
+
+
+def iso_time(t: float) -> str:
+    """A vAPI DateTime: ``2026-11-22T08:00:00.000Z``."""
+    d = datetime.fromtimestamp(t, UTC)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+
+
+def warning_type(message_id: str) -> str:
+    """The ``WarningType`` a preview warning's message id stands for (else the id itself)."""
+    last = message_id.rsplit(".", 1)[-1].lower()
+    for name in WARNING_TYPES:
+        if last == name.lower():
+            return name
+    for key, name in _WARNING_KEYWORDS:
+        if key in last:
+            return name
+    return message_id
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class Service:
+    """The update-session server's state and operations."""
+
+    def __init__(self, config: ServerConfig, registry: Registry, users: Users) -> None:
+        self.config = config
+        self.registry = registry
+        self.users = users
+        self.data = config.data_dir
+        self.data.mkdir(parents=True, exist_ok=True)
+        (self.data / "uploads").mkdir(exist_ok=True)
+        (self.data / "content").mkdir(exist_ok=True)
+        self._db = sqlite3.connect(
+            self.data / "state.sqlite3", check_same_thread=False, isolation_level=None
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.RLock()
+        #: Sessions with an operation in progress that others must not overlap (complete).
+        self._busy: dict[str, str] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- plumbing ---------------------------------------------------------
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args))
+
+    def message(self, ctx: Ctx | None, message_id: str, *args: object) -> LocalizableMessage:
+        return self.registry.catalogs.message(message_id, args, ctx.locale if ctx else None)
+
+    def error(self, ctx: Ctx | None, kind: str, message_id: str, *args: object) -> VapiError:
+        return VapiError(kind, [self.message(ctx, message_id, *args)])
+
+    def hook(self, hook_name: str, **kwargs: Any) -> None:
+        """Call a server hook; a failing implementation is logged, never raised."""
+        for plugin, result in self.registry.call_each(hook_name, kwargs):
+            if isinstance(result, HookFailure):
+                log.warning("plugin %s failed in %s: %s", plugin, hook_name, result.error)
+
+    def check_id(self, ctx: Ctx, value: Any, what: str) -> str:
+        if not isinstance(value, str) or not _ID.match(value):
+            raise self.error(ctx, "invalid_argument", "validator.server.arg.bad_id", value, what)
+        return value
+
+    def _text(
+        self, ctx: Ctx, spec: Mapping[str, Any], key: str, *, required: bool, limit: int = 255
+    ) -> str | None:
+        value = spec.get(key)
+        if value is None:
+            if required:
+                raise self.error(ctx, "invalid_argument", "validator.server.arg.missing", key)
+            return None
+        if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+            raise self.error(ctx, "invalid_argument", "validator.server.arg.invalid", key, value)
+        return value
+
+    def _spec(self, ctx: Ctx, value: Any, key: str) -> Mapping[str, Any]:
+        if value is None:
+            raise self.error(ctx, "invalid_argument", "validator.server.arg.missing", key)
+        if not isinstance(value, Mapping):
+            raise self.error(ctx, "invalid_argument", "validator.server.arg.invalid", key, value)
+        return value
+
+    def _client_token(self, ctx: Ctx, value: Any) -> str | None:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or len(value) > 128:
+            raise self.error(
+                ctx, "invalid_argument", "validator.server.arg.invalid", "client_token", value
+            )
+        return value
+
+    # -- access -----------------------------------------------------------
+    def login(self, user: str, password: str) -> str | None:
+        if not self.users.check(user, password):
+            return None
+        token = new_token()
+        now = time.time()
+        with self._tx() as db:
+            db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?)", (token_key(token), user, now, now))
+        return token
+
+    def authenticate(self, token: str) -> str | None:
+        if not token or len(token) > 256:
+            return None
+        rows = self._query("SELECT user FROM tokens WHERE key = ?", (token_key(token),))
+        return str(rows[0]["user"]) if rows else None
+
+    def logout(self, token: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM tokens WHERE key = ?", (token_key(token),))
+
+    # -- libraries and items ----------------------------------------------
+    def library_create(self, ctx: Ctx, spec: Any, client_token: Any = None) -> str:
+        spec = self._spec(ctx, spec, "create_spec")
+        name = self._text(ctx, spec, "name", required=False) or "library"
+        description = self._text(ctx, spec, "description", required=False, limit=4096) or ""
+        token = self._client_token(ctx, client_token)
+        with self._tx() as db:
+            if token is not None:
+                row = db.execute(
+                    "SELECT id FROM libraries WHERE owner = ? AND client_token = ?",
+                    (ctx.user, token),
+                ).fetchone()
+                if row is not None:
+                    return str(row["id"])
+            lib_id = str(uuid.uuid4())
+            db.execute(
+                "INSERT INTO libraries VALUES (?, ?, ?, ?, ?, ?)",
+                (lib_id, name, description, ctx.user, token, time.time()),
+            )
+        return lib_id
+
+    def _library_row(self, ctx: Ctx, library_id: Any) -> sqlite3.Row:
+        library_id = self.check_id(ctx, library_id, "library")
+        rows = self._query("SELECT * FROM libraries WHERE id = ?", (library_id,))
+        if not rows:
+            raise self.error(ctx, "not_found", "validator.server.not_found.library", library_id)
+        return rows[0]
+
+    def library_get(self, ctx: Ctx, library_id: Any) -> dict[str, Any]:
+        row = self._library_row(ctx, library_id)
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "description": row["description"],
+            "type": "LOCAL",
+            "creation_time": iso_time(row["created"]),
+            "storage_backings": [],
+        }
+
+    def library_list(self, ctx: Ctx) -> list[str]:
+        return [str(r["id"]) for r in self._query("SELECT id FROM libraries ORDER BY created")]
+
+    def item_create(self, ctx: Ctx, spec: Any, client_token: Any = None) -> str:
+        spec = self._spec(ctx, spec, "create_spec")
+        library = self._library_row(ctx, spec.get("library_id"))
+        name = self._text(ctx, spec, "name", required=True)
+        kind = self._text(ctx, spec, "type", required=True, limit=64)
+        description = self._text(ctx, spec, "description", required=False, limit=4096) or ""
+        if kind not in self.registry.item_types:
+            known = ", ".join(sorted(self.registry.item_types))
+            raise self.error(
+                ctx, "invalid_argument", "validator.server.arg.unknown_type", kind, known
+            )
+        token = self._client_token(ctx, client_token)
+        now = time.time()
+        with self._tx() as db:
+            if token is not None:
+                row = db.execute(
+                    "SELECT id FROM items WHERE owner = ? AND client_token = ?", (ctx.user, token)
+                ).fetchone()
+                if row is not None:
+                    return str(row["id"])
+            item_id = str(uuid.uuid4())
+            db.execute(
+                "INSERT INTO items (id, library_id, name, description, type, owner, client_token,"
+                " content_version, content_dir, created, modified)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?)",
+                (item_id, library["id"], name, description, kind, ctx.user, token, now, now),
+            )
+        return item_id
+
+    def _item_row(self, ctx: Ctx, item_id: Any) -> sqlite3.Row:
+        item_id = self.check_id(ctx, item_id, "library item")
+        rows = self._query("SELECT * FROM items WHERE id = ?", (item_id,))
+        if not rows:
+            raise self.error(ctx, "not_found", "validator.server.not_found.item", item_id)
+        return rows[0]
+
+    def item_get(self, ctx: Ctx, item_id: Any) -> dict[str, Any]:
+        row = self._item_row(ctx, item_id)
+        size = self._query(
+            "SELECT COALESCE(SUM(size), 0) AS s FROM item_files WHERE item_id = ?", (row["id"],)
+        )[0]["s"]
+        return {
+            "id": row["id"],
+            "library_id": row["library_id"],
+            "name": row["name"],
+            "description": row["description"],
+            "type": row["type"],
+            "content_version": str(row["content_version"]),
+            "creation_time": iso_time(row["created"]),
+            "last_modified_time": iso_time(row["modified"]),
+            "size": int(size),
+            "cached": True,
+        }
+
+    def item_list(self, ctx: Ctx, library_id: Any) -> list[str]:
+        library = self._library_row(ctx, library_id)
+        rows = self._query(
+            "SELECT id FROM items WHERE library_id = ? ORDER BY created", (library["id"],)
+        )
+        return [str(r["id"]) for r in rows]
+
+    def _item_file_info(self, row: sqlite3.Row, version: int) -> dict[str, Any]:
+        return {
+            "name": row["name"],
+            "size": row["size"],
+            "cached": True,
+            "version": str(version),
+            "checksum_info": {"algorithm": "SHA256", "checksum": row["sha256"]},
+        }
+
+    def item_files(self, ctx: Ctx, item_id: Any) -> list[dict[str, Any]]:
+        # One read transaction: the version and its files always belong together.
+        with self._tx() as db:
+            item = self._item_row(ctx, item_id)
+            rows = list(
+                db.execute(
+                    "SELECT * FROM item_files WHERE item_id = ? ORDER BY name", (item["id"],)
+                )
+            )
+        return [self._item_file_info(r, item["content_version"]) for r in rows]
+
+    def item_file_get(self, ctx: Ctx, item_id: Any, name: Any) -> dict[str, Any]:
+        for info in self.item_files(ctx, item_id):
+            if info["name"] == name:
+                return info
+        raise self.error(ctx, "not_found", "validator.server.not_found.file", item_id, name)
+
+    def item_content_path(self, item_id: str, name: str) -> Path | None:
+        """Where the current content of an item's file is (for tests and deployments)."""
+        rows = self._query("SELECT content_dir FROM items WHERE id = ?", (item_id,))
+        if not rows or rows[0]["content_dir"] is None or not is_plain_name(name):
+            return None
+        return self.data / "content" / item_id / str(rows[0]["content_dir"]) / name
+
+    # -- update sessions --------------------------------------------------
+    def expire(self, now: float | None = None) -> int:
+        """Move ACTIVE sessions whose keep-alive ran out to ERROR; returns how many."""
+        now = time.time() if now is None else now
+        with self._lock:
+            rows = self._query(
+                "SELECT * FROM sessions WHERE state = 'ACTIVE' AND expiration < ?", (now,)
+            )
+            rows = [r for r in rows if r["id"] not in self._busy]
+            for row in rows:
+                msg = self.message(
+                    None, "validator.server.session.expired", row["id"], self.config.session_timeout
+                )
+                with self._tx() as db:
+                    db.execute(
+                        "UPDATE sessions SET state = 'ERROR', error_message = ? WHERE id = ?",
+                        (json.dumps(msg.to_dict()), row["id"]),
+                    )
+        for row in rows:
+            self._discard_uploads(row["id"])
+            self._changed(row, ACTIVE, ERROR)
+        return len(rows)
+
+    def _changed(self, row: sqlite3.Row, old: str | None, new: str) -> None:
+        self.hook(
+            "validator_server_session_changed",
+            session_id=row["id"],
+            user=row["owner"],
+            library_item_id=row["item_id"],
+            old_state=old,
+            new_state=new,
+        )
+
+    def _session_row(self, ctx: Ctx, session_id: Any) -> sqlite3.Row:
+        session_id = self.check_id(ctx, session_id, "update session")
+        self.expire()
+        rows = self._query(
+            "SELECT * FROM sessions WHERE id = ? AND owner = ?", (session_id, ctx.user)
+        )
+        if not rows:
+            raise self.error(ctx, "not_found", "validator.server.not_found.session", session_id)
+        return rows[0]
+
+    def _active_row(self, ctx: Ctx, session_id: Any, *, check_busy: bool = True) -> sqlite3.Row:
+        row = self._session_row(ctx, session_id)
+        if row["state"] != ACTIVE:
+            raise self.error(
+                ctx,
+                "not_allowed_in_current_state",
+                "validator.server.session.not_active",
+                row["id"],
+                row["state"],
+            )
+        if check_busy and row["id"] in self._busy:
+            raise self.error(
+                ctx,
+                "resource_busy",
+                "validator.server.session.busy",
+                row["id"],
+                self._busy[row["id"]],
+            )
+        return row
+
+    def _touch(self, db: sqlite3.Connection, session_id: str) -> None:
+        db.execute(
+            "UPDATE sessions SET expiration = ? WHERE id = ?",
+            (time.time() + self.config.session_timeout, session_id),
+        )
+
+    def _warning_behavior(self, ctx: Ctx, value: Any) -> list[dict[str, Any]]:
+        if value is None:
+            return []
+        if not isinstance(value, list) or len(value) > 100:
+            raise self.error(
+                ctx, "invalid_argument", "validator.server.arg.invalid", "warning_behavior", value
+            )
+        out = []
+        for entry in value:
+            if (
+                not isinstance(entry, Mapping)
+                or not isinstance(entry.get("type"), str)
+                or len(entry["type"]) > 255
+                or not isinstance(entry.get("ignored"), bool)
+            ):
+                raise self.error(
+                    ctx,
+                    "invalid_argument",
+                    "validator.server.arg.invalid",
+                    "warning_behavior",
+                    entry,
+                )
+            out.append({"type": entry["type"], "ignored": entry["ignored"]})
+        return out
+
+    def session_create(self, ctx: Ctx, spec: Any, client_token: Any = None) -> str:
+        spec = self._spec(ctx, spec, "create_spec")
+        token = self._client_token(ctx, client_token)
+        item = self._item_row(ctx, spec.get("library_item_id"))
+        behavior = self._warning_behavior(ctx, spec.get("warning_behavior"))
+        self.expire()
+        now = time.time()
+        with self._tx() as db:
+            if token is not None:
+                row = db.execute(
+                    "SELECT id FROM sessions WHERE owner = ? AND client_token = ?",
+                    (ctx.user, token),
+                ).fetchone()
+                if row is not None:
+                    return str(row["id"])
+            busy = db.execute(
+                "SELECT id FROM sessions WHERE item_id = ? AND state = 'ACTIVE'", (item["id"],)
+            ).fetchone()
+            if busy is not None:
+                raise self.error(
+                    ctx,
+                    "resource_busy",
+                    "validator.server.session.item_busy",
+                    item["id"],
+                    busy["id"] if self._owner(busy["id"]) == ctx.user else "-",
+                )
+            session_id = str(uuid.uuid4())
+            db.execute(
+                "INSERT INTO sessions (id, owner, item_id, state, client_token, base_version,"
+                " expiration, warning_behavior, created) VALUES (?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    ctx.user,
+                    item["id"],
+                    token,
+                    item["content_version"],
+                    now + self.config.session_timeout,
+                    json.dumps(behavior),
+                    now,
+                ),
+            )
+        self._changed(
+            self._query("SELECT * FROM sessions WHERE id = ?", (session_id,))[0], None, ACTIVE
+        )
+        return session_id
+
+    def _owner(self, session_id: str) -> str | None:
+        rows = self._query("SELECT owner FROM sessions WHERE id = ?", (session_id,))
+        return str(rows[0]["owner"]) if rows else None
+
+    def _session_model(self, row: sqlite3.Row) -> dict[str, Any]:
+        model: dict[str, Any] = {
+            "id": row["id"],
+            "library_item_id": row["item_id"],
+            "library_item_content_version": str(row["base_version"]),
+            "state": row["state"],
+            "client_progress": row["client_progress"],
+            "expiration_time": iso_time(row["expiration"]),
+            "warning_behavior": json.loads(row["warning_behavior"]),
+        }
+        if row["error_message"]:
+            model["error_message"] = json.loads(row["error_message"])
+        if row["preview_info"]:
+            model["preview_info"] = json.loads(row["preview_info"])
+        return model
+
+    def session_get(self, ctx: Ctx, session_id: Any) -> dict[str, Any]:
+        return self._session_model(self._session_row(ctx, session_id))
+
+    def session_list(self, ctx: Ctx, library_item_id: Any = None) -> list[str]:
+        self.expire()
+        if library_item_id is None or library_item_id == "":
+            rows = self._query(
+                "SELECT id FROM sessions WHERE owner = ? ORDER BY created", (ctx.user,)
+            )
+        else:
+            item = self._item_row(ctx, library_item_id)
+            rows = self._query(
+                "SELECT id FROM sessions WHERE owner = ? AND item_id = ? ORDER BY created",
+                (ctx.user, item["id"]),
+            )
+        return [str(r["id"]) for r in rows]
+
+    def session_keep_alive(self, ctx: Ctx, session_id: Any, client_progress: Any = None) -> None:
+        row = self._active_row(ctx, session_id, check_busy=False)
+        progress = self._progress(ctx, client_progress)
+        with self._tx() as db:
+            self._touch(db, row["id"])
+            if progress is not None:
+                db.execute(
+                    "UPDATE sessions SET client_progress = ? WHERE id = ?", (progress, row["id"])
+                )
+
+    def _progress(self, ctx: Ctx, value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+            raise self.error(
+                ctx, "invalid_argument", "validator.server.arg.invalid", "client_progress", value
+            )
+        return value
+
+    def session_update(self, ctx: Ctx, session_id: Any, spec: Any) -> None:
+        spec = self._spec(ctx, spec, "update_spec")
+        row = self._active_row(ctx, session_id)
+        behavior = (
+            self._warning_behavior(ctx, spec["warning_behavior"])
+            if "warning_behavior" in spec
+            else None
+        )
+        progress = self._progress(ctx, spec.get("client_progress"))
+        with self._tx() as db:
+            self._touch(db, row["id"])
+            if behavior is not None:
+                db.execute(
+                    "UPDATE sessions SET warning_behavior = ? WHERE id = ?",
+                    (json.dumps(behavior), row["id"]),
+                )
+            if progress is not None:
+                db.execute(
+                    "UPDATE sessions SET client_progress = ? WHERE id = ?", (progress, row["id"])
+                )
+
+    def _end(
+        self, ctx: Ctx, session_id: Any, state: str, message: LocalizableMessage | None
+    ) -> None:
+        row = self._active_row(ctx, session_id)
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sessions SET state = ?, error_message = ?"
+                " WHERE id = ? AND state = 'ACTIVE'",
+                (state, json.dumps(message.to_dict()) if message else None, row["id"]),
+            )
+        self._discard_uploads(row["id"])
+        self._changed(row, ACTIVE, state)
+
+    def session_cancel(self, ctx: Ctx, session_id: Any) -> None:
+        self._end(ctx, session_id, CANCELED, None)
+
+    def session_fail(self, ctx: Ctx, session_id: Any, client_error_message: Any) -> None:
+        if not isinstance(client_error_message, str) or len(client_error_message) > 4096:
+            raise self.error(
+                ctx, "invalid_argument", "validator.server.arg.missing", "client_error_message"
+            )
+        msg = self.message(None, "validator.server.session.client_failed", client_error_message)
+        self._end(ctx, session_id, ERROR, msg)
+
+    def session_delete(self, ctx: Ctx, session_id: Any) -> None:
+        row = self._session_row(ctx, session_id)
+        if row["state"] == ACTIVE:
+            raise self.error(
+                ctx, "not_allowed_in_current_state", "validator.server.session.is_active", row["id"]
+            )
+        with self._tx() as db:
+            db.execute("DELETE FROM session_files WHERE session_id = ?", (row["id"],))
+            db.execute("DELETE FROM sessions WHERE id = ?", (row["id"],))
+        self._discard_uploads(row["id"])
+        self._changed(row, row["state"], "DELETED")
+
+    def _discard_uploads(self, session_id: str) -> None:
+        shutil.rmtree(self.data / "uploads" / session_id, ignore_errors=True)
+
+    # -- session files ----------------------------------------------------
+    def _file_info(self, ctx: Ctx, row: sqlite3.Row) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "name": row["name"],
+            "source_type": row["source_type"],
+            "bytes_transferred": row["bytes_transferred"],
+            "status": row["status"],
+            "keep_in_storage": bool(row["keep_in_storage"]),
+        }
+        size = row["received_size"] if row["received_size"] is not None else row["size"]
+        if size is not None:
+            info["size"] = size
+        if row["checksum_alg"]:
+            info["checksum_info"] = {"algorithm": row["checksum_alg"], "checksum": row["checksum"]}
+        if row["status"] in ("WAITING_FOR_TRANSFER", "TRANSFERRING", "ERROR"):
+            info["upload_endpoint"] = {
+                "uri": f"{ctx.base_url.rstrip('/')}/cls/data/{row['upload_token']}"
+            }
+        if row["error_message"]:
+            info["error_message"] = json.loads(row["error_message"])
+        return info
+
+    def file_add(self, ctx: Ctx, session_id: Any, spec: Any) -> dict[str, Any]:
+        spec = self._spec(ctx, spec, "file_spec")
+        row = self._active_row(ctx, session_id)
+        name = spec.get("name")
+        if not isinstance(name, str) or not is_plain_name(name):
+            raise self.error(ctx, "invalid_argument", "validator.server.arg.bad_name", name)
+        source = spec.get("source_type", "PUSH")
+        if source != "PUSH":
+            if source in ("PULL", "NONE"):
+                raise self.error(
+                    ctx, "unsupported", "validator.server.arg.unsupported_source", source
+                )
+            raise self.error(
+                ctx, "invalid_argument", "validator.server.arg.invalid", "source_type", source
+            )
+        size = spec.get("size")
+        if size is not None and (
+            not isinstance(size, int)
+            or isinstance(size, bool)
+            or not 0 <= size <= self.config.max_upload_bytes
+        ):
+            raise self.error(ctx, "invalid_argument", "validator.server.arg.invalid", "size", size)
+        alg = checksum = None
+        info = spec.get("checksum_info")
+        if info is not None:
+            if not isinstance(info, Mapping):
+                raise self.error(
+                    ctx, "invalid_argument", "validator.server.arg.invalid", "checksum_info", info
+                )
+            alg = info.get("algorithm") or "SHA1"
+            checksum = info.get("checksum")
+            if alg not in ChecksumAlgorithm.__members__ or not (
+                isinstance(checksum, str) and _HEX.match(checksum)
+            ):
+                raise self.error(
+                    ctx, "invalid_argument", "validator.server.arg.invalid", "checksum_info", info
+                )
+            checksum = checksum.lower()
+        item = self._query("SELECT type FROM items WHERE id = ?", (row["item_id"],))[0]
+        suffixes = _METADATA_SUFFIXES.get(str(item["type"]), ())
+        keep = not name.lower().endswith(suffixes) if suffixes else True
+        token = new_token()
+        with self._tx() as db:
+            old = db.execute(
+                "SELECT * FROM session_files WHERE session_id = ? AND name = ?", (row["id"], name)
+            ).fetchone()
+            if old is not None and old["status"] == "TRANSFERRING":
+                raise self.error(
+                    ctx,
+                    "resource_busy",
+                    "validator.server.session.busy",
+                    row["id"],
+                    name,
+                )
+            count = db.execute(
+                "SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS m FROM session_files"
+                " WHERE session_id = ?",
+                (row["id"],),
+            ).fetchone()
+            if old is None and count["n"] >= self.config.max_session_files:
+                raise self.error(
+                    ctx,
+                    "invalid_argument",
+                    "validator.server.arg.too_many_files",
+                    self.config.max_session_files,
+                )
+            seq = old["seq"] if old is not None else count["m"] + 1
+            db.execute(
+                "INSERT OR REPLACE INTO session_files (session_id, name, seq, source_type, size,"
+                " checksum_alg, checksum, status, bytes_transferred, received_size, sha256,"
+                " error_message, upload_token, keep_in_storage)"
+                " VALUES (?, ?, ?, 'PUSH', ?, ?, ?, 'WAITING_FOR_TRANSFER', 0, NULL, NULL, NULL,"
+                " ?, ?)",
+                (row["id"], name, seq, size, alg, checksum, token, int(keep)),
+            )
+            self._touch(db, row["id"])
+            new = db.execute(
+                "SELECT * FROM session_files WHERE session_id = ? AND name = ?", (row["id"], name)
+            ).fetchone()
+        if old is not None:
+            self._unlink_upload(row["id"], old["upload_token"])
+        return self._file_info(ctx, new)
+
+    def _unlink_upload(self, session_id: str, token: str) -> None:
+        base = self.data / "uploads" / session_id
+        for path in (base / token, base / f"{token}.part"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def _file_row(self, ctx: Ctx, session_id: str, name: Any) -> sqlite3.Row:
+        if not isinstance(name, str) or not is_plain_name(name):
+            raise self.error(ctx, "invalid_argument", "validator.server.arg.bad_name", name)
+        rows = self._query(
+            "SELECT * FROM session_files WHERE session_id = ? AND name = ?", (session_id, name)
+        )
+        if not rows:
+            raise self.error(ctx, "not_found", "validator.server.not_found.file", session_id, name)
+        return rows[0]
+
+    def file_get(self, ctx: Ctx, session_id: Any, file_name: Any) -> dict[str, Any]:
+        row = self._session_row(ctx, session_id)
+        return self._file_info(ctx, self._file_row(ctx, row["id"], file_name))
+
+    def file_list(self, ctx: Ctx, session_id: Any) -> list[dict[str, Any]]:
+        row = self._session_row(ctx, session_id)
+        rows = self._query(
+            "SELECT * FROM session_files WHERE session_id = ? ORDER BY seq", (row["id"],)
+        )
+        return [self._file_info(ctx, r) for r in rows]
+
+    def file_remove(self, ctx: Ctx, session_id: Any, file_name: Any) -> None:
+        row = self._active_row(ctx, session_id)
+        frow = self._file_row(ctx, row["id"], file_name)
+        if frow["status"] == "TRANSFERRING":
+            raise self.error(
+                ctx, "resource_busy", "validator.server.session.busy", row["id"], frow["name"]
+            )
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM session_files WHERE session_id = ? AND name = ?",
+                (row["id"], frow["name"]),
+            )
+            self._touch(db, row["id"])
+        self._unlink_upload(row["id"], frow["upload_token"])
+
+    # -- uploads ----------------------------------------------------------
+    def upload_begin(self, ctx: Ctx, token: str) -> UploadTarget:
+        """Claim an upload endpoint: the file becomes TRANSFERRING."""
+        if not token or len(token) > 128 or not re.fullmatch(r"[A-Za-z0-9_-]+", token):
+            raise self.error(ctx, "not_found", "validator.server.not_found.upload", "-")
+        self.expire()
+        with self._tx() as db:
+            frow = db.execute(
+                "SELECT f.*, s.owner, s.state FROM session_files f"
+                " JOIN sessions s ON s.id = f.session_id WHERE f.upload_token = ?",
+                (token,),
+            ).fetchone()
+            if frow is None or frow["owner"] != ctx.user:
+                raise self.error(ctx, "not_found", "validator.server.not_found.upload", "-")
+            sid = frow["session_id"]
+            if frow["state"] != ACTIVE:
+                raise self.error(
+                    ctx,
+                    "not_allowed_in_current_state",
+                    "validator.server.session.not_active",
+                    sid,
+                    frow["state"],
+                )
+            if sid in self._busy:
+                raise self.error(
+                    ctx, "resource_busy", "validator.server.session.busy", sid, self._busy[sid]
+                )
+            if frow["status"] not in ("WAITING_FOR_TRANSFER", "ERROR"):
+                raise self.error(
+                    ctx,
+                    "not_allowed_in_current_state",
+                    "validator.server.file.not_uploadable",
+                    frow["name"],
+                    frow["status"],
+                )
+            db.execute(
+                "UPDATE session_files SET status = 'TRANSFERRING', bytes_transferred = 0,"
+                " received_size = NULL, sha256 = NULL, error_message = NULL"
+                " WHERE upload_token = ?",
+                (token,),
+            )
+            self._touch(db, sid)
+        base = self.data / "uploads" / sid
+        base.mkdir(parents=True, exist_ok=True)
+        checksum = (
+            ChecksumInfo(ChecksumAlgorithm(frow["checksum_alg"]), frow["checksum"])
+            if frow["checksum_alg"]
+            else None
+        )
+        size = frow["size"]
+        limit = self.config.max_upload_bytes if size is None else size
+        return UploadTarget(
+            sid, ctx.user, frow["name"], base / f"{token}.part", base / token, size, limit, checksum
+        )
+
+    def upload_progress(self, token: str, n: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE session_files SET bytes_transferred = ? WHERE upload_token = ?", (n, token)
+            )
+
+    def upload_finish(
+        self,
+        ctx: Ctx,
+        target: UploadTarget,
+        received: int,
+        digests: Mapping[str, str],
+        problem: tuple[str, tuple[object, ...]] | None,
+    ) -> dict[str, Any]:
+        """Record how an upload ended: READY, or ERROR with the reason."""
+        token = target.final.name
+        if problem is None and target.size is not None and received != target.size:
+            problem = ("validator.server.file.short", (target.name, received, target.size))
+        if problem is None and target.checksum is not None:
+            alg = target.checksum.algorithm
+            actual = digests.get(alg.hashlib_name, "")
+            if actual != target.checksum.checksum.lower():
+                problem = (
+                    "validator.server.file.checksum_mismatch",
+                    (target.name, alg.value, actual, target.checksum.checksum),
+                )
+        if problem is None:
+            os.replace(target.part, target.final)
+            _fsync_dir(target.final.parent)
+        else:
+            with contextlib.suppress(OSError):
+                target.part.unlink()
+        message = self.message(None, problem[0], *problem[1]) if problem else None
+        with self._tx() as db:
+            db.execute(
+                "UPDATE session_files SET status = ?, bytes_transferred = ?, received_size = ?,"
+                " sha256 = ?, error_message = ? WHERE upload_token = ?",
+                (
+                    "ERROR" if problem else "READY",
+                    received,
+                    None if problem else received,
+                    digests.get("sha256"),
+                    json.dumps(message.to_dict()) if message else None,
+                    token,
+                ),
+            )
+            self._touch(db, target.session_id)
+            frow = db.execute(
+                "SELECT * FROM session_files WHERE upload_token = ?", (token,)
+            ).fetchone()
+        status = "ERROR" if problem else "READY"
+        self.hook(
+            "validator_server_file_received",
+            session_id=target.session_id,
+            user=target.user,
+            name=target.name,
+            status=status,
+            bytes_transferred=received,
+        )
+        if frow is None:  # removed meanwhile
+            return {"name": target.name, "status": status}
+        return self._file_info(ctx, frow)
+
+    # -- validate and complete --------------------------------------------
+    def _engine_session(self, row: sqlite3.Row, item_type: str) -> Session:
+        session = Session(origin=str(row["id"]), item_type=item_type)
+        base = self.data / "uploads" / str(row["id"])
+        for f in self._query(
+            "SELECT * FROM session_files WHERE session_id = ? ORDER BY seq", (row["id"],)
+        ):
+            status = TransferStatus(f["status"])
+            source = None
+            if status == TransferStatus.READY and f["received_size"] is not None:
+                source = PathSource(base / f["upload_token"], int(f["received_size"]))
+            checksum = (
+                ChecksumInfo(ChecksumAlgorithm(f["checksum_alg"]), f["checksum"])
+                if f["checksum_alg"]
+                else None
+            )
+            session.files.append(
+                SessionFile(
+                    name=f["name"],
+                    source=source,
+                    status=status,
+                    size=f["size"],
+                    checksum_info=checksum,
+                )
+            )
+        return session
+
+    def _run_engine(self, ctx: Ctx, row: sqlite3.Row) -> tuple[ValidationResult, Session]:
+        item = self._query("SELECT type FROM items WHERE id = ?", (row["item_id"],))[0]
+        session = self._engine_session(row, str(item["type"]))
+        engine = Engine(self.registry, limits=self.config.limits, locale=ctx.locale)
+        try:
+            result = engine.validate(session, str(item["type"]))
+        except SessionError as exc:
+            msg = self.registry.catalogs.message(exc.message_id, exc.args_, ctx.locale)
+            raise VapiError("invalid_argument", [msg]) from None
+        self._store_preview(row, result)
+        return result, session
+
+    def _preview(self, row: sqlite3.Row, result: ValidationResult) -> dict[str, Any]:
+        behavior = json.loads(row["warning_behavior"])
+        ignored = {b["type"] for b in behavior if b.get("ignored")}
+        warnings = []
+        for w in result.warnings:
+            kind = warning_type(w.error_message.id)
+            warnings.append(
+                {
+                    "type": kind,
+                    "message": w.error_message.to_dict(),
+                    "ignored": kind in ignored or w.error_message.id in ignored,
+                    "file": w.name,
+                }
+            )
+        return {"state": "AVAILABLE", "warnings": warnings}
+
+    def _store_preview(self, row: sqlite3.Row, result: ValidationResult) -> None:
+        preview = self._preview(row, result)
+        stored = {
+            "state": preview["state"],
+            "warnings": [{k: v for k, v in w.items() if k != "file"} for w in preview["warnings"]],
+        }
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sessions SET preview_info = ? WHERE id = ?",
+                (json.dumps(stored), row["id"]),
+            )
+
+    def validate(self, ctx: Ctx, session_id: Any) -> ValidationResult:
+        row = self._active_row(ctx, session_id, check_busy=False)
+        with self._tx() as db:
+            self._touch(db, row["id"])
+        result, _ = self._run_engine(ctx, row)
+        return result
+
+    def complete(self, ctx: Ctx, session_id: Any) -> None:
+        with self._lock:
+            row = self._active_row(ctx, session_id)
+            self._busy[row["id"]] = "complete"
+        try:
+            result, _ = self._run_engine(ctx, row)
+            if result.has_errors:
+                invalid = list(dict.fromkeys(e.name for e in result.invalid_files))
+                summary = self.message(
+                    ctx,
+                    "validator.server.session_has_missing_or_invalid_files",
+                    ", ".join(result.missing_files) or "-",
+                    ", ".join(invalid) or "-",
+                )
+                raise NotAllowedInCurrentState(
+                    [summary, *(e.error_message for e in result.invalid_files)]
+                )
+            preview = self._preview(row, result)
+            blocking = [w for w in preview["warnings"] if not w["ignored"]]
+            if blocking:
+                raise NotAllowedInCurrentState(
+                    [
+                        self.message(
+                            ctx,
+                            "validator.server.session.warning_not_ignored",
+                            w["type"],
+                            w["file"],
+                            w["message"]["default_message"],
+                        )
+                        for w in blocking
+                    ]
+                )
+            self._publish(ctx, row)
+        finally:
+            with self._lock:
+                self._busy.pop(row["id"], None)
+
+    def _publish(self, ctx: Ctx, row: sqlite3.Row) -> None:
+        sid = str(row["id"])
+        item_id = str(row["item_id"])
+        files = self._query("SELECT * FROM session_files WHERE session_id = ? ORDER BY seq", (sid,))
+        item = self._query("SELECT * FROM items WHERE id = ?", (item_id,))[0]
+        version = int(item["content_version"]) + 1
+        dirname = f"{version}-{sid}"
+        target = self.data / "content" / item_id / dirname
+        # The new folder: nothing refers to it until the transaction below commits.
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        kept: list[sqlite3.Row] = []
+        for f in files:
+            if not f["keep_in_storage"]:
+                continue
+            src = self.data / "uploads" / sid / f["upload_token"]
+            dst = target / f["name"]
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+                with open(dst, "rb") as fh:
+                    os.fsync(fh.fileno())
+            kept.append(f)
+        _fsync_dir(target)
+        _fsync_dir(target.parent)
+        old_dir = item["content_dir"]
+        with self._tx() as db:
+            state = db.execute("SELECT state FROM sessions WHERE id = ?", (sid,)).fetchone()
+            if state is None or state["state"] != ACTIVE:
+                shutil.rmtree(target, ignore_errors=True)
+                raise self.error(
+                    ctx,
+                    "not_allowed_in_current_state",
+                    "validator.server.session.not_active",
+                    sid,
+                    state["state"] if state else "DELETED",
+                )
+            db.execute("DELETE FROM item_files WHERE item_id = ?", (item_id,))
+            db.executemany(
+                "INSERT INTO item_files VALUES (?, ?, ?, ?)",
+                [(item_id, f["name"], f["received_size"], f["sha256"] or "") for f in kept],
+            )
+            db.execute(
+                "UPDATE items SET content_version = ?, content_dir = ?, modified = ? WHERE id = ?",
+                (version, dirname, time.time(), item_id),
+            )
+            db.execute(
+                "UPDATE sessions SET state = 'DONE', client_progress = 100 WHERE id = ?", (sid,)
+            )
+        if old_dir:
+            shutil.rmtree(self.data / "content" / item_id / str(old_dir), ignore_errors=True)
+        self._discard_uploads(sid)
+        self._changed(row, ACTIVE, DONE)
+        self.hook(
+            "validator_server_content_published",
+            library_item_id=item_id,
+            session_id=sid,
+            user=row["owner"],
+            content_version=version,
+            files=[str(f["name"]) for f in kept],
+        )
+
+    # -- start-up -----------------------------------------------------------
+    def recover(self) -> dict[str, int]:
+        """Make disk and database agree after a crash; returns what was repaired."""
+        fixed = {"uploads_interrupted": 0, "content_dirs_removed": 0, "upload_dirs_removed": 0}
+        with self._tx() as db:
+            for f in db.execute("SELECT * FROM session_files WHERE status = 'TRANSFERRING'"):
+                msg = self.message(None, "validator.server.file.restarted", f["name"])
+                db.execute(
+                    "UPDATE session_files SET status = 'ERROR', received_size = NULL,"
+                    " error_message = ? WHERE upload_token = ?",
+                    (json.dumps(msg.to_dict()), f["upload_token"]),
+                )
+                fixed["uploads_interrupted"] += 1
+            current = {
+                str(r["id"]): r["content_dir"]
+                for r in db.execute("SELECT id, content_dir FROM items")
+            }
+            active = {
+                str(r["id"]) for r in db.execute("SELECT id FROM sessions WHERE state = 'ACTIVE'")
+            }
+            ready = {
+                (str(r["session_id"]), str(r["upload_token"]))
+                for r in db.execute(
+                    "SELECT session_id, upload_token FROM session_files WHERE status = 'READY'"
+                )
+            }
+        content = self.data / "content"
+        for item_dir in content.iterdir():
+            keep = current.get(item_dir.name)
+            for version_dir in item_dir.iterdir() if item_dir.is_dir() else []:
+                if version_dir.name != keep:
+                    shutil.rmtree(version_dir, ignore_errors=True)
+                    fixed["content_dirs_removed"] += 1
+            if item_dir.name not in current:
+                shutil.rmtree(item_dir, ignore_errors=True)
+        for session_dir in (self.data / "uploads").iterdir():
+            if session_dir.name not in active:
+                shutil.rmtree(session_dir, ignore_errors=True)
+                fixed["upload_dirs_removed"] += 1
+                continue
+            for path in session_dir.iterdir():
+                if (session_dir.name, path.name) not in ready:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+        self.expire()
+        return fixed
+
+    def check_consistency(self) -> list[str]:
+        """Problems between database and disk (empty when consistent); used by tests."""
+        problems = []
+        for item in self._query("SELECT * FROM items"):
+            files = self._query("SELECT * FROM item_files WHERE item_id = ?", (item["id"],))
+            if item["content_dir"] is None:
+                if files:
+                    problems.append(f"item {item['id']}: files without a content folder")
+                continue
+            folder = self.data / "content" / item["id"] / item["content_dir"]
+            if not folder.is_dir():
+                problems.append(f"item {item['id']}: content folder missing")
+                continue
+            names = {p.name for p in folder.iterdir()}
+            if names != {f["name"] for f in files}:
+                problems.append(f"item {item['id']}: folder holds {sorted(names)}")
+            for f in files:
+                path = folder / f["name"]
+                if path.is_file():
+                    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                    if digest != f["sha256"]:
+                        problems.append(f"item {item['id']}: {f['name']} content differs")
+        for s in self._query("SELECT * FROM sessions WHERE state = 'ACTIVE'"):
+            for f in self._query(
+                "SELECT * FROM session_files WHERE session_id = ? AND status = 'TRANSFERRING'",
+                (s["id"],),
+            ):
+                problems.append(f"session {s['id']}: {f['name']} still TRANSFERRING")
+        return problems
