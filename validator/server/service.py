@@ -570,7 +570,7 @@ class Service:
         }
         if row["error_message"]:
             model["error_message"] = json.loads(row["error_message"])
-        if row["preview_info"]:
+        if row["preview_info"] and row["state"] == ACTIVE:  # the API's union allows it only then
             model["preview_info"] = json.loads(row["preview_info"])
         return model
 
@@ -686,10 +686,10 @@ class Service:
             info["size"] = size
         if row["checksum_alg"]:
             info["checksum_info"] = {"algorithm": row["checksum_alg"], "checksum": row["checksum"]}
-        if row["status"] in ("WAITING_FOR_TRANSFER", "TRANSFERRING", "ERROR"):
-            info["upload_endpoint"] = {
-                "uri": f"{ctx.base_url.rstrip('/')}/cls/data/{row['upload_token']}"
-            }
+        # The API's union: a PUSH file always carries its upload endpoint.
+        info["upload_endpoint"] = {
+            "uri": f"{ctx.base_url.rstrip('/')}/cls/data/{row['upload_token']}"
+        }
         if row["error_message"]:
             info["error_message"] = json.loads(row["error_message"])
         return info
