@@ -9,11 +9,14 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from validator.limits import Limits
 from validator.results import Problem
 from validator.session import Session, SessionFile
+
+if TYPE_CHECKING:
+    from validator.registry import Registry
 
 T = TypeVar("T")
 
@@ -128,6 +131,9 @@ class CheckContext:
     _digest_requests: dict[str, set[str]] = field(default_factory=dict)
     _digests: dict[str, dict[str, str]] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    #: The plugins of this validation, for item types that call hooks of their own
+    #: (``ovf`` calls ``validator_disk_checks``); ``None`` outside an engine.
+    registry: Registry | None = None
 
     def cached(self, key: str, compute: Callable[[], T]) -> T:
         """``store[key]``, computed once (thread-safe) by ``compute``."""

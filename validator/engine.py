@@ -250,7 +250,11 @@ class Engine:
         if not session.sequential:
             self.check_received(session)
         ctx = CheckContext(
-            item_type=kind, limits=self.limits, locale=self.locale, options=dict(self.options)
+            item_type=kind,
+            limits=self.limits,
+            locale=self.locale,
+            options=dict(self.options),
+            registry=self.registry,
         )
         item = self.registry.item_types[kind]
         try:

@@ -21,6 +21,9 @@ Validation runs in this order, for a session of item type ``item_type``:
 4. :func:`validator_check_session` – whole-session checks that use what the
    file pass found (digests against a manifest).
 
+Item types may define hooks of their own, called from their checks through
+``ctx.registry``: :func:`validator_disk_checks` (disk formats, called by ``ovf``).
+
 These docstrings are the reference documentation (``validator hooks`` prints
 them); a test checks that every hook is documented in the README.
 """
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from validator.checks import CheckContext, FileCheck, ItemType, Reporter
+    from validator.checks import CheckContext, FileCheck, ItemType, Reporter, StreamCheck
     from validator.limits import Limits
     from validator.messages import CatalogSource
     from validator.session import Session, SessionFile
@@ -149,4 +152,36 @@ def validator_check_session(
     Digests requested earlier are available from ``ctx.digest``; state kept
     in ``ctx.store`` by your file checks is complete.  Problems go to
     ``report``.
+    """
+
+
+@hookspec
+def validator_disk_checks(
+    item_type: str,
+    session: Session,
+    name: str,
+    disk_format: str,
+    capacity: int | None,
+    disk_id: str,
+    ctx: CheckContext,
+) -> Iterable[StreamCheck] | None:
+    """Give the checks for the content of one virtual disk, by its format.
+
+    Called by an item type that knows disks (``ovf``: once per file a
+    ``DiskSection/Disk`` uses) so that disk formats are pluggable: a plugin
+    adds qcow2, VHD or raw checks without touching the OVF adapter.
+
+    :param name: the disk's file name in the package (an OVF ``File`` href);
+        problems are reported on it.
+    :param disk_format: the format URI as the package declares it (OVF
+        ``ovf:format``, e.g.
+        ``http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized``).
+    :param capacity: the capacity the package declares, in bytes (``None``:
+        not known, e.g. a ``${property}``).
+    :param disk_id: the disk's id in the package (``ovf:diskId``).
+    :return: :class:`~validator.checks.StreamCheck` instances, or ``None`` if
+        the format is not yours.  They are fed the disk's *content*: the bytes
+        after the package's own encodings are undone (chunks joined, gzip
+        decompressed), in order, in the file's single read.  A disk whose
+        format no plugin claims is reported as unsupported, never guessed.
     """

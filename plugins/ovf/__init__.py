@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from validator.checks import CheckContext, ItemType, Reporter
+from validator.checks import CheckContext, FileCheck, ItemType, Reporter, StreamCheck
 from validator.hookspecs import hookimpl
 from validator.limits import Limits
 from validator.messages import CatalogSource
@@ -21,13 +21,17 @@ from validator.session import (
     Rejected,
     Session,
     SessionError,
+    SessionFile,
     file_from_path,
     is_plain_name,
 )
 
+from . import certificate, integrity, manifest
 from .descriptor import Descriptor, chunk_name, read_descriptor
+from .disks import attach_disk_checks, vmdk_disk_checks
 
 DESCRIPTOR_SUFFIX = ".ovf"
+OVA_SUFFIX = ".ova"
 _CACHE_KEY = "ovf.descriptor"
 
 
@@ -84,7 +88,11 @@ def descriptor_of(session: Session, ctx: CheckContext) -> Descriptor | None:
 
 @hookimpl
 def validator_open_session(path: Path, limits: Limits) -> Session | None:
-    """A lone ``.ovf``: the descriptor plus the files it references that lie beside it."""
+    """A lone ``.ovf`` (with the files it references beside it), an ``.ova``, or ``-``."""
+    if str(path) == "-" or path.suffix.lower() == OVA_SUFFIX:
+        from .ova import open_ova
+
+        return open_ova(path, limits)
     if path.suffix.lower() != DESCRIPTOR_SUFFIX:
         return None
     try:
@@ -144,6 +152,8 @@ def validator_prepare_session(
 ) -> None:
     if item_type != "ovf":
         return
+    for name, message_id, args in session.meta.pop("ova.problems", []):
+        report.error(name, message_id, *args)  # found while listing the archive
     names = descriptors(session)
     if not names:
         report.error(session.origin, "validator.ovf.session.no_descriptor")
@@ -160,6 +170,13 @@ def validator_prepare_session(
     for name in session.names():
         if name not in referenced and name not in allowed:
             report.error(name, "validator.ovf.file.unreferenced", name, desc.name)
+    ctx.store["ovf.names_checked"] = set(session.names())
+    attach_disk_checks(desc, session, ctx, report)
+    # Sizes, chunks, manifest and certificate: metadata only, before the pass
+    # (the manifest asks for the digests the pass computes).
+    integrity.check_sizes(desc, session, ctx, report)
+    manifest.prepare(desc, session, ctx, report)
+    certificate.check(desc, session, ctx, report)
 
 
 _CHUNK = re.compile(r"^(?P<href>.+)\.(?P<index>[0-9]{9})$")
@@ -207,3 +224,68 @@ def validator_required_files(
     required = {ref.href for ref in desc.files if ref.usable and ref.chunk_size is None}
     required.update(required_chunks(desc, session, ctx))
     return sorted(required)
+
+
+# -- disks (see disks.py) --------------------------------------------------------
+
+
+@hookimpl
+def validator_disk_checks(
+    name: str, disk_format: str, capacity: int | None, disk_id: str, ctx: CheckContext
+) -> Iterable[StreamCheck] | None:
+    """VMDK sparse disks (streamOptimized, monolithicSparse): :mod:`.vmdk`."""
+    return vmdk_disk_checks(name, disk_format, capacity, disk_id, ctx)
+
+
+@hookimpl
+def validator_check_session(
+    item_type: str, session: Session, ctx: CheckContext, report: Reporter
+) -> None:
+    if item_type != "ovf":
+        return
+    found = descriptor_of(session, ctx)
+    if found is not None:
+        manifest.check(found, session, ctx, report)  # digests of the pass vs the manifest
+    if not session.sequential:
+        return
+    # An archive read from a pipe: members that arrived during the pass.
+    for name, message_id, args in session.meta.pop("ova.problems", []):
+        report.error(name, message_id, *args)
+    desc = descriptor_of(session, ctx)
+    if desc is None:
+        return
+    checked = ctx.store.get("ovf.names_checked", set())
+    referenced = referenced_names(desc, session, ctx)
+    allowed = {desc.name, *metadata_names(desc.name), *descriptors(session)}
+    for name in session.names():
+        if name not in checked and name not in referenced and name not in allowed:
+            report.error(name, "validator.ovf.file.unreferenced", name, desc.name)
+
+
+# -- the logical streams of references (see stream.py, integrity.py) -------------
+
+
+@hookimpl
+def validator_file_checks(
+    item_type: str, session: Session, file: SessionFile, ctx: CheckContext
+) -> Iterable[FileCheck] | None:
+    """A referenced file's (or chunk's) bytes go through its logical stream when it has work."""
+    if item_type != "ovf":
+        return None
+    desc = descriptor_of(session, ctx)
+    if desc is None:
+        return None
+    return integrity.file_checks(desc, session, file, ctx)
+
+
+@hookimpl
+def validator_file_groups(
+    item_type: str, session: Session, ctx: CheckContext
+) -> Iterable[Sequence[str]] | None:
+    """The chunks of a reference are read in order by one worker, as one stream."""
+    if item_type != "ovf":
+        return None
+    desc = descriptor_of(session, ctx)
+    if desc is None:
+        return None
+    return integrity.file_groups(desc, session, ctx)

@@ -1,0 +1,198 @@
+"""Disk files of an OVF package: which checks read them, through a pluggable hook.
+
+Every ``DiskSection/Disk`` with an ``ovf:fileRef`` names the file that holds
+its content and the format of that content (``ovf:format``).  The checks for a
+format come from the ``validator_disk_checks`` hook (see
+:mod:`validator.hookspecs`), so a third-party plugin adds qcow2, VHD or raw
+checks; this adapter answers it for VMDK (:func:`vmdk_disk_checks`).  A disk
+whose format no plugin claims is reported (``validator.ovf.disk.unsupported_format``),
+never guessed.
+
+:func:`attach_disk_checks` (called in ``validator_prepare_session``) puts the
+checks downstream of the reference's logical stream (:mod:`.stream`), so they
+see the disk's *content*: the stored bytes themselves for a plain file, the
+chunks joined and gzip decompressed otherwise, in the engine's single read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from validator.checks import CheckContext, Reporter, StreamCheck
+from validator.registry import HookFailure, _as_list
+from validator.session import Session
+
+from .descriptor import Descriptor, Disk
+from .vmdk import VmdkCheck, VmdkChecker
+
+HOOK = "validator_disk_checks"
+VMDK_BASES = (
+    "http://www.vmware.com/interfaces/specifications/vmdk.html",
+    # OVF 0.9 packages name the same specification without "interfaces/".
+    "http://www.vmware.com/specifications/vmdk.html",
+)
+#: Fragments of the VMDK URI whose disks are sparse extents this adapter reads.
+VMDK_VARIANTS = {
+    "streamOptimized": "streamOptimized",
+    "monolithicSparse": "monolithicSparse",
+    "sparse": "sparse",
+    # VMware's OVF 0.9 name for streamOptimized.
+    "compressed": "streamOptimized",
+}
+
+Problem = tuple[str, tuple[object, ...]]
+
+
+class ProblemCheck(StreamCheck):
+    """Reports problems known before the file is read (ignores the bytes)."""
+
+    label = "disk"
+
+    def __init__(self, name: str, problems: Iterable[Problem]) -> None:
+        self.name = name
+        self.problems = list(problems)
+
+    def update(self, data: memoryview) -> None:
+        return None
+
+    def finish(self, report: Reporter) -> None:
+        for message_id, args in self.problems:
+            report.error(self.name, message_id, *args)
+
+
+@dataclass(frozen=True, slots=True)
+class DiskFile:
+    """A disk's file as the descriptor declares it."""
+
+    href: str
+    disk: Disk
+
+
+def disk_files(desc: Descriptor) -> dict[str, DiskFile]:
+    """Disk files by href (the first Disk that uses a file wins)."""
+    refs = desc.file_by_id()
+    out: dict[str, DiskFile] = {}
+    for disk in desc.disks:
+        ref = refs.get(disk.file_ref) if disk.file_ref is not None else None
+        if ref is None or not ref.usable or ref.href in out:
+            continue
+        out[ref.href] = DiskFile(ref.href, disk)
+    return out
+
+
+def vmdk_variant(disk_format: str) -> tuple[bool, str | None]:
+    """``(is a VMDK URI, variant)``: the variant is ``None`` for a VMDK kind not allowed."""
+    base, sep, fragment = disk_format.partition("#")
+    if base not in VMDK_BASES:
+        return False, None
+    return True, VMDK_VARIANTS.get(fragment) if sep else None
+
+
+def vmdk_disk_checks(
+    name: str, disk_format: str, capacity: int | None, disk_id: str, ctx: CheckContext
+) -> list[StreamCheck] | None:
+    """This adapter's answer to ``validator_disk_checks``: the VMDK formats."""
+    is_vmdk, variant = vmdk_variant(disk_format)
+    if not is_vmdk:
+        return None
+    if variant is None:
+        return [ProblemCheck(name, [("validator.ovf.vmdk.bad_variant", (name, disk_format))])]
+    checker = VmdkChecker(
+        name,
+        name,
+        declared_capacity=capacity,
+        disk_id=disk_id,
+        variant=variant,
+        max_descriptor=min(ctx.limits.descriptor_bytes, 16 << 20),
+    )
+    return [VmdkCheck(checker)]
+
+
+class CheckConsumer:
+    """A :class:`~validator.checks.StreamCheck` as a consumer of a logical stream (stream.py)."""
+
+    def __init__(self, check: StreamCheck) -> None:
+        self.check = check
+
+    def feed(self, data: memoryview, /) -> None:
+        self.check.update(data)
+
+    def close(self) -> list[Problem]:
+        report = Reporter()
+        self.check.finish(report)
+        return [(p.message_id, p.args) for p in report.problems]
+
+
+def checks_for_disk(
+    session: Session, ctx: CheckContext, found: DiskFile
+) -> tuple[list[StreamCheck], list[Problem]]:
+    """Every plugin's checks for one disk's content, and the problems of asking for them.
+
+    Every plugin's ``validator_disk_checks`` is asked on its own: one that
+    raises is reported and the others still run.
+    """
+    disk = found.disk
+    href = found.href
+    if not disk.format:
+        return [], [("validator.ovf.disk.no_format", (href, disk.id))]
+    kwargs = {
+        "item_type": ctx.item_type,
+        "session": session,
+        "name": href,
+        "disk_format": disk.format,
+        "capacity": disk.capacity_bytes,
+        "disk_id": disk.id,
+        "ctx": ctx,
+    }
+    checks: list[StreamCheck] = []
+    problems: list[Problem] = []
+    claimed = False
+    if ctx.registry is None:
+        results: Iterable[tuple[str, object]] = [
+            ("ovf", vmdk_disk_checks(href, disk.format, disk.capacity_bytes, disk.id, ctx))
+        ]
+    else:
+        results = ctx.registry.call_each(HOOK, kwargs)
+    for plugin, result in results:
+        if isinstance(result, HookFailure):
+            claimed = True
+            problems.append(
+                ("validator.core.plugin.failed", (result.plugin, result.hook, result.error))
+            )
+            continue
+        if result is None:
+            continue
+        claimed = True
+        for check in _as_list(result):
+            if isinstance(check, StreamCheck):
+                checks.append(check)
+            else:
+                problems.append(
+                    ("validator.core.plugin.bad_result", (plugin, HOOK, type(check).__name__))
+                )
+    if not claimed:
+        problems.append(("validator.ovf.disk.unsupported_format", (href, disk.id, disk.format)))
+    return checks, problems
+
+
+def attach_disk_checks(
+    desc: Descriptor, session: Session, ctx: CheckContext, report: Reporter
+) -> None:
+    """In ``validator_prepare_session``: put every disk's checks downstream of its stream.
+
+    Disks whose file is not (completely) in the session are left to
+    ``missing_files``.
+    """
+    from .stream import logical_stream
+
+    refs = {r.href: r for r in desc.files if r.usable}
+    for href, found in disk_files(desc).items():
+        stream = logical_stream(session, ctx, refs[href])
+        if stream is None or not stream.complete:
+            continue
+        checks, problems = checks_for_disk(session, ctx, found)
+        for message_id, args in problems:
+            report.error(stream.name, message_id, *args)
+        for check in checks:
+            stream.attach(CheckConsumer(check))

@@ -1,0 +1,518 @@
+"""OVA archives: an OVF package in one tar file, validated without extracting it.
+
+A strict, minimal tar reader (ustar, GNU and pax headers, checksums checked)
+walks the archive's headers; nothing is ever written to disk and no member
+name is ever used as a path.
+
+- A seekable ``.ova``: every regular member becomes a
+  :class:`~validator.session.SessionFile` whose source is its byte range of
+  the archive (:class:`~validator.session.RangeSource`), so the engine reads
+  members in place and in parallel, exactly like the files of a folder.
+- ``-`` (standard input): a ``sequential`` session read in one pass.  The
+  leading metadata members (descriptor, manifest, certificate) are read into
+  memory first (bounded by the descriptor and manifest limits) so the
+  descriptor can be parsed before the pass; the other members are handed to
+  the engine one by one as they arrive.
+
+Members must be regular files with plain names: links, devices, FIFOs,
+directories, absolute or ``..`` names and duplicates are refused (each an
+``invalid_files`` entry), the descriptor must be the first member.  A file
+that is not a tar archive, a damaged header or an archive cut short is a
+one-line :class:`~validator.session.SessionError`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, cast
+
+from validator.limits import Limits
+from validator.session import (
+    RangeSource,
+    Rejected,
+    Session,
+    SessionError,
+    SessionFile,
+    is_plain_name,
+)
+
+BLOCK = 512
+ZERO_BLOCK = bytes(BLOCK)
+#: Bytes of one pax extended header or GNU long name we accept.
+META_LIMIT = 1 << 20
+REGULAR_TYPES = ("0", "\0", "7")
+#: Types whose header carries no data, whatever the size field says.
+NO_DATA_TYPES = ("1", "2", "3", "4", "5", "6")
+METADATA_SUFFIXES = (".ovf", ".mf", ".cert")
+#: Message id of a refused member, by tar type flag.
+TYPE_MESSAGES = {
+    "1": "validator.ovf.ova.member_link",
+    "2": "validator.ovf.ova.member_link",
+    "3": "validator.ovf.ova.member_device",
+    "4": "validator.ovf.ova.member_device",
+    "5": "validator.ovf.ova.member_directory",
+    "6": "validator.ovf.ova.member_fifo",
+}
+PROBLEMS_KEY = "ova.problems"
+
+
+class _Input(Protocol):
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes; fewer only at the end of the input."""
+
+    def skip(self, n: int) -> int:
+        """Skip up to ``n`` bytes; returns how many were skipped (fewer at the end)."""
+
+
+@dataclass(slots=True)
+class Member:
+    name: str
+    type: str
+    size: int  # bytes of data that follow the header
+    offset: int  # where the data starts in the archive
+    header_at: int
+
+    @property
+    def regular(self) -> bool:
+        return self.type in REGULAR_TYPES
+
+
+def _padded(n: int) -> int:
+    return -(-n // BLOCK) * BLOCK
+
+
+def _octal(field: bytes) -> int | None:
+    text = field.replace(b"\0", b" ").strip()
+    if not text or any(c not in b"01234567" for c in text):
+        return None
+    return int(text, 8)
+
+
+def _number(field: bytes) -> int | None:
+    """A numeric header field: octal text, or GNU base-256 (first byte 0x80)."""
+    if field and field[0] == 0x80:
+        return int.from_bytes(field[1:], "big")
+    if field and field[0] & 0x80:
+        return None  # negative base-256
+    return _octal(field)
+
+
+def _text(field: bytes) -> str:
+    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+class TarWalker:
+    """Walks the headers of a tar archive; the caller consumes or skips each member's data."""
+
+    def __init__(self, src: _Input, origin: str) -> None:
+        self.src = src
+        self.origin = origin
+        self.pos = 0
+        self.count = 0
+
+    def _fail(self, message_id: str, *args: object) -> SessionError:
+        return SessionError(message_id, self.origin, *args)
+
+    def _exact(self, n: int, at: int) -> bytes:
+        data = self.src.read(n)
+        self.pos += len(data)
+        if len(data) < n:
+            raise self._fail("validator.ovf.ova.truncated", self.pos)
+        return data
+
+    def skip_data(self, member: Member, consumed: int = 0) -> None:
+        """Skip what is left of ``member``'s data and its padding."""
+        want = _padded(member.size) - consumed
+        if want > 0:
+            got = self.src.skip(want)
+            self.pos += got
+            if got < want:
+                raise self._fail("validator.ovf.ova.truncated", self.pos)
+
+    def _header(self, block: bytes, at: int) -> tuple[str, str, int]:
+        first = self.count == 0
+        stored = _octal(block[148:156])
+        unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
+        signed = sum(b - 256 if b > 127 else b for b in block[:148] + block[156:]) + 8 * 32
+        magic = block[257:263]
+        if (
+            stored is None
+            or stored not in (unsigned, signed)
+            or magic not in (b"ustar\0", b"ustar ")
+        ):
+            raise self._fail(
+                "validator.ovf.ova.not_tar" if first else "validator.ovf.ova.bad_header", at
+            )
+        name = _text(block[0:100])
+        if magic == b"ustar\0":
+            prefix = _text(block[345:500])
+            if prefix:
+                name = f"{prefix}/{name}"
+        size = _number(block[124:136])
+        if size is None:
+            raise self._fail("validator.ovf.ova.bad_header", at)
+        return name, chr(block[156]), size
+
+    def _pax(self, data: bytes, at: int) -> dict[str, str]:
+        out: dict[str, str] = {}
+        pos = 0
+        while pos < len(data):
+            if data[pos] == 0:
+                break
+            space = data.find(b" ", pos)
+            if space < 0 or not data[pos:space].isdigit():
+                raise self._fail("validator.ovf.ova.bad_header", at)
+            length = int(data[pos:space])
+            record = data[space + 1 : pos + length]
+            if length <= 0 or pos + length > len(data) or not record.endswith(b"\n"):
+                raise self._fail("validator.ovf.ova.bad_header", at)
+            key, eq, value = record[:-1].partition(b"=")
+            if not eq:
+                raise self._fail("validator.ovf.ova.bad_header", at)
+            out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+            pos += length
+        return out
+
+    def next(self) -> Member | None:
+        """The next member, or ``None`` at the end-of-archive blocks."""
+        pax: dict[str, str] = {}
+        long_name: str | None = None
+        while True:
+            at = self.pos
+            block = self.src.read(BLOCK)
+            self.pos += len(block)
+            if len(block) < BLOCK:
+                raise self._fail("validator.ovf.ova.truncated", self.pos)
+            if block == ZERO_BLOCK:
+                if self.count == 0:
+                    raise self._fail("validator.ovf.ova.not_tar", at)
+                return None
+            name, kind, size = self._header(block, at)
+            self.count += 1
+            if kind in ("x", "g", "L", "K"):
+                if size > META_LIMIT:
+                    raise self._fail("validator.ovf.ova.bad_header", at)
+                data = self._exact(_padded(size), at)[:size]
+                if kind == "x":
+                    pax.update(self._pax(data, at))
+                elif kind == "L":
+                    long_name = _text(data)
+                continue  # a global header ("g") or a link name ("K") changes no member name
+            if "path" in pax:
+                name = pax["path"]
+            elif long_name is not None:
+                name = long_name
+            if "size" in pax:
+                if not pax["size"].isdigit():
+                    raise self._fail("validator.ovf.ova.bad_header", at)
+                size = int(pax["size"])
+            if kind in NO_DATA_TYPES:
+                size = 0
+            return Member(name=name, type=kind, size=size, offset=self.pos, header_at=at)
+
+
+def _refusal(member: Member, seen: set[str]) -> Rejected | None:
+    """Why a member cannot be a session file (``None``: it can)."""
+    name = member.name
+    if not member.regular:
+        message_id = TYPE_MESSAGES.get(member.type, "validator.ovf.ova.member_type")
+        if message_id == "validator.ovf.ova.member_type":
+            return Rejected(name, message_id, (name, member.type))
+        return Rejected(name, message_id, (name,))
+    if not is_plain_name(name):
+        return Rejected(name, "validator.ovf.ova.member_bad_name", (name,))
+    if name in seen:
+        return Rejected(name, "validator.ovf.ova.duplicate_member", (name,))
+    return None
+
+
+def _first_problem(session: Session, first: str | None) -> None:
+    """The descriptor must be the archive's first member."""
+    descriptors = [n for n in session.names() if n.lower().endswith(".ovf")]
+    if descriptors and first is not None and first != descriptors[0]:
+        session.meta.setdefault(PROBLEMS_KEY, []).append(
+            (descriptors[0], "validator.ovf.ova.descriptor_not_first", (descriptors[0], first))
+        )
+
+
+# -- a seekable archive ---------------------------------------------------------
+
+
+class _FileInput:
+    """Header reads and data skips on an open archive (skips are seeks)."""
+
+    def __init__(self, fh: BinaryIO, size: int) -> None:
+        self.fh = fh
+        self.size = size
+
+    def read(self, n: int) -> bytes:
+        return self.fh.read(n)
+
+    def skip(self, n: int) -> int:
+        here = self.fh.tell()
+        step = max(0, min(n, self.size - here))
+        self.fh.seek(here + step)
+        return step
+
+
+def open_archive(path: Path, limits: Limits) -> Session:
+    """A session of the members of a seekable ``.ova``, read in place."""
+    real = Path(os.path.realpath(path))
+    try:
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise SessionError("validator.core.input.unreadable", path, exc.strerror or exc) from exc
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise SessionError("validator.core.input.not_regular", path)
+        walker = TarWalker(_FileInput(fh, st.st_size), str(path))
+        session = Session(origin=str(path), item_type="ovf")
+        session.meta["ova"] = "file"
+        seen: set[str] = set()
+        first: str | None = None
+        try:
+            while (member := walker.next()) is not None:
+                if len(session.files) + len(session.rejected) >= limits.archive_members:
+                    raise SessionError(
+                        "validator.ovf.ova.too_many_members", path, limits.archive_members
+                    )
+                if first is None:
+                    first = member.name
+                refused = _refusal(member, seen)
+                if member.regular:
+                    seen.add(member.name)
+                if refused is not None:
+                    session.rejected.append(refused)
+                else:
+                    session.files.append(
+                        SessionFile(member.name, RangeSource(real, member.offset, member.size))
+                    )
+                walker.skip_data(member)
+        except OSError as exc:
+            raise SessionError("validator.ovf.ova.read_error", path, exc.strerror or exc) from exc
+    _first_problem(session, first)
+    return session
+
+
+# -- a stream (standard input) ----------------------------------------------------
+
+
+class _StreamInput:
+    """Sequential reads from a binary stream; counts nothing, never seeks."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self._scratch = bytearray(1 << 20)
+
+    def readinto(self, view: memoryview) -> int:
+        n = self.raw.readinto(view)
+        return int(n or 0)
+
+    def read(self, n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            chunk = self.raw.read(n - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return bytes(out)
+
+    def skip(self, n: int) -> int:
+        done = 0
+        view = memoryview(self._scratch)
+        while done < n:
+            got = self.readinto(view[: min(len(view), n - done)])
+            if not got:
+                break
+            done += got
+        return done
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySource:
+    """A small member read into memory (descriptor, manifest, certificate)."""
+
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def seekable(self) -> bool:
+        return True
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data)
+
+
+class _MemberReader(io.RawIOBase):
+    """The data of the current member of a stream, read once."""
+
+    def __init__(self, source: StreamMemberSource) -> None:
+        super().__init__()
+        self.source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        src = self.source
+        left = src.length - src.consumed
+        if left <= 0:
+            return 0
+        view = memoryview(buffer).cast("B")
+        if len(view) > left:
+            view = view[:left]
+        n = src.input.readinto(view)
+        src.consumed += n
+        return n
+
+
+@dataclass(slots=True)
+class StreamMemberSource:
+    """A member of an archive on a pipe: opened once, in session order."""
+
+    input: _StreamInput
+    length: int
+    consumed: int = 0
+    opened: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.length
+
+    @property
+    def seekable(self) -> bool:
+        return False
+
+    def open(self) -> BinaryIO:
+        if self.opened:
+            raise OSError("a member of a stream can be read only once")
+        self.opened = True
+        return cast(BinaryIO, _MemberReader(self))
+
+
+@dataclass(slots=True)
+class StreamSession(Session):
+    """A ``sequential`` session over an archive on a pipe (see :meth:`iter_sequential`)."""
+
+    walker: TarWalker | None = None
+    pending: Member | None = None
+    seen: set[str] = field(default_factory=set)
+    limits: Limits = field(default_factory=Limits)
+
+    def _count_check(self) -> None:
+        if len(self.files) + len(self.rejected) + len(self.meta.get(PROBLEMS_KEY, [])) >= (
+            self.limits.archive_members
+        ):
+            raise SessionError(
+                "validator.ovf.ova.too_many_members", self.origin, self.limits.archive_members
+            )
+
+    def iter_sequential(self) -> Iterator[SessionFile]:
+        yield from list(self.files)  # the members read ahead, already in memory
+        walker = self.walker
+        if walker is None:
+            return
+        self.walker = None
+        member = self.pending
+        self.pending = None
+        if member is None:
+            member = walker.next()
+        while member is not None:
+            self._count_check()
+            refused = _refusal(member, self.seen)
+            if member.regular:
+                self.seen.add(member.name)
+            if refused is not None:
+                self.meta.setdefault(PROBLEMS_KEY, []).append(
+                    (refused.name, refused.message_id, refused.args)
+                )
+                walker.skip_data(member)
+            elif _small_metadata(member, self.limits):
+                data = walker._exact(member.size, member.header_at)
+                walker.skip_data(member, member.size)
+                file = SessionFile(member.name, MemorySource(data))
+                self.files.append(file)
+                yield file
+            else:
+                assert isinstance(walker.src, _StreamInput)
+                source = StreamMemberSource(walker.src, member.size)
+                file = SessionFile(member.name, source)
+                self.files.append(file)
+                yield file
+                walker.pos += source.consumed
+                walker.skip_data(member, source.consumed)
+            member = walker.next()
+
+
+def _small_metadata(member: Member, limits: Limits) -> bool:
+    limit = max(limits.descriptor_bytes, limits.manifest_bytes)
+    return member.name.lower().endswith(METADATA_SUFFIXES) and member.size <= limit
+
+
+def open_stream(raw: Any, origin: str, limits: Limits) -> Session:
+    """A sequential session over an archive read from ``raw`` (standard input)."""
+    walker = TarWalker(_StreamInput(raw), origin)
+    session = StreamSession(origin=origin, item_type="ovf", sequential=True, limits=limits)
+    session.meta["ova"] = "stream"
+    first: str | None = None
+    try:
+        # Read ahead the leading metadata members so the descriptor can be parsed first.
+        budget = 2 * max(limits.descriptor_bytes, limits.manifest_bytes)
+        while True:
+            member = walker.next()
+            if member is None:
+                break
+            if first is None:
+                first = member.name
+            if not (member.regular and _small_metadata(member, limits)) or member.size > budget:
+                session.pending = member
+                break
+            session._count_check()
+            refused = _refusal(member, session.seen)
+            session.seen.add(member.name)
+            if refused is not None:
+                session.rejected.append(refused)
+                walker.skip_data(member)
+                continue
+            data = walker._exact(member.size, member.header_at)
+            walker.skip_data(member, member.size)
+            budget -= member.size
+            session.files.append(SessionFile(member.name, MemorySource(data)))
+        session.walker = walker
+    except OSError as exc:
+        raise SessionError("validator.ovf.ova.read_error", origin, exc.strerror or exc) from exc
+    _first_problem(session, first)
+    return session
+
+
+def _stdin() -> Any:
+    stream = sys.stdin.buffer
+    raw = getattr(stream, "raw", stream)
+    try:  # a bigger pipe: fewer, larger reads (Linux only; harmless elsewhere)
+        import fcntl
+
+        fcntl.fcntl(raw.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (OSError, ValueError, AttributeError, ImportError):
+        pass
+    return raw
+
+
+def open_ova(path: Path, limits: Limits) -> Session:
+    """``-`` (standard input) or a ``.ova`` file."""
+    if str(path) == "-":
+        try:
+            raw = _stdin()
+        except (OSError, ValueError, AttributeError) as exc:
+            raise SessionError("validator.ovf.ova.read_error", "-", exc) from exc
+        return open_stream(raw, "-", limits)
+    return open_archive(path, limits)

@@ -1,0 +1,578 @@
+"""VMDK sparse disks (monolithicSparse, streamOptimized), checked in one sequential pass.
+
+:class:`VmdkChecker` is an incremental consumer: ``feed(bytes)`` the disk's
+content in order (as stored, or after the OVF stream pipeline joined chunks and
+decompressed gzip), then ``close()`` returns the problems as ``(message id,
+args)`` pairs.  :class:`VmdkCheck` wraps it as an engine
+:class:`~validator.checks.StreamCheck`.
+
+Memory stays bounded whatever the disk size: the 512-byte header, the embedded
+descriptor (at most ``max_descriptor`` bytes), the grain directory (at most
+``max_grain_directory`` bytes), one grain table at a time and a few integers.
+What is checked (REFERENCE §5):
+
+- header: magic ``KDMV``, version 1–3, known flag bits, capacity > 0, grain
+  size a power of two > 8, 512 entries per grain table, embedded descriptor
+  inside the file, the ``\\n \\r\\n`` newline-detection bytes, deflate
+  compression, grain directory offset (``0xFFFFFFFFFFFFFFFF`` only with
+  markers);
+- streams with markers: every marker walked (grain markers inside the
+  capacity, known metadata markers, nothing after end-of-stream); when the
+  grain directory is "at the end" the stream must finish with a footer marker,
+  a footer that agrees with the header and an end-of-stream marker; a stream
+  cut short inside a grain is reported as such (QEMU writes its grain
+  directory near the start and no footer: that layout is accepted);
+- grain directory and grain tables inside the file, grains inside the file and
+  outside the metadata;
+- the embedded descriptor, case-sensitively, duplicate keys refused, keys that
+  differ from a known key only by case refused (the CVE-2022-47951 trick),
+  exactly one SPARSE extent naming the disk itself whose size is the header's
+  capacity, no parent, ``createType`` streamOptimized or monolithicSparse and
+  agreeing with the header;
+- the header capacity against the capacity the OVF descriptor declares.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from validator.checks import Reporter, StreamCheck
+
+SECTOR = 512
+MAGIC = b"KDMV"
+GD_AT_END = 0xFFFFFFFFFFFFFFFF
+NEWLINE_BYTES = b"\n \r\n"
+
+FLAG_NEWLINE_TEST = 1 << 0
+FLAG_REDUNDANT_GT = 1 << 1
+FLAG_ZERO_GTE = 1 << 2
+FLAG_COMPRESSED = 1 << 16
+FLAG_MARKERS = 1 << 17
+KNOWN_FLAGS = FLAG_NEWLINE_TEST | FLAG_REDUNDANT_GT | FLAG_ZERO_GTE | FLAG_COMPRESSED | FLAG_MARKERS
+
+MARKER_EOS, MARKER_GT, MARKER_GD, MARKER_FOOTER = 0, 1, 2, 3
+COMPRESS_NONE, COMPRESS_DEFLATE = 0, 1
+GTES_PER_GT = 512
+
+ALLOWED_CREATE_TYPES = ("streamOptimized", "monolithicSparse")
+#: Keys of the descriptor header QEMU and VMware read (case-sensitively).
+KNOWN_KEYS = ("version", "CID", "parentCID", "createType", "parentFileNameHint", "encoding")
+ALLOWED_EXTENT_ACCESS = ("RW", "RDONLY")
+
+#: Default bounds of what is kept in memory.
+MAX_DESCRIPTOR_BYTES = 1 << 20
+MAX_GRAIN_DIRECTORY_BYTES = 4 << 20
+
+# magic, version, flags, capacity, grainSize, descriptorOffset, descriptorSize,
+# numGTEsPerGT, rgdOffset, gdOffset, overHead, uncleanShutdown, newline bytes,
+# compressAlgorithm
+_HEADER = struct.Struct("<4sIIQQQQIQQQB4sH")
+_MARKER = struct.Struct("<QII")
+_EXTENT = re.compile(
+    r"^(?P<access>[A-Z]+)\s+(?P<sectors>[0-9]+)\s+(?P<type>[A-Z]+)"
+    r'(?:\s+"(?P<file>[^"]*)"(?:\s+(?P<offset>[0-9]+))?)?\s*$'
+)
+_KEY = re.compile(r"^(?P<key>[A-Za-z0-9_.]+)\s*=\s*(?P<value>.*?)\s*$")
+
+Problem = tuple[str, tuple[object, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The fields of a sparse extent header (or of a streamOptimized footer)."""
+
+    magic: bytes
+    version: int
+    flags: int
+    capacity: int
+    grain_size: int
+    descriptor_offset: int
+    descriptor_size: int
+    gtes_per_gt: int
+    rgd_offset: int
+    gd_offset: int
+    overhead: int
+    unclean: int
+    newline: bytes
+    compress: int
+
+    @classmethod
+    def parse(cls, block: bytes) -> Header:
+        return cls(*_HEADER.unpack_from(block))
+
+    @property
+    def markers(self) -> bool:
+        return bool(self.flags & FLAG_MARKERS)
+
+    @property
+    def compressed(self) -> bool:
+        return bool(self.flags & FLAG_COMPRESSED)
+
+    def grain_tables(self) -> int:
+        """How many grain tables the capacity needs (entries of the grain directory)."""
+        if self.grain_size <= 0:
+            return 0
+        grains = -(-self.capacity // self.grain_size)
+        return -(-grains // GTES_PER_GT)
+
+
+def _hex(data: bytes) -> str:
+    return " ".join(f"{b:02x}" for b in data)
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+class _Capture:
+    """Copies the bytes of one region ``[start, start + length)`` as they stream past."""
+
+    __slots__ = ("buf", "done", "kind", "length", "start")
+
+    def __init__(self, start: int, length: int, kind: str, done: Callable[[bytes], None]) -> None:
+        self.start = start
+        self.length = length
+        self.kind = kind
+        self.buf = bytearray()
+        self.done = done
+
+
+class VmdkChecker:
+    """Checks one VMDK disk from its bytes, fed in order.
+
+    ``name`` is the file problems are about (the first argument of every
+    message); ``href`` is the name the embedded extent must carry (the disk's
+    own file name in the package); ``declared_capacity`` is the Disk's
+    capacity in bytes from the OVF descriptor (``None``: unknown); ``variant``
+    is the fragment of the OVF format URI (``streamOptimized``,
+    ``monolithicSparse`` or ``sparse``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        href: str | None = None,
+        *,
+        declared_capacity: int | None = None,
+        disk_id: str = "",
+        variant: str | None = None,
+        max_descriptor: int = MAX_DESCRIPTOR_BYTES,
+        max_grain_directory: int = MAX_GRAIN_DIRECTORY_BYTES,
+    ) -> None:
+        self.name = name
+        self.href = href if href is not None else name
+        self.declared_capacity = declared_capacity
+        self.disk_id = disk_id
+        self.variant = variant
+        self.max_descriptor = max_descriptor
+        self.max_grain_directory = max_grain_directory
+        self.problems: list[Problem] = []
+        self.pos = 0
+        self.header: Header | None = None
+        self.dead = False  # not a VMDK: the rest is only counted
+        self._head = bytearray()
+        self._chunk_start = 0
+        self._captures: list[tuple[int, int, _Capture]] = []
+        self._active: list[_Capture] = []
+        self._seq = 0
+        # grain directory and tables
+        self._gd_entries: list[int] | None = None
+        self._max_grain_end = 0  # bytes: end of the farthest grain a table points at
+        self._grain_low: int | None = None  # lowest grain sector inside the metadata
+        # marker walk
+        self._walking = False
+        self._mpos = 0
+        self._mbuf = bytearray()
+        self._mstop = False
+        self._eos_at: int | None = None
+        self._footer: Header | None = None
+        self._footer_at: int | None = None
+        self._gd_marker_sector: int | None = None
+
+    # -- problems -----------------------------------------------------------
+    def _add(self, message_id: str, *args: object) -> None:
+        self.problems.append((message_id, (self.name, *args)))
+
+    # -- feeding --------------------------------------------------------------
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Consume the next bytes of the disk."""
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        n = len(view)
+        if not n:
+            return
+        start = self.pos
+        end = start + n
+        self._chunk_start = start
+        if self.header is None and not self.dead:
+            need = SECTOR - len(self._head)
+            self._head += view[:need]
+            if len(self._head) == SECTOR:
+                self._start(bytes(self._head))
+        if not self.dead and self.header is not None:
+            if self._walking and not self._mstop:
+                self._walk(view, start, end)
+            if self._captures or self._active:
+                self._capture(view, start, end)
+        self.pos = end
+
+    def _capture(self, view: memoryview, start: int, end: int) -> None:
+        # A completed capture may ask for more (the directory names its tables): loop.
+        while True:
+            while self._captures and self._captures[0][0] < end:
+                _, _, cap = heapq.heappop(self._captures)
+                if cap.start >= start:
+                    self._active.append(cap)
+                # else: streamed past already, it cannot be checked here
+            progressed = False
+            still: list[_Capture] = []
+            active, self._active = self._active, []
+            for cap in active:
+                have = cap.start + len(cap.buf)
+                hi = min(cap.start + cap.length, end)
+                if have < hi:
+                    cap.buf += view[have - start : hi - start]
+                if len(cap.buf) >= cap.length:
+                    cap.done(bytes(cap.buf))
+                    progressed = True
+                else:
+                    still.append(cap)
+            self._active.extend(still)
+            if not progressed:
+                return
+
+    def _want(self, start: int, length: int, kind: str, done: Callable[[bytes], None]) -> None:
+        if start < self._chunk_start:
+            return
+        self._seq += 1
+        heapq.heappush(self._captures, (start, self._seq, _Capture(start, length, kind, done)))
+
+    # -- the header -----------------------------------------------------------
+    def _start(self, block: bytes) -> None:
+        if block[:4] != MAGIC:
+            self._add("validator.ovf.vmdk.not_vmdk", _hex(block[:4]))
+            self.dead = True
+            return
+        h = Header.parse(block)
+        self.header = h
+        if not 1 <= h.version <= 3:
+            self._add("validator.ovf.vmdk.bad_version", h.version)
+        if h.flags & ~KNOWN_FLAGS:
+            self._add(
+                "validator.ovf.vmdk.bad_flags",
+                f"0x{h.flags:08x}",
+                f"0x{h.flags & ~KNOWN_FLAGS:08x}",
+            )
+        if h.capacity == 0:
+            self._add("validator.ovf.vmdk.zero_capacity")
+        good_grain = h.grain_size > 8 and h.grain_size & (h.grain_size - 1) == 0
+        if not good_grain:
+            self._add("validator.ovf.vmdk.bad_grain_size", h.grain_size)
+        if h.gtes_per_gt != GTES_PER_GT:
+            self._add("validator.ovf.vmdk.bad_gtes_per_gt", h.gtes_per_gt)
+        if h.flags & FLAG_NEWLINE_TEST and h.newline != NEWLINE_BYTES:
+            self._add("validator.ovf.vmdk.bad_newline_bytes", _hex(h.newline))
+        if (h.compressed and h.compress != COMPRESS_DEFLATE) or h.compress not in (
+            COMPRESS_NONE,
+            COMPRESS_DEFLATE,
+        ):
+            self._add("validator.ovf.vmdk.bad_compression", h.compress)
+        if h.gd_offset == GD_AT_END and not h.markers:
+            self._add("validator.ovf.vmdk.gd_at_end_without_markers")
+        declared = self.declared_capacity
+        if declared is not None and h.capacity * SECTOR > declared:
+            self._add(
+                "validator.ovf.vmdk.capacity_exceeds_declared",
+                h.capacity * SECTOR,
+                declared,
+                self.disk_id,
+            )
+        # the embedded descriptor
+        if h.descriptor_offset == 0 or h.descriptor_size == 0:
+            self._add("validator.ovf.vmdk.no_descriptor", h.descriptor_offset, h.descriptor_size)
+        elif h.descriptor_size * SECTOR > self.max_descriptor:
+            self._add(
+                "validator.ovf.vmdk.descriptor_too_large",
+                h.descriptor_size * SECTOR,
+                self.max_descriptor,
+            )
+        else:
+            start = h.descriptor_offset * SECTOR
+            self._want(start, h.descriptor_size * SECTOR, "descriptor", self._descriptor)
+        # the grain directory, when the header says where it is
+        sane = good_grain and h.capacity and h.gtes_per_gt == GTES_PER_GT
+        if sane and h.gd_offset != GD_AT_END:
+            self._want_gd(h.gd_offset, h)
+        if h.markers:
+            self._walking = True
+            self._mpos = h.overhead * SECTOR
+
+    def _want_gd(self, gd_sector: int, h: Header) -> None:
+        count = h.grain_tables()
+        if count * 4 > self.max_grain_directory:
+            self._add(
+                "validator.ovf.vmdk.limit_grain_directory", count, self.max_grain_directory // 4
+            )
+            return
+        if gd_sector == 0:
+            self._add("validator.ovf.vmdk.bad_gd_offset", gd_sector)
+            return
+        self._want(gd_sector * SECTOR, count * 4, "gd", self._grain_directory)
+
+    def _grain_directory(self, data: bytes) -> None:
+        entries = list(struct.unpack(f"<{len(data) // 4}I", data))
+        self._gd_entries = entries
+        # Tables already streamed past (after GT markers) were checked then.
+        for gt in sorted({e for e in entries if e}):
+            self._want(gt * SECTOR, GTES_PER_GT * 4, "gt", self._grain_table)
+
+    def _grain_table(self, data: bytes) -> None:
+        h = self.header
+        assert h is not None
+        zero_gte = 1 if h.flags & FLAG_ZERO_GTE else 0
+        live = [e for e in struct.unpack(f"<{len(data) // 4}I", data) if e > zero_gte]
+        if not live:
+            return
+        top = max(live)
+        low = min(live)
+        # a compressed grain starts with its marker; a plain one fills grainSize sectors
+        extent = 1 if h.compressed else h.grain_size * SECTOR
+        self._max_grain_end = max(self._max_grain_end, top * SECTOR + extent)
+        if low < h.overhead and (self._grain_low is None or low < self._grain_low):
+            self._grain_low = low
+
+    # -- the marker walk --------------------------------------------------------
+    def _walk(self, view: memoryview, start: int, end: int) -> None:
+        h = self.header
+        assert h is not None
+        while not self._mstop:
+            mpos = self._mpos
+            if mpos >= end:
+                return
+            lo = max(mpos + len(self._mbuf), start)
+            need = 16 - len(self._mbuf)
+            self._mbuf += view[lo - start : min(lo - start + need, end - start)]
+            if len(self._mbuf) < 16:
+                return
+            val, size, kind = _MARKER.unpack(self._mbuf)
+            self._mbuf.clear()
+            self._marker(mpos, val, size, kind, h)
+
+    def _marker(self, at: int, val: int, size: int, kind: int, h: Header) -> None:
+        if size:
+            # a grain: its first sector (LBA), then `size` bytes of deflate data
+            if val >= h.capacity or (h.grain_size and val % h.grain_size):
+                self._add("validator.ovf.vmdk.grain_marker_lba", at, val, h.capacity)
+                self._mstop = True
+                return
+            if size > h.grain_size * SECTOR * 2 + 4096:
+                self._add("validator.ovf.vmdk.grain_marker_size", at, size)
+                self._mstop = True
+                return
+            self._mpos = at + -(-(12 + size) // SECTOR) * SECTOR
+            return
+        if kind == MARKER_EOS:
+            self._eos_at = at
+            self._mpos = at + SECTOR
+            self._mstop = True
+            return
+        if kind not in (MARKER_GT, MARKER_GD, MARKER_FOOTER) or val > (1 << 32):
+            self._add("validator.ovf.vmdk.bad_marker", at, kind)
+            self._mstop = True
+            return
+        data_at = at + SECTOR
+        if kind == MARKER_GT:
+            self._want(data_at, min(val * SECTOR, GTES_PER_GT * 4), "gt", self._grain_table)
+        elif kind == MARKER_GD:
+            self._gd_marker_sector = data_at // SECTOR
+            if h.gd_offset == GD_AT_END and h.grain_size > 8 and h.capacity:
+                self._want_gd(data_at // SECTOR, h)
+        else:
+            self._footer_at = at
+            self._want(data_at, SECTOR, "footer", self._footer_block)
+        self._mpos = data_at + val * SECTOR
+
+    def _footer_block(self, data: bytes) -> None:
+        self._footer = Header.parse(data)
+
+    # -- the embedded descriptor -----------------------------------------------
+    def _descriptor(self, data: bytes) -> None:
+        text_bytes = data.split(b"\0", 1)[0]
+        try:
+            text = text_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            self._add("validator.ovf.vmdk.descriptor_not_text")
+            return
+        keys: dict[str, int] = {}
+        values: dict[str, str] = {}
+        extents: list[tuple[int, re.Match[str]]] = []
+        known_lower = {k.lower(): k for k in KNOWN_KEYS}
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            ext = _EXTENT.match(line)
+            if ext:
+                extents.append((number, ext))
+                continue
+            kv = _KEY.match(line)
+            if not kv:
+                self._add("validator.ovf.vmdk.descriptor_bad_line", number, line[:80])
+                continue
+            key = kv.group("key")
+            if key in keys:
+                self._add("validator.ovf.vmdk.descriptor_duplicate_key", key, number)
+                continue
+            keys[key] = number
+            values[key] = _unquote(kv.group("value"))
+            real = known_lower.get(key.lower())
+            if real is not None and real != key:
+                self._add("validator.ovf.vmdk.descriptor_key_case", key, real, number)
+        h = self.header
+        assert h is not None
+        create = values.get("createType")
+        if create is None:
+            self._add("validator.ovf.vmdk.descriptor_no_create_type")
+        elif create not in ALLOWED_CREATE_TYPES:
+            self._add("validator.ovf.vmdk.bad_create_type", create)
+        else:
+            stream_header = h.compressed and h.markers
+            if (create == "streamOptimized") != stream_header:
+                actual = "streamOptimized" if stream_header else "monolithicSparse"
+                self._add("validator.ovf.vmdk.create_type_mismatch", create, actual)
+            if self.variant in ALLOWED_CREATE_TYPES and self.variant != create:
+                self._add("validator.ovf.vmdk.format_mismatch", self.variant, create)
+        parent = values.get("parentCID")
+        if parent is not None and parent.lower() != "ffffffff":
+            self._add("validator.ovf.vmdk.has_parent", "parentCID", parent)
+        if "parentFileNameHint" in values:
+            self._add(
+                "validator.ovf.vmdk.has_parent", "parentFileNameHint", values["parentFileNameHint"]
+            )
+        if len(extents) != 1:
+            self._add("validator.ovf.vmdk.extent_count", len(extents))
+        for number, ext in extents:
+            kind = ext.group("type")
+            if kind != "SPARSE":
+                self._add("validator.ovf.vmdk.bad_extent_type", kind, number)
+                continue
+            if ext.group("access") not in ALLOWED_EXTENT_ACCESS:
+                self._add("validator.ovf.vmdk.bad_extent_access", ext.group("access"), number)
+            target = ext.group("file")
+            if target != self.href:
+                self._add(
+                    "validator.ovf.vmdk.extent_other_file",
+                    target if target is not None else "",
+                    number,
+                )
+            sectors = int(ext.group("sectors"))
+            if sectors != h.capacity:
+                self._add("validator.ovf.vmdk.extent_size_mismatch", sectors, h.capacity, number)
+
+    # -- the end -------------------------------------------------------------
+    def close(self) -> list[Problem]:
+        """Finish: the checks that need the whole file; returns every problem found."""
+        if self.dead:
+            return self.problems
+        total = self.pos
+        h = self.header
+        if h is None:
+            self._add("validator.ovf.vmdk.too_short", total)
+            return self.problems
+        sectors = total // SECTOR
+        broken = False
+        if h.markers:
+            broken = self._close_stream(h, total)
+        elif total < h.overhead * SECTOR:
+            self._add("validator.ovf.vmdk.truncated", h.overhead * SECTOR, total)
+            broken = True
+        unfinished = [cap for _, _, cap in self._captures] + self._active
+        for cap in sorted(unfinished, key=lambda c: c.start):
+            if cap.kind == "descriptor":
+                self._add(
+                    "validator.ovf.vmdk.descriptor_outside",
+                    cap.start // SECTOR,
+                    cap.length // SECTOR,
+                    sectors,
+                )
+            elif broken:
+                continue  # a stream cut short: one message says it
+            elif cap.kind == "gd":
+                self._add("validator.ovf.vmdk.gd_outside", cap.start // SECTOR, sectors)
+                broken = True
+            elif cap.kind == "gt":
+                self._add("validator.ovf.vmdk.grain_table_outside", cap.start // SECTOR, sectors)
+                broken = True
+        if h.flags & FLAG_REDUNDANT_GT and h.rgd_offset >= max(sectors, 1):
+            self._add("validator.ovf.vmdk.gd_outside", h.rgd_offset, sectors)
+        if self._gd_entries is not None and not broken:
+            bad = [e for e in self._gd_entries if e and e >= sectors]
+            if bad:
+                self._add("validator.ovf.vmdk.grain_table_outside", bad[0], sectors)
+                broken = True
+        if not broken and self._max_grain_end > total:
+            self._add(
+                "validator.ovf.vmdk.grain_outside", (self._max_grain_end - 1) // SECTOR, sectors
+            )
+        if self._grain_low is not None:
+            self._add("validator.ovf.vmdk.grain_in_metadata", self._grain_low, h.overhead)
+        return self.problems
+
+    def _close_stream(self, h: Header, total: int) -> bool:
+        """The end of a stream with markers; True if it is cut short or broken."""
+        if self._mstop and self._eos_at is None:
+            return True  # a bad marker, already reported
+        at_end = h.gd_offset == GD_AT_END
+        cut = self._eos_at is None and self._mpos != total
+        if cut and not at_end:
+            self._add("validator.ovf.vmdk.truncated", max(self._mpos, total + 1), total)
+            return True
+        if self._eos_at is not None and self._eos_at + SECTOR < total:
+            self._add("validator.ovf.vmdk.data_after_eos", total - self._eos_at - SECTOR)
+        if not at_end:
+            return False
+        # grain directory at the end: footer marker, footer, end-of-stream marker.
+        footer = self._footer
+        if (
+            self._eos_at is None
+            or footer is None
+            or self._footer_at is None
+            or self._footer_at + 2 * SECTOR != self._eos_at
+        ):
+            self._add("validator.ovf.vmdk.no_footer", total)
+            return True
+        if footer.magic != MAGIC:
+            self._add(
+                "validator.ovf.vmdk.footer_mismatch", "magic", _hex(footer.magic), _hex(h.magic)
+            )
+            return False
+        for field_name in ("version", "flags", "capacity", "grain_size", "gtes_per_gt"):
+            a, b = getattr(footer, field_name), getattr(h, field_name)
+            if a != b:
+                self._add("validator.ovf.vmdk.footer_mismatch", field_name, a, b)
+        if footer.gd_offset == GD_AT_END or footer.gd_offset >= total // SECTOR:
+            self._add("validator.ovf.vmdk.gd_outside", footer.gd_offset, total // SECTOR)
+        elif self._gd_marker_sector is not None and footer.gd_offset != self._gd_marker_sector:
+            self._add("validator.ovf.vmdk.footer_gd", footer.gd_offset, self._gd_marker_sector)
+        return False
+
+
+class VmdkCheck(StreamCheck):
+    """The engine-facing check: feeds a :class:`VmdkChecker` and reports its problems."""
+
+    label = "vmdk"
+
+    def __init__(self, checker: VmdkChecker) -> None:
+        self.checker = checker
+
+    def update(self, data: memoryview) -> None:
+        self.checker.feed(data)
+
+    def finish(self, report: Reporter) -> None:
+        for message_id, args in self.checker.close():
+            report.error(self.checker.name, message_id, *args)
