@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -165,23 +166,33 @@ def live(tmp_path: Path) -> Iterator[Live]:
 def test_official_bindings(live: Live) -> None:
     pytest.importorskip("com.vmware.content_client")
     import requests
-    from com.vmware.cis_client import Session
-    from com.vmware.content.library.item.updatesession_client import File
-    from com.vmware.content.library.item_client import File as ItemFile
-    from com.vmware.content.library.item_client import UpdateSession, UpdateSessionModel
-    from com.vmware.content.library_client import Item, ItemModel
-    from com.vmware.content_client import LibraryModel, LocalLibrary
-    from com.vmware.vapi.std.errors_client import (
-        NotAllowedInCurrentState,
-        NotFound,
-        ResourceBusy,
-        Unauthenticated,
-    )
-    from vmware.vapi.lib.connect import get_requests_connector
-    from vmware.vapi.security.client.security_context_filter import LegacySecurityContextFilter
-    from vmware.vapi.security.session import create_session_security_context
-    from vmware.vapi.security.user_password import create_user_password_security_context
-    from vmware.vapi.stdlib.client.factories import StubConfigurationFactory
+
+    def mod(name: str) -> Any:  # the bindings ship no type information
+        return importlib.import_module(name)
+
+    Session = mod("com.vmware.cis_client").Session
+    File = mod("com.vmware.content.library.item.updatesession_client").File
+    item_client = mod("com.vmware.content.library.item_client")
+    ItemFile, UpdateSession = item_client.File, item_client.UpdateSession
+    UpdateSessionModel = item_client.UpdateSessionModel
+    Item = mod("com.vmware.content.library_client").Item
+    ItemModel = mod("com.vmware.content.library_client").ItemModel
+    LibraryModel = mod("com.vmware.content_client").LibraryModel
+    LocalLibrary = mod("com.vmware.content_client").LocalLibrary
+    errors = mod("com.vmware.vapi.std.errors_client")
+    NotAllowedInCurrentState, NotFound = errors.NotAllowedInCurrentState, errors.NotFound
+    ResourceBusy, Unauthenticated = errors.ResourceBusy, errors.Unauthenticated
+    get_requests_connector = mod("vmware.vapi.lib.connect").get_requests_connector
+    LegacySecurityContextFilter = mod(
+        "vmware.vapi.security.client.security_context_filter"
+    ).LegacySecurityContextFilter
+    create_session_security_context = mod(
+        "vmware.vapi.security.session"
+    ).create_session_security_context
+    create_user_password_security_context = mod(
+        "vmware.vapi.security.user_password"
+    ).create_user_password_security_context
+    StubConfigurationFactory = mod("vmware.vapi.stdlib.client.factories").StubConfigurationFactory
 
     http = requests.Session()
 
@@ -285,7 +296,7 @@ def test_raw_jsonrpc_shapes(live: Live) -> None:
     }
     answer = http.post("/api", json=login).json()
     token = answer["result"]["output"]["SECRET"]
-    call = {
+    call: dict[str, Any] = {
         "jsonrpc": "2.0",
         "method": "invoke",
         "id": "7",
