@@ -1,6 +1,6 @@
 """The operations of the server, independent of the wire format.
 
-State lives in one SQLite database (WAL, ``synchronous=FULL``) in the data
+State lives in one SQLite database (WAL; ``synchronous=FULL`` for publishing) in the data
 folder; file content lives beside it::
 
     DATA/state.sqlite3                 libraries, items, sessions, files, tokens
@@ -186,7 +186,7 @@ class Service:
         )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
         self._lock = threading.RLock()
@@ -208,6 +208,21 @@ class Service:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _durable(self) -> Iterator[None]:
+        """Commit with an fsync of the log: publishing must survive a power loss too.
+
+        Routine commits use ``synchronous=NORMAL`` (durable across a killed
+        process, which is what WAL guarantees); the one that switches an item's
+        content is made durable before the old folder is removed.
+        """
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=FULL")
+            try:
+                yield
+            finally:
+                self._db.execute("PRAGMA synchronous=NORMAL")
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -1075,7 +1090,7 @@ class Service:
         _fsync_dir(target)
         _fsync_dir(target.parent)
         old_dir = item["content_dir"]
-        with self._tx() as db:
+        with self._lock, self._durable(), self._tx() as db:
             state = db.execute("SELECT state FROM sessions WHERE id = ?", (sid,)).fetchone()
             if state is None or state["state"] != ACTIVE:
                 shutil.rmtree(target, ignore_errors=True)
