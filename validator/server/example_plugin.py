@@ -8,6 +8,8 @@ is unset)::
 
 Copy it as the starting point of your own: a hook implementation takes any
 subset of the arguments of its spec (see :mod:`validator.server.hookspecs`).
+``optionalhook=True`` lets the module also be an entry-point plugin: the
+registry loads those before the server adds its hook specifications.
 """
 
 from __future__ import annotations
@@ -34,21 +36,21 @@ def _write(event: str, **fields: Any) -> None:
         fh.write(line + "\n")
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def validator_server_session_changed(
     session_id: str, user: str, old_state: str | None, new_state: str
 ) -> None:
     _write("session_changed", session=session_id, user=user, old=old_state, new=new_state)
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def validator_server_file_received(
     session_id: str, name: str, status: str, bytes_transferred: int
 ) -> None:
     _write("file_received", session=session_id, name=name, status=status, bytes=bytes_transferred)
 
 
-@hookimpl
+@hookimpl(optionalhook=True)
 def validator_server_content_published(
     library_item_id: str, session_id: str, content_version: int, files: Sequence[str]
 ) -> None:

@@ -5,7 +5,9 @@ uses (``registry.pm.add_hookspecs``) when it starts, so a deployment can
 observe what happens without touching the server.  Implement them in a
 module decorated with :data:`validator.hookspecs.hookimpl` and load it with
 ``validator serve --plugin MODULE`` (or pass it to
-:func:`validator.server.create_app`).
+:func:`validator.server.create_app`).  An entry-point plugin (group
+``validator.plugins``) is loaded before these specifications exist: mark its
+server hooks ``@hookimpl(optionalhook=True)``.
 
 Every implementation is called on its own, after the change is committed
 to the server's database: one that raises is logged with its plugin's name
