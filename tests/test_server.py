@@ -634,3 +634,109 @@ def test_example_plugin_writes_audit_log(tmp_path: Path, monkeypatch: pytest.Mon
         "content_published",
     ]
     assert events[-1]["version"] == 2 and events[-2]["new"] == "DONE"
+
+
+# -- robustness and the command ---------------------------------------------------
+
+
+def test_unexpected_exceptions_are_vapi_errors(
+    server_env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, service = server_env
+    api = Api(client)
+
+    def boom(*args: Any) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(service, "library_list", boom)
+    r = api.req("GET", "/rest/com/vmware/content/library")
+    assert r.status_code == 500
+    assert r.json()["type"] == "com.vmware.vapi.std.errors.internal_server_error"
+    assert "Traceback" not in r.text
+    r = api.req("GET", "/api/content/library")
+    assert r.status_code == 500 and r.json()["error_type"] == "INTERNAL_SERVER_ERROR"
+    call = {
+        "jsonrpc": "2.0",
+        "method": "invoke",
+        "id": "1",
+        "params": {
+            "serviceId": "com.vmware.content.library",
+            "operationId": "list",
+            "input": {"STRUCTURE": {"operation-input": {}}},
+            "ctx": {"securityCtx": {"sessionId": api.token}},
+        },
+    }
+    body = client.post("/api", json=call).json()
+    assert "com.vmware.vapi.std.errors.internal_server_error" in body["result"]["error"]["ERROR"]
+
+
+def test_jsonrpc_in_process(server_env: Env) -> None:
+    client, _ = server_env
+    api = Api(client)
+    item = api.item()
+
+    def call(service: str, op: str, inputs: dict[str, Any], **ctx: Any) -> Any:
+        body = {
+            "jsonrpc": "2.0",
+            "method": "invoke",
+            "id": "9",
+            "params": {
+                "serviceId": service,
+                "operationId": op,
+                "input": {"STRUCTURE": {"operation-input": inputs}},
+                "ctx": {"appCtx": {}, "securityCtx": {"sessionId": api.token}, **ctx},
+            },
+        }
+        return client.post("/api", json=body).json()["result"]
+
+    spec = {
+        "STRUCTURE": {
+            "com.vmware.content.library.item.update_session_model": {
+                "library_item_id": {"OPTIONAL": item}
+            }
+        }
+    }
+    sid = call(
+        "com.vmware.content.library.item.update_session",
+        "create",
+        {"create_spec": spec, "client_token": {"OPTIONAL": None}},
+    )["output"]
+    out = call(
+        "com.vmware.content.library.item.updatesession.file",
+        "validate",
+        {"update_session_id": sid},
+    )["output"]
+    result = out["STRUCTURE"][
+        "com.vmware.content.library.item.updatesession.file.validation_result"
+    ]
+    assert result["has_errors"] is True
+    assert call(
+        "com.vmware.content.library.item.update_session", "cancel", {"update_session_id": sid}
+    ) == {"output": None}
+    res = call("com.vmware.nothing", "x", {})
+    assert "com.vmware.vapi.std.errors.not_found" in res["error"]["ERROR"]
+    bad = client.post("/api", json={"jsonrpc": "2.0", "method": "other", "id": 1}).json()
+    assert bad["error"]["code"] == -32600
+
+
+def test_hash_password_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from validator.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw\n"))
+    assert main(["serve", "--hash-password", "carol"]) == 0
+    line = capsys.readouterr().out.strip()
+    name, _, encoded = line.partition(":")
+    assert name == "carol" and verify_password("pw", encoded)
+    assert main(["serve", "--hash-password", "bad name"]) == 2
+
+
+def test_default_users_file(tmp_path: Path) -> None:
+    from validator.server.auth import create_default_users
+
+    password = create_default_users(tmp_path / "users")
+    assert Users.load(tmp_path / "users").check("admin", password)
+    assert (tmp_path / "users").stat().st_mode & 0o777 == 0o600

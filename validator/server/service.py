@@ -434,8 +434,12 @@ class Service:
         """Move ACTIVE sessions whose keep-alive ran out to ERROR; returns how many."""
         now = time.time() if now is None else now
         with self._lock:
+            # A session with an upload in progress is not idle, however long it takes.
             rows = self._query(
-                "SELECT * FROM sessions WHERE state = 'ACTIVE' AND expiration < ?", (now,)
+                "SELECT * FROM sessions s WHERE state = 'ACTIVE' AND expiration < ?"
+                " AND NOT EXISTS (SELECT 1 FROM session_files f"
+                " WHERE f.session_id = s.id AND f.status = 'TRANSFERRING')",
+                (now,),
             )
             rows = [r for r in rows if r["id"] not in self._busy]
             for row in rows:
