@@ -86,15 +86,30 @@ class ByteSource(Protocol):
 
 
 def is_plain_name(name: str) -> bool:
-    """A plain relative file name: no directory part, not ``.``/``..``, no NUL or control."""
+    """A plain relative file name: no directory part, not ``.``/``..``, no NUL or control,
+    valid Unicode (a name from a folder that is not UTF-8 cannot be an API file name)."""
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     return (
         bool(name)
         and name not in (".", "..")
         and "/" not in name
         and "\\" not in name
         and not any(ord(c) < 32 or ord(c) == 127 for c in name)
-        and len(name.encode("utf-8", "surrogateescape")) <= 255
+        and len(encoded) <= 255
     )
+
+
+def display_name(name: str) -> str:
+    """``name`` made printable on one line of any UTF-8 output: undecodable bytes and
+    control characters as ``\\xNN`` (a name cannot forge a line of the text report)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else c for c in name)
 
 
 def open_regular_file(path: Path) -> BinaryIO:
@@ -216,7 +231,8 @@ def file_from_path(path: Path, name: str | None = None) -> SessionFile | Rejecte
     """
     name = path.name if name is None else name
     if not is_plain_name(name):
-        return Rejected(name, "validator.core.file.bad_name", (name,))
+        shown = display_name(name)
+        return Rejected(shown, "validator.core.file.bad_name", (shown,))
     try:
         st = os.lstat(path)
     except OSError as exc:

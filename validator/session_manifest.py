@@ -38,6 +38,8 @@ from validator.session import (
 FORMAT_KEY = "validator-session"
 SUFFIXES = (".yaml", ".yml", ".json")
 _FILE_KEYS = {"name", "path", "size", "checksum_info", "status"}
+#: Nesting of YAML collections a session manifest may use (it needs 4).
+MAX_NESTING = 32
 
 
 def looks_like_manifest(path: Path) -> bool:
@@ -63,15 +65,39 @@ def _load(path: Path, max_bytes: int) -> Any:
             raise SessionError(
                 "validator.core.manifest.bad_json", path, exc.msg, exc.lineno
             ) from exc
+        except RecursionError as exc:  # "[[[[…": the manifest itself is 4 levels deep
+            raise SessionError(
+                "validator.core.manifest.bad_json", path, "nested too deeply", 0
+            ) from exc
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
+        _check_yaml_depth(yaml, text, loader, path)
         return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
         raise SessionError("validator.core.manifest.bad_yaml", path, line) from exc
+
+
+def _check_yaml_depth(yaml: Any, text: str, loader: Any, path: Path) -> None:
+    """Refuse nesting deeper than :data:`MAX_NESTING` before building any object.
+
+    libyaml's composer recurses in C: ``files: [[[[…`` 50,000 levels deep
+    crashed the process.  The parser's events are read iteratively here.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_NESTING:
+                mark = event.start_mark
+                raise SessionError(
+                    "validator.core.manifest.bad_yaml", path, mark.line + 1 if mark else 0
+                )
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
 
 
 def _inside(base: Path, rel: str) -> Path | None:

@@ -8,6 +8,7 @@ refused outright.  Size, element count and depth are bounded by the caller.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from lxml import etree
 
@@ -28,8 +29,25 @@ def _line_of(data: bytes, needle: bytes) -> int:
     return data.count(b"\n", 0, at) + 1 if at >= 0 else 0
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
+class _RefuseAll(etree.Resolver):
+    """Answers every external load (DTD, entity) with nothing and remembers it was asked.
+
+    ``load_dtd=False`` alone does not stop libxml2 from opening a DOCTYPE's
+    SYSTEM file (it did with ``collect_ids=False``): a local path, ``/dev/…``
+    or a FIFO that blocks forever.  With this resolver nothing is ever opened.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def resolve(self, system_url: str | None, public_id: str | None, context: Any) -> Any:
+        self.asked.append(str(system_url))
+        return self.resolve_string("", context)
+
+
+def _parser() -> tuple[etree.XMLParser, _RefuseAll]:
+    parser = etree.XMLParser(
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -39,18 +57,22 @@ def _parser() -> etree.XMLParser:
         remove_pis=False,
         collect_ids=False,
     )
+    refuse = _RefuseAll()
+    parser.resolvers.add(refuse)
+    return parser, refuse
 
 
 def parse(data: bytes, *, max_elements: int, max_depth: int) -> etree._ElementTree:
     """Parse ``data`` or raise :class:`XmlRejected`."""
     if not data.strip():
         raise XmlRejected("malformed", "the document is empty", 0)
+    parser, refuse = _parser()
     try:
-        root = etree.fromstring(data, parser=_parser())
+        root = etree.fromstring(data, parser=parser)
     except etree.XMLSyntaxError as exc:
         line = exc.lineno or 0
         msg = str(exc.msg or exc).split(", line")[0]
-        if "DOCTYPE" in msg or "Entity" in msg or "entity" in msg:
+        if refuse.asked or "DOCTYPE" in msg or "Entity" in msg or "entity" in msg:
             raise XmlRejected("entity", msg, _line_of(data, b"<!DOCTYPE") or line) from None
         raise XmlRejected("malformed", msg, line) from None
     except ValueError as exc:  # for example a str with an encoding declaration
