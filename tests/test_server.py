@@ -740,3 +740,94 @@ def test_default_users_file(tmp_path: Path) -> None:
     password = create_default_users(tmp_path / "users")
     assert Users.load(tmp_path / "users").check("admin", password)
     assert (tmp_path / "users").stat().st_mode & 0o777 == 0o600
+
+
+class Crash(BaseException):
+    """Stands for the process dying at that point (nothing after it runs)."""
+
+
+def _prepared(tmp_path: Path) -> tuple[TestClient, Service, Api, str, str]:
+    app = create_app(ServerConfig(data_dir=tmp_path), fast_users())
+    client = TestClient(app, raise_server_exceptions=False)
+    api = Api(client)
+    item = api.item()
+    sid = api.session(item)
+    api.push_bundle(sid)
+    assert api.req("POST", f"{API_US}/{sid}?action=complete").status_code == 204
+    sid = api.session(item)
+    api.push_bundle(sid)
+    return client, app.state.service, api, item, sid
+
+
+def _restart(tmp_path: Path, old: Service) -> Service:
+    old.close()
+    service = Service(ServerConfig(data_dir=tmp_path), old.registry, fast_users())
+    service.recover()
+    assert service.check_consistency() == []
+    return service
+
+
+def test_crash_before_the_publishing_commit_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, service, _api, item, sid = _prepared(tmp_path)
+    from validator.server import service as service_module
+
+    calls = {"n": 0}
+
+    def die(path: Path) -> None:  # the new folder is filled, the commit not yet made
+        calls["n"] += 1
+        raise Crash
+
+    monkeypatch.setattr(service_module, "_fsync_dir", die)
+    with pytest.raises(Crash):
+        service.complete(service_module.Ctx(user="alice"), sid)
+    assert calls["n"] == 1
+    assert len(list((tmp_path / "content" / item).iterdir())) == 2  # old + half-made new
+    monkeypatch.undo()
+    service = _restart(tmp_path, service)
+    ctx = service_module.Ctx(user="alice")
+    assert service.item_get(ctx, item)["content_version"] == "2"
+    assert service.session_get(ctx, sid)["state"] == "ACTIVE"
+    assert len(list((tmp_path / "content" / item).iterdir())) == 1
+    service.complete(ctx, sid)  # and it can be completed after the restart
+    assert service.item_get(ctx, item)["content_version"] == "3"
+    assert service.check_consistency() == []
+    service.close()
+    client.close()
+
+
+def test_crash_after_the_publishing_commit_rolls_forward(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, service, _api, item, sid = _prepared(tmp_path)
+    from validator.server import service as service_module
+
+    def die(self: Service, session_id: str) -> None:  # committed; cleanup not done
+        raise Crash
+
+    monkeypatch.setattr(service_module.Service, "_discard_uploads", die)
+    monkeypatch.setattr("shutil.rmtree", lambda *a, **k: None)
+    with pytest.raises(Crash):
+        service.complete(service_module.Ctx(user="alice"), sid)
+    monkeypatch.undo()
+    assert len(list((tmp_path / "content" / item).iterdir())) == 2
+    service = _restart(tmp_path, service)
+    ctx = service_module.Ctx(user="alice")
+    assert service.item_get(ctx, item)["content_version"] == "3"
+    assert service.session_get(ctx, sid)["state"] == "DONE"
+    assert len(list((tmp_path / "content" / item).iterdir())) == 1
+    assert not (tmp_path / "uploads" / sid).exists()
+    service.close()
+    client.close()
+
+
+def test_upload_larger_than_declared_is_refused_before_reading(server_env: Env) -> None:
+    client, _ = server_env
+    api = Api(client)
+    sid = api.session(api.item())
+    info = api.add(sid, "vm.ovf", size=10)
+    r = api.upload(info, b"x" * 100)
+    assert r.status_code == 400
+    assert r.json()["messages"][0]["id"] == "validator.server.file.too_large"
+    assert api.req("GET", f"{API_US}/{sid}/file/vm.ovf").json()["status"] == "ERROR"

@@ -21,7 +21,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -439,7 +441,7 @@ class Server:
             if request.method == "DELETE":
                 await run_in_threadpool(self.service.logout, token)
                 return Response(status_code=200 if family == "rest" else 204)
-            now = iso_time(__import__("time").time())
+            now = iso_time(time.time())
             return _json(wrap({"user": user, "created_time": now, "last_accessed_time": now}))
         except VapiError as err:
             return (
@@ -676,7 +678,7 @@ class Server:
             await run_in_threadpool(self.service.logout, str(token))
             return {"output": None}
         if operation == "get":
-            now = iso_time(__import__("time").time())
+            now = iso_time(time.time())
             info = {"user": user, "created_time": now, "last_accessed_time": now}
             return {"output": vt.encode(info, vt.CIS_SESSION_INFO)}
         raise self.service.error(
@@ -693,6 +695,15 @@ class Server:
             )
         except VapiError as err:
             return _json(err.to_api_dict(), err.http_status)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > target.limit:
+            problem_early = ("validator.server.file.too_large", (target.name, target.limit))
+            info = await run_in_threadpool(
+                self.service.upload_finish, ctx, target, 0, {}, problem_early
+            )
+            return _json(
+                {"error_type": "INVALID_ARGUMENT", "messages": [info["error_message"]]}, 400
+            )
         hashers: dict[str, Any] = {"sha256": hashlib.sha256()}
         if target.checksum is not None:
             alg = target.checksum.algorithm.hashlib_name
@@ -719,8 +730,6 @@ class Server:
                             token = target.final.name
                             await run_in_threadpool(self.service.upload_progress, token, received)
                     fh.flush()
-                    import os
-
                     os.fsync(fh.fileno())
                 except (ClientDisconnect, OSError):
                     problem = ("validator.server.file.interrupted", (target.name, received))
