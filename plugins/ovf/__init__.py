@@ -28,7 +28,7 @@ from validator.session import (
 
 from . import certificate, integrity, manifest
 from .descriptor import Descriptor, chunk_name, read_descriptor
-from .disks import attach_disk_checks, vmdk_disk_checks
+from .disks import attach_disk_checks, sequential_disk_checks, vmdk_disk_checks
 
 DESCRIPTOR_SUFFIX = ".ovf"
 OVA_SUFFIX = ".ova"
@@ -275,7 +275,10 @@ def validator_file_checks(
     desc = descriptor_of(session, ctx)
     if desc is None:
         return None
-    return integrity.file_checks(desc, session, file, ctx)
+    checks: list[FileCheck] = list(integrity.file_checks(desc, session, file, ctx))
+    if session.sequential and file.name not in ctx.store.get("ovf.names_checked", ()):
+        checks.extend(sequential_disk_checks(desc, session, ctx, file.name))
+    return checks
 
 
 @hookimpl

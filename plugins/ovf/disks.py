@@ -49,9 +49,12 @@ class ProblemCheck(StreamCheck):
 
     label = "disk"
 
-    def __init__(self, name: str, problems: Iterable[Problem]) -> None:
+    def __init__(
+        self, name: str, problems: Iterable[Problem], warnings: Iterable[Problem] = ()
+    ) -> None:
         self.name = name
         self.problems = list(problems)
+        self.warnings = list(warnings)
 
     def update(self, data: memoryview) -> None:
         return None
@@ -59,6 +62,8 @@ class ProblemCheck(StreamCheck):
     def finish(self, report: Reporter) -> None:
         for message_id, args in self.problems:
             report.error(self.name, message_id, *args)
+        for message_id, args in self.warnings:
+            report.warning(self.name, message_id, *args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,18 +129,24 @@ class CheckConsumer:
         return [(p.message_id, p.args) for p in report.problems]
 
 
+#: A Disk without ``ovf:format``: a warning (DSP0243 says a non-empty disk
+#: "shall" declare it, but the format is never guessed, so nothing reads it).
+NO_FORMAT: Problem = ("validator.ovf.disk.no_format", ())
+
+
 def checks_for_disk(
     session: Session, ctx: CheckContext, found: DiskFile
 ) -> tuple[list[StreamCheck], list[Problem]]:
     """Every plugin's checks for one disk's content, and the problems of asking for them.
 
     Every plugin's ``validator_disk_checks`` is asked on its own: one that
-    raises is reported and the others still run.
+    raises is reported and the others still run.  A disk without a format
+    gives only the :data:`NO_FORMAT` marker problem (a warning).
     """
     disk = found.disk
     href = found.href
     if not disk.format:
-        return [], [("validator.ovf.disk.no_format", (href, disk.id))]
+        return [], [(NO_FORMAT[0], (href, disk.id))]
     kwargs = {
         "item_type": ctx.item_type,
         "session": session,
@@ -193,6 +204,30 @@ def attach_disk_checks(
             continue
         checks, problems = checks_for_disk(session, ctx, found)
         for message_id, args in problems:
-            report.error(stream.name, message_id, *args)
+            if message_id == NO_FORMAT[0]:
+                report.warning(stream.name, message_id, *args)
+            else:
+                report.error(stream.name, message_id, *args)
         for check in checks:
             stream.attach(CheckConsumer(check))
+
+
+def sequential_disk_checks(
+    desc: Descriptor, session: Session, ctx: CheckContext, name: str
+) -> list[StreamCheck]:
+    """A disk that arrives during a sequential pass (an archive on a pipe).
+
+    Its stored size was unknown in ``validator_prepare_session``, so no stream
+    could be prepared for it: an uncompressed, unchunked disk file gets its
+    checks fed the stored bytes directly.
+    """
+    ref = next((r for r in desc.files if r.usable and r.href == name), None)
+    found = disk_files(desc).get(name)
+    if ref is None or found is None or ref.compression is not None or ref.chunk_size is not None:
+        return []
+    checks, problems = checks_for_disk(session, ctx, found)
+    if problems:
+        errors = [p for p in problems if p[0] != NO_FORMAT[0]]
+        warnings = [p for p in problems if p[0] == NO_FORMAT[0]]
+        checks.append(ProblemCheck(name, errors, warnings))
+    return checks

@@ -406,6 +406,7 @@ class StreamSession(Session):
 
     walker: TarWalker | None = None
     pending: Member | None = None
+    first: str | None = None
     seen: set[str] = field(default_factory=set)
     limits: Limits = field(default_factory=Limits)
 
@@ -416,6 +417,14 @@ class StreamSession(Session):
             raise SessionError(
                 "validator.ovf.ova.too_many_members", self.origin, self.limits.archive_members
             )
+
+    def _late_descriptor(self, name: str) -> None:
+        """A descriptor after other members: it came too late to be read first."""
+        if any(n.lower().endswith(".ovf") for n in self.names()):
+            return
+        self.meta.setdefault(PROBLEMS_KEY, []).append(
+            (name, "validator.ovf.ova.descriptor_not_first", (name, self.first or "?"))
+        )
 
     def iter_sequential(self) -> Iterator[SessionFile]:
         yield from list(self.files)  # the members read ahead, already in memory
@@ -432,6 +441,8 @@ class StreamSession(Session):
             refused = _refusal(member, self.seen)
             if member.regular:
                 self.seen.add(member.name)
+            if refused is None and member.name.lower().endswith(".ovf"):
+                self._late_descriptor(member.name)
             if refused is not None:
                 self.meta.setdefault(PROBLEMS_KEY, []).append(
                     (refused.name, refused.message_id, refused.args)
@@ -489,6 +500,7 @@ def open_stream(raw: Any, origin: str, limits: Limits) -> Session:
             budget -= member.size
             session.files.append(SessionFile(member.name, MemorySource(data)))
         session.walker = walker
+        session.first = first
     except OSError as exc:
         raise SessionError("validator.ovf.ova.read_error", origin, exc.strerror or exc) from exc
     _first_problem(session, first)

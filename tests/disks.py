@@ -1,0 +1,221 @@
+"""Real VMDK disks (made by qemu-img), damaged copies of them, and OVF bundles around them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+SECTOR = 512
+STREAM = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
+SPARSE = "http://www.vmware.com/interfaces/specifications/vmdk.html#monolithicSparse"
+HEADER = struct.Struct("<4sIIQQQQIQQQB4sH")
+
+
+def qemu_img() -> str:
+    path = shutil.which("qemu-img")
+    if path is None:
+        pytest.skip("qemu-img is not installed (apt-get install qemu-utils)")
+    return path
+
+
+def make_vmdk(
+    folder: Path, name: str, subformat: str, size: int = 4 << 20, data: bool = True
+) -> Path:
+    """A real VMDK of ``size`` bytes made by qemu-img; ``data``: half of it random."""
+    raw = folder / f"{name}.raw"
+    with open(raw, "wb") as fh:
+        fh.truncate(size)
+        if data:
+            fh.seek(0)
+            fh.write(os.urandom(size // 2))
+    out = folder / name
+    subprocess.run(
+        [
+            qemu_img(),
+            "convert",
+            "-q",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            f"subformat={subformat}",
+            str(raw),
+            str(out),
+        ],
+        check=True,
+    )
+    raw.unlink()
+    return out
+
+
+def ovf_text(
+    href: str,
+    size: int,
+    capacity: int,
+    disk_format: str | None = STREAM,
+    compression: str | None = None,
+    chunk_size: int | None = None,
+) -> str:
+    extra = f' ovf:compression="{compression}"' if compression else ""
+    extra += f' ovf:chunkSize="{chunk_size}"' if chunk_size else ""
+    fmt = f' ovf:format="{disk_format}"' if disk_format is not None else ""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
+  xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">
+  <References>
+    <File ovf:id="file1" ovf:href="{href}" ovf:size="{size}"{extra}/>
+  </References>
+  <DiskSection>
+    <Info>Virtual disks</Info>
+    <Disk ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:capacity="{capacity}"{fmt}/>
+  </DiskSection>
+  <VirtualSystem ovf:id="vm">
+    <Info>A virtual machine</Info>
+    <VirtualHardwareSection>
+      <Info>Virtual hardware</Info>
+      <Item>
+        <rasd:ElementName>Hard Disk 1</rasd:ElementName>
+        <rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource>
+        <rasd:InstanceID>4</rasd:InstanceID>
+        <rasd:ResourceType>17</rasd:ResourceType>
+      </Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"""
+
+
+def bundle(
+    folder: Path,
+    disk: Path,
+    *,
+    capacity: int | None = None,
+    disk_format: str | None = STREAM,
+    href: str = "disk.vmdk",
+) -> Path:
+    """A bundle folder: vm.ovf referencing a copy of ``disk`` named ``href``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(disk, folder / href)
+    size = (folder / href).stat().st_size
+    cap = capacity if capacity is not None else header(folder / href)[3] * SECTOR
+    (folder / "vm.ovf").write_text(ovf_text(href, size, cap, disk_format), encoding="utf-8")
+    return folder
+
+
+def header(path: Path) -> tuple:  # type: ignore[type-arg]
+    with open(path, "rb") as fh:
+        return HEADER.unpack(fh.read(HEADER.size))
+
+
+def patch_header(path: Path, **fields: int | bytes) -> None:
+    names = [
+        "magic",
+        "version",
+        "flags",
+        "capacity",
+        "grain_size",
+        "descriptor_offset",
+        "descriptor_size",
+        "gtes",
+        "rgd_offset",
+        "gd_offset",
+        "overhead",
+        "unclean",
+        "newline",
+        "compress",
+    ]
+    values = list(header(path))
+    for key, value in fields.items():
+        values[names.index(key)] = value
+    with open(path, "r+b") as fh:
+        fh.write(HEADER.pack(*values))
+
+
+def edit_descriptor(path: Path, old: str, new: str) -> None:
+    """Replace text in the embedded descriptor, in place (the area stays the same size)."""
+    h = header(path)
+    start, length = h[5] * SECTOR, h[6] * SECTOR
+    with open(path, "r+b") as fh:
+        fh.seek(start)
+        area = fh.read(length)
+        text = area.split(b"\0", 1)[0].decode()
+        assert old in text, text
+        data = text.replace(old, new).encode()
+        assert len(data) <= length
+        fh.seek(start)
+        fh.write(data + bytes(length - len(data)))
+
+
+def truncate(path: Path, size: int) -> None:
+    with open(path, "r+b") as fh:
+        fh.truncate(size)
+
+
+def vmware_stream(
+    path: Path, name: str, grains: int = 3, capacity_sectors: int = 8192, footer: bool = True
+) -> Path:
+    """A streamOptimized disk laid out as VMware writes it: grain directory at the end.
+
+    Header (gdOffset = 0xFFFFFFFFFFFFFFFF), descriptor, grains with markers, a
+    grain table marker and table, a grain directory marker and directory, a
+    footer marker, the footer (the header with the real gdOffset), an
+    end-of-stream marker.
+    """
+    grain = 128
+    overhead = 128
+    desc = (
+        "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
+        'createType="streamOptimized"\n\n# Extent description\n'
+        f'RW {capacity_sectors} SPARSE "{name}"\n\n# The Disk Data Base\n#DDB\n'
+        'ddb.adapterType = "lsilogic"\n'
+    ).encode()
+
+    def head(gd: int) -> bytes:
+        block = HEADER.pack(
+            b"KDMV",
+            3,
+            0x30001,
+            capacity_sectors,
+            grain,
+            1,
+            20,
+            512,
+            0,
+            gd,
+            overhead,
+            0,
+            b"\n \r\n",
+            1,
+        )
+        return block + bytes(SECTOR - len(block))
+
+    out = bytearray(head(0xFFFFFFFFFFFFFFFF))
+    out += desc + bytes(20 * SECTOR - len(desc))
+    out += bytes(overhead * SECTOR - len(out))
+    table = [0] * 512
+    for i in range(grains):
+        table[i] = len(out) // SECTOR
+        data = zlib.compress(os.urandom(grain * SECTOR))
+        marker = struct.pack("<QI", i * grain, len(data)) + data
+        out += marker + bytes(-len(marker) % SECTOR)
+    gt_at = len(out) // SECTOR + 1
+    out += struct.pack("<QII", 4, 0, 1) + bytes(SECTOR - 16)
+    out += struct.pack("<512I", *table)
+    gd_entries = -(-capacity_sectors // grain // 512) or 1
+    gd_at = len(out) // SECTOR + 1
+    out += struct.pack("<QII", 1, 0, 2) + bytes(SECTOR - 16)
+    gd = struct.pack(f"<{gd_entries}I", gt_at, *([0] * (gd_entries - 1)))
+    out += gd + bytes(-len(gd) % SECTOR)
+    if footer:
+        out += struct.pack("<QII", 1, 0, 3) + bytes(SECTOR - 16)
+        out += head(gd_at)
+        out += bytes(SECTOR)  # end-of-stream marker
+    path.write_bytes(bytes(out))
+    return path

@@ -1,0 +1,239 @@
+"""OVA archives: validated in place (seekable) or in one pass (standard input), never extracted."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from validator.engine import Engine
+from validator.session import RangeSource, SessionError
+
+from .conftest import SAMPLES, ids, run_module, validate
+from .disks import STREAM, make_vmdk, ovf_text
+
+MiB = 1 << 20
+SAMPLE_NAMES = ("vm.ovf", "vm.mf", "vm-disk1.vmdk")
+
+
+def member(
+    name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE
+) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    if kind == tarfile.SYMTYPE or kind == tarfile.LNKTYPE:
+        info.linkname = "vm.ovf"
+    return info, data
+
+
+def sample(name: str) -> tuple[tarfile.TarInfo, bytes]:
+    return member(name, (SAMPLES / name).read_bytes())
+
+
+def write_ova(
+    path: Path, members: list[tuple[tarfile.TarInfo, bytes]], fmt: int = tarfile.PAX_FORMAT
+) -> Path:
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return path
+
+
+@pytest.fixture
+def ova(tmp_path: Path) -> Callable[..., Path]:
+    def make(*members: tuple[tarfile.TarInfo, bytes], fmt: int = tarfile.PAX_FORMAT) -> Path:
+        return write_ova(tmp_path / "vm.ova", list(members), fmt)
+
+    return make
+
+
+def good_members() -> list[tuple[tarfile.TarInfo, bytes]]:
+    return [sample(n) for n in SAMPLE_NAMES]
+
+
+def stdin(path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return run_module("-", "--format", "json", *args, input=path.read_bytes())
+
+
+def stdin_ids(path: Path) -> list[str]:
+    proc = stdin(path)
+    assert proc.returncode in (0, 1), proc.stderr
+    import json
+
+    value = json.loads(proc.stdout)["value"]
+    return [e["error_message"]["id"] for e in value["invalid_files"]]
+
+
+# -- good archives -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_python_tarfile_archives(ova: Callable[..., Path], fmt: int) -> None:
+    path = ova(*good_members(), fmt=fmt)
+    assert ids(validate(path)) == []
+    assert stdin_ids(path) == []
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "ustar", "pax"])
+def test_gnu_tar_archives(tmp_path: Path, fmt: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in SAMPLE_NAMES:
+        shutil.copy(SAMPLES / name, src / name)
+    path = tmp_path / "vm.ova"
+    subprocess.run(
+        ["tar", f"--format={fmt}", "-cf", str(path), "-C", str(src), *SAMPLE_NAMES], check=True
+    )
+    assert ids(validate(path)) == []
+    assert stdin_ids(path) == []
+
+
+def test_members_are_read_in_place(ova: Callable[..., Path]) -> None:
+    path = ova(*good_members())
+    session = Engine().open(path)
+    assert session.names() == list(SAMPLE_NAMES)
+    data = path.read_bytes()
+    for f in session.files:
+        assert isinstance(f.source, RangeSource)
+        with f.source.open() as fh:
+            assert fh.read() == (SAMPLES / f.name).read_bytes()
+        assert (
+            data[f.source.offset : f.source.offset + f.source.length]
+            == (SAMPLES / f.name).read_bytes()
+        )
+
+
+def test_long_names_are_read(ova: Callable[..., Path]) -> None:
+    long = "d" * 150 + ".vmdk"
+    disk = (SAMPLES / "vm-disk1.vmdk").read_bytes()
+    ovf = (SAMPLES / "vm.ovf").read_text().replace("vm-disk1.vmdk", long).encode()
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        path = ova(member("vm.ovf", ovf), member(long, disk), fmt=fmt)
+        session = Engine().open(path)
+        assert session.names() == ["vm.ovf", long]
+
+
+def test_same_checks_as_a_folder(tmp_path: Path) -> None:
+    """A damaged disk inside an archive gets the folder's message, on both paths."""
+    disk = make_vmdk(tmp_path, "disk.vmdk", "streamOptimized", size=1 * MiB)
+    data = bytearray(disk.read_bytes())
+    data[:4] = b"XXXX"
+    ovf = ovf_text("disk.vmdk", len(data), 1 * MiB, STREAM).encode()
+    path = write_ova(
+        tmp_path / "bad.ova", [member("vm.ovf", ovf), member("disk.vmdk", bytes(data))]
+    )
+    assert ids(validate(path)) == ["validator.ovf.vmdk.not_vmdk"]
+    assert stdin_ids(path) == ["validator.ovf.vmdk.not_vmdk"]
+
+
+# -- hostile archives ------------------------------------------------------------------
+
+
+def test_descriptor_not_first(ova: Callable[..., Path]) -> None:
+    members = good_members()
+    path = ova(members[2], members[0], members[1])
+    assert ids(validate(path)) == ["validator.ovf.ova.descriptor_not_first"]
+    got = stdin_ids(path)
+    assert "validator.ovf.ova.descriptor_not_first" in got
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        (tarfile.SYMTYPE, "validator.ovf.ova.member_link"),
+        (tarfile.LNKTYPE, "validator.ovf.ova.member_link"),
+        (tarfile.CHRTYPE, "validator.ovf.ova.member_device"),
+        (tarfile.BLKTYPE, "validator.ovf.ova.member_device"),
+        (tarfile.FIFOTYPE, "validator.ovf.ova.member_fifo"),
+        (tarfile.DIRTYPE, "validator.ovf.ova.member_directory"),
+    ],
+)
+def test_special_members_are_refused(ova: Callable[..., Path], kind: bytes, message: str) -> None:
+    path = ova(*good_members(), member("extra", kind=kind))
+    assert ids(validate(path)) == [message]
+    assert stdin_ids(path) == [message]
+
+
+@pytest.mark.parametrize("name", ["../evil.vmdk", "/etc/evil.vmdk", "sub/evil.vmdk"])
+def test_names_with_paths_are_refused(ova: Callable[..., Path], name: str) -> None:
+    path = ova(*good_members(), member(name, b"x"))
+    result = validate(path)
+    assert ids(result) == ["validator.ovf.ova.member_bad_name"]
+    assert result.invalid_files[0].name == name
+    assert stdin_ids(path) == ["validator.ovf.ova.member_bad_name"]
+
+
+def test_duplicate_member(ova: Callable[..., Path]) -> None:
+    path = ova(*good_members(), sample("vm-disk1.vmdk"))
+    assert ids(validate(path)) == ["validator.ovf.ova.duplicate_member"]
+    assert stdin_ids(path) == ["validator.ovf.ova.duplicate_member"]
+
+
+@pytest.mark.parametrize("cut", [100, 700, 3000, -1100])
+def test_truncated_archive(ova: Callable[..., Path], cut: int) -> None:
+    path = ova(*good_members())
+    data = path.read_bytes()
+    end = len(data.rstrip(b"\0"))
+    path.write_bytes(data[:cut] if cut > 0 else data[: end + cut])
+    with pytest.raises(SessionError) as err:
+        validate(path)
+    assert err.value.message_id in ("validator.ovf.ova.truncated", "validator.ovf.ova.not_tar")
+    proc = stdin(path)
+    assert proc.returncode == 2
+    assert proc.stderr.decode().count("\n") == 1
+    assert "Traceback" not in proc.stderr.decode()
+
+
+def test_truncated_stream_says_so(ova: Callable[..., Path]) -> None:
+    path = ova(*good_members())
+    path.write_bytes(path.read_bytes()[:30_000])
+    proc = stdin(path)
+    assert proc.returncode == 2
+    assert proc.stderr.decode() == "validator: -: the archive is cut short at byte 30000.\n"
+
+
+def test_not_a_tar(tmp_path: Path) -> None:
+    path = tmp_path / "vm.ova"
+    path.write_bytes(b"PK\x03\x04" + bytes(2000))
+    with pytest.raises(SessionError) as err:
+        validate(path)
+    assert err.value.message_id == "validator.ovf.ova.not_tar"
+    proc = stdin(path)
+    assert proc.returncode == 2
+    assert proc.stderr.decode().strip() == (
+        "validator: -: not a tar archive (no valid tar header at byte 0)."
+    )
+
+
+def test_bad_checksum(ova: Callable[..., Path]) -> None:
+    path = ova(*good_members())
+    data = bytearray(path.read_bytes())
+    second = data.find(b"vm.mf")
+    data[second] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(SessionError) as err:
+        validate(path)
+    assert err.value.message_id == "validator.ovf.ova.bad_header"
+
+
+def test_member_limit(ova: Callable[..., Path]) -> None:
+    from validator.limits import Limits
+
+    path = ova(*good_members())
+    with pytest.raises(SessionError) as err:
+        validate(path, limits=Limits(archive_members=2))
+    assert err.value.message_id == "validator.ovf.ova.too_many_members"
+
+
+def test_nothing_is_written(ova: Callable[..., Path], tmp_path: Path) -> None:
+    path = ova(*good_members(), member("../escape.txt", b"x"), member("link", kind=tarfile.SYMTYPE))
+    before = sorted(p.name for p in tmp_path.parent.rglob("*"))
+    validate(path)
+    stdin(path)
+    assert sorted(p.name for p in tmp_path.parent.rglob("*")) == before
