@@ -258,3 +258,28 @@ def test_every_file_is_opened_once(root: Path, monkeypatch: pytest.MonkeyPatch) 
     # The descriptor is parsed before the pass (read_small) and hashed in it: a
     # small file read twice (the engine could hash it from the cached bytes).
     assert opened.count("vm.ovf") <= 2
+
+
+# -- OVA archives: the same manifest checks, also when the manifest comes last ------------
+
+
+@pytest.mark.skipif(not shutil.which("tar"), reason="GNU tar needed")
+@pytest.mark.parametrize("order", ["head", "end"])
+def test_ova_manifest_mismatch_from_file_and_stdin(root: Path, order: str) -> None:
+    from .conftest import run_module
+
+    d = sample_package(root / f"ova-{order}")
+    text = (d / MF).read_text()
+    (d / MF).write_text(text.replace(f"SHA256({DISK})= 3", f"SHA256({DISK})= 4"))
+    members = ["vm.ovf", MF, DISK] if order == "head" else ["vm.ovf", DISK, MF]
+    subprocess.run(["tar", "--format=ustar", "-cf", "vm.ova", *members], cwd=d, check=True)
+    ova = d / "vm.ova"
+    out = check(ova)
+    assert out.errors == [(DISK, "validator.ovf.manifest.digest_mismatch")]
+    proc = run_module("--format", "json", "-", input=ova.read_bytes())
+    import json
+
+    doc = json.loads(proc.stdout)
+    assert [(e["name"], e["error_message"]["id"]) for e in doc["value"]["invalid_files"]] == [
+        (DISK, "validator.ovf.manifest.digest_mismatch")
+    ]

@@ -246,6 +246,7 @@ def validator_check_session(
     found = descriptor_of(session, ctx)
     if found is not None:
         manifest.check(found, session, ctx, report)  # digests of the pass vs the manifest
+        certificate.check_late(found, session, ctx, report)  # one that came after the files
     if not session.sequential:
         return
     # An archive read from a pipe: members that arrived during the pass.

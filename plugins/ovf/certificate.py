@@ -64,6 +64,8 @@ SIGNATURE_ALGORITHMS = ("SHA1", "SHA256", "SHA512")
 _FIRST_LINE = re.compile(r"(?P<alg>[^()\s=]+)\((?P<name>.*)\)= (?P<hex>[0-9A-Fa-f]+)")
 _BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----")
 _TRUST_KEY = "ovf.trust_store"
+_DEFERRED = "ovf.certificate.deferred"
+_LATE = "ovf.certificate.late"
 
 
 @dataclass(slots=True)
@@ -104,10 +106,14 @@ def check(desc: Descriptor, session: Session, ctx: CheckContext, report: Reporte
     """Check the certificate, if the session has one (a whole-session check: no file pass)."""
     name = certificate_name(desc)
     file = session.get(name)
-    if file is None or file.source is None:
-        return
     mf_name = manifest_name(desc)
     manifest = session.get(mf_name)
+    if session.sequential and not ctx.store.get(_LATE) and (file is None or manifest is None):
+        # An archive read from a stream: they may still come, at the end (check_late).
+        ctx.store[_DEFERRED] = True
+        return
+    if file is None or file.source is None:
+        return
     if manifest is None or manifest.source is None:
         report.error(name, "validator.ovf.certificate.no_manifest", name, mf_name)
         return
@@ -129,6 +135,13 @@ def check(desc: Descriptor, session: Session, ctx: CheckContext, report: Reporte
         # The manifest's own problem (too large, unreadable) is reported on it.
         return
     _check(name, mf_name, data, signed, ctx, report)
+
+
+def check_late(desc: Descriptor, session: Session, ctx: CheckContext, report: Reporter) -> None:
+    """After the pass: the check :func:`check` put off because the files were not there yet."""
+    if ctx.store.pop(_DEFERRED, False):
+        ctx.store[_LATE] = True
+        check(desc, session, ctx, report)
 
 
 def _check(

@@ -40,6 +40,7 @@ MAX_LINE_PROBLEMS = 20
 _LINE = re.compile(r"(?P<alg>[^()\s=]+)\((?P<name>.*)\)=(?P<rest>.*)", re.DOTALL)
 _DIGEST = re.compile(r" (?P<hex>[0-9A-Fa-f]+)")
 _KEY = "ovf.manifest"
+_DEFERRED = "ovf.manifest.deferred"
 
 Problem = tuple[str, tuple[object, ...]]
 
@@ -156,7 +157,13 @@ def load(session: Session, ctx: CheckContext, desc: Descriptor) -> Manifest | No
             return mf
         return parse_manifest(name, data, ctx.limits)
 
-    return ctx.cached(_KEY, read)
+    # Not cached while absent: in an archive read from a stream the manifest
+    # can arrive after the files (see ``check``).
+    found = ctx.store.get(_KEY)
+    if isinstance(found, Manifest):
+        return found
+    mf = read()
+    return ctx.cached(_KEY, lambda: mf) if mf is not None else None
 
 
 def expected_names(desc: Descriptor, session: Session, limits: Limits) -> list[str]:
@@ -172,7 +179,21 @@ def prepare(desc: Descriptor, session: Session, ctx: CheckContext, report: Repor
     """Parse the manifest, report its problems and what it lists wrongly; request digests."""
     mf = load(session, ctx, desc)
     if mf is None:
+        if session.sequential and desc.parsed:
+            # An archive read from a stream may bring its manifest at the end,
+            # after the files: their digests must be computed as they pass, in
+            # every algorithm a manifest may use, and compared in ``check``.
+            ctx.store[_DEFERRED] = True
+            for name in expected_names(desc, session, ctx.limits):
+                for hashlib_name, _ in ALGORITHMS.values():
+                    ctx.request_digest(name, hashlib_name)
         return
+    _report(mf, desc, session, ctx, report)
+
+
+def _report(
+    mf: Manifest, desc: Descriptor, session: Session, ctx: CheckContext, report: Reporter
+) -> None:
     for message_id, args in mf.problems:
         report.error(mf.name, message_id, *args)
     if mf.unusable:
@@ -180,7 +201,9 @@ def prepare(desc: Descriptor, session: Session, ctx: CheckContext, report: Repor
     metadata = {mf.name, mf.name[: -len(".mf")] + ".cert"}
     for entry in mf.entries.values():
         file = session.get(entry.name)
-        if file is not None and file.source is not None and entry.name not in metadata:
+        # In a session read from a stream the files arrive after this: ask for all.
+        present = session.sequential or (file is not None and file.source is not None)
+        if present and entry.name not in metadata:
             ctx.request_digest(entry.name, entry.hashlib_name)
     if not desc.parsed:
         return  # what the package references is unknown: only the digests are checked
@@ -203,7 +226,11 @@ def prepare(desc: Descriptor, session: Session, ctx: CheckContext, report: Repor
 def check(desc: Descriptor, session: Session, ctx: CheckContext, report: Reporter) -> None:
     """After the pass: every listed file's digest against the one the engine computed."""
     mf = load(session, ctx, desc)
-    if mf is None or mf.unusable:
+    if mf is None:
+        return
+    if ctx.store.pop(_DEFERRED, False):
+        _report(mf, desc, session, ctx, report)  # it arrived during the pass
+    if mf.unusable:
         return
     for entry in mf.entries.values():
         actual = ctx.digest(entry.name, entry.hashlib_name)
