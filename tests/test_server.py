@@ -831,3 +831,14 @@ def test_upload_larger_than_declared_is_refused_before_reading(server_env: Env) 
     assert r.status_code == 400
     assert r.json()["messages"][0]["id"] == "validator.server.file.too_large"
     assert api.req("GET", f"{API_US}/{sid}/file/vm.ovf").json()["status"] == "ERROR"
+
+
+def test_idle_tokens_stop_working(tmp_path: Path) -> None:
+    config = ServerConfig(data_dir=tmp_path, token_idle_seconds=0.2)
+    app = create_app(config, fast_users())
+    with TestClient(app) as client:
+        api = Api(client)
+        assert api.req("GET", "/api/content/library").status_code == 200
+        time.sleep(0.3)
+        assert api.req("GET", "/api/content/library").status_code == 401
+    app.state.service.close()

@@ -337,6 +337,34 @@ def test_raw_jsonrpc_shapes(live: Live) -> None:
     http.close()
 
 
+def test_first_start_creates_a_users_file(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "validator", "serve", "--port", str(port), "--data", str(tmp_path)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "user 'admin', password " in line, line
+        password = line.rsplit(" ", 1)[1].strip()
+        assert (tmp_path / "users").exists()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.post(f"http://127.0.0.1:{port}/api/session", auth=("admin", password))
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert r.status_code == 201
+        assert (tmp_path / "state.sqlite3").exists()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 # -- interrupted uploads -------------------------------------------------------------
 
 

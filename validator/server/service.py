@@ -119,6 +119,8 @@ class ServerConfig:
     max_upload_bytes: int = 64 * GiB
     max_body_bytes: int = 1 << 20
     max_session_files: int = 1000
+    #: A login token unused for this long stops working.
+    token_idle_seconds: float = 24 * 3600.0
     limits: Limits = field(default_factory=Limits)
 
 
@@ -286,8 +288,19 @@ class Service:
     def authenticate(self, token: str) -> str | None:
         if not token or len(token) > 256:
             return None
-        rows = self._query("SELECT user FROM tokens WHERE key = ?", (token_key(token),))
-        return str(rows[0]["user"]) if rows else None
+        key = token_key(token)
+        rows = self._query("SELECT user, last FROM tokens WHERE key = ?", (key,))
+        if not rows:
+            return None
+        now = time.time()
+        if now - rows[0]["last"] > self.config.token_idle_seconds:
+            with self._tx() as db:
+                db.execute("DELETE FROM tokens WHERE key = ?", (key,))
+            return None
+        if now - rows[0]["last"] > 60:  # one write a minute per token at most
+            with self._tx() as db:
+                db.execute("UPDATE tokens SET last = ? WHERE key = ?", (now, key))
+        return str(rows[0]["user"])
 
     def logout(self, token: str) -> None:
         with self._tx() as db:
