@@ -12,6 +12,7 @@ releases the GIL, so hashing scales with cores).
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -92,6 +93,67 @@ class _Slot:
             self.current = None
             if self.abandoned:
                 raise _Abandoned
+
+
+class _ReadAhead:
+    """Reads a file into a few rotating buffers on its own thread, one chunk ahead.
+
+    Copying from the page cache (or a pipe) then overlaps with the checks of
+    the previous chunk: ``readinto`` and ``hashlib`` both release the GIL, so
+    a single large file is read and hashed on two cores.  A yielded chunk is
+    valid until the next one is asked for.
+    """
+
+    DEPTH = 3
+
+    def __init__(self, fh: Any, size: int) -> None:
+        self._fh = fh
+        self._size = size
+        self._free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
+        self._full: queue.SimpleQueue[tuple[bytearray | None, int, BaseException | None]] = (
+            queue.SimpleQueue()
+        )
+        for _ in range(self.DEPTH):
+            self._free.put(bytearray(size))
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name="validator-read")
+        self._thread.start()
+
+    def _run(self) -> None:
+        fh = self._fh
+        readinto = getattr(fh, "readinto", None)
+        try:
+            while True:
+                buf = self._free.get()
+                if buf is None or self._stop:
+                    return
+                if readinto is not None:
+                    n = readinto(memoryview(buf)) or 0
+                else:
+                    data = fh.read(self._size)
+                    n = len(data)
+                    buf[:n] = data
+                self._full.put((buf, n, None))
+                if not n:
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._full.put((None, 0, exc))
+
+    def __iter__(self) -> Iterator[memoryview]:
+        while True:
+            buf, n, exc = self._full.get()
+            if exc is not None:
+                raise exc
+            if buf is None or not n:
+                return
+            yield memoryview(buf)[:n]
+            self._free.put(buf)
+
+    def close(self) -> None:
+        """Stop reading (after the current read) and wait for the thread."""
+        self._stop = True
+        self._free.put(None)
+        self._thread.join()
 
 
 class _UnitState:
@@ -665,8 +727,6 @@ class _Run:
         """The single read of a file: every chunk goes to every live stream check."""
         assert file.source is not None
         size = max(4096, self.engine.limits.read_chunk_bytes)
-        buf = bytearray(size)
-        view = memoryview(buf)
         live = [
             (plugin, check, report, check.label or type(check).__name__)
             for plugin, check, report in streams
@@ -674,30 +734,26 @@ class _Run:
         progress = self.engine.progress
         guard = slot.guard
         with file.source.open() as fh:
-            readinto = getattr(fh, "readinto", None)
-            while live:
-                if readinto is not None:
-                    n = readinto(view)
-                    chunk = view[:n] if n else None
-                else:
-                    data = fh.read(size)
-                    n = len(data)
-                    chunk = memoryview(data) if n else None
-                if not n or chunk is None:
-                    break
-                for entry in list(live):
-                    plugin, check, report, label = entry
-                    try:
-                        with guard(plugin, label, file.name):
-                            check.update(chunk)
-                    except _Abandoned:
-                        raise
-                    except Exception as exc:
-                        self._check_failed(file, plugin, check, exc, report)
-                        state.failed.add(id(check))
-                        live.remove(entry)
-                if progress is not None:
-                    progress(n)
+            reader = _ReadAhead(fh, size)
+            try:
+                for chunk in reader:
+                    for entry in list(live):
+                        plugin, check, report, label = entry
+                        try:
+                            with guard(plugin, label, file.name):
+                                check.update(chunk)
+                        except _Abandoned:
+                            raise
+                        except Exception as exc:
+                            self._check_failed(file, plugin, check, exc, report)
+                            state.failed.add(id(check))
+                            live.remove(entry)
+                    if progress is not None:
+                        progress(len(chunk))
+                    if not live:
+                        break
+            finally:
+                reader.close()
 
     # -- the result -------------------------------------------------------
     def _result(self, missing: tuple[str, ...]) -> ValidationResult:

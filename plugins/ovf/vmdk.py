@@ -350,17 +350,30 @@ class VmdkChecker:
     def _walk(self, view: memoryview, start: int, end: int) -> None:
         h = self.header
         assert h is not None
+        capacity = h.capacity
+        grain = h.grain_size if h.grain_size > 0 else 1
+        biggest = grain * SECTOR * 2 + 4096
+        unpack = _MARKER.unpack_from
         while not self._mstop:
             mpos = self._mpos
             if mpos >= end:
                 return
-            lo = max(mpos + len(self._mbuf), start)
-            need = 16 - len(self._mbuf)
-            self._mbuf += view[lo - start : min(lo - start + need, end - start)]
-            if len(self._mbuf) < 16:
-                return
-            val, size, kind = _MARKER.unpack(self._mbuf)
-            self._mbuf.clear()
+            if self._mbuf or mpos + 16 > end:
+                # a marker across two pieces: gather its 16 bytes
+                lo = max(mpos + len(self._mbuf), start)
+                need = 16 - len(self._mbuf)
+                self._mbuf += view[lo - start : min(lo - start + need, end - start)]
+                if len(self._mbuf) < 16:
+                    return
+                val, size, kind = _MARKER.unpack(self._mbuf)
+                self._mbuf.clear()
+                self._marker(mpos, val, size, kind, h)
+                continue
+            val, size, kind = unpack(view, mpos - start)
+            if size and val < capacity and not val % grain and size <= biggest:
+                # the common case, a grain: skip its compressed data
+                self._mpos = mpos + (12 + size + SECTOR - 1) // SECTOR * SECTOR
+                continue
             self._marker(mpos, val, size, kind, h)
 
     def _marker(self, at: int, val: int, size: int, kind: int, h: Header) -> None:

@@ -1,0 +1,291 @@
+"""Throughput of the validator on large OVF packages, against openssl in the same run.
+
+    python bench/bench.py [--size-mib 1024] [--runs 3] [--keep]
+
+Builds, under a temporary folder (removed afterwards unless ``--keep``), an
+OVF package with two disks of ``--size-mib`` MiB each: raw images filled from
+``/dev/urandom`` converted by ``qemu-img convert -O vmdk -o
+subformat=streamOptimized`` (random data does not compress, so each disk stays
+about as large as its capacity and hashing is real work), a descriptor and a
+SHA256 manifest; then the same package as an ``.ova`` (Python ``tarfile``) and
+a one-disk package (a hard link to the first disk, nothing copied).
+
+Each case is run ``--runs`` times after one warm-up read of every file (so all
+cases read from the page cache) and the median wall time is reported, with
+the child's peak RSS (``os.wait4``) and its ratio to the openssl command over
+the same bytes:
+
+| case | command | openssl reference | target |
+|---|---|---|---|
+| folder | ``validator pkg/`` | ``openssl dgst -sha256`` over the package's files, one after the other | ≤ 0.75 |
+| ova | ``validator vm.ova`` | ``openssl dgst -sha256 vm.ova`` | ≤ 0.80 |
+| stdin | ``cat vm.ova | validator -`` | ``openssl dgst -sha256 vm.ova`` | ≤ 1.20 |
+| single | ``validator one/`` (one disk) | ``openssl dgst -sha256`` over its files | ≤ 1.15 |
+
+and peak RSS ≤ 100 MiB for every validator case.  An ISO case is added when
+``bench/iso.py`` provides ``iso_case(folder, size_mib)`` (see ``_iso_cases``).
+Exit status 0 when every target is met, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+STREAM = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+VALIDATOR = [sys.executable, "-m", "validator", "--progress", "never", "-q"]
+
+
+@dataclass
+class Case:
+    """One measured command and the openssl command it is compared with."""
+
+    name: str
+    command: list[str]
+    reference: list[str]
+    target: float
+    stdin_file: Path | None = None  # fed through `cat FILE |`
+    expect_status: int = 0
+
+
+@dataclass
+class Measure:
+    seconds: float
+    max_rss_mib: float
+    status: int
+
+
+def run(command: list[str], stdin_file: Path | None = None) -> Measure:
+    """Wall time, peak RSS and exit status of one child (the last of a `cat |` pipe)."""
+    start = time.perf_counter()
+    feeder = None
+    stdin: Any = subprocess.DEVNULL
+    if stdin_file is not None:
+        feeder = subprocess.Popen(["cat", str(stdin_file)], stdout=subprocess.PIPE)
+        stdin = feeder.stdout
+    proc = subprocess.Popen(
+        command, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, env=ENV
+    )
+    if feeder is not None and feeder.stdout is not None:
+        feeder.stdout.close()
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if feeder is not None:
+        feeder.wait()
+    seconds = time.perf_counter() - start
+    if err.strip():
+        sys.stderr.write(err.decode(errors="replace"))
+    return Measure(seconds, usage.ru_maxrss / 1024, proc.returncode)
+
+
+def median(command: list[str], runs: int, stdin_file: Path | None = None) -> Measure:
+    measures = [run(command, stdin_file) for _ in range(runs)]
+    return Measure(
+        statistics.median(m.seconds for m in measures),
+        max(m.max_rss_mib for m in measures),
+        max(m.status for m in measures),
+    )
+
+
+# -- the package ---------------------------------------------------------------------
+
+
+def random_raw(path: Path, size: int) -> None:
+    with open(path, "wb") as out, open("/dev/urandom", "rb") as rnd:
+        left = size
+        while left:
+            n = min(left, 16 * MiB)
+            out.write(rnd.read(n))
+            left -= n
+
+
+def ovf_text(disks: list[tuple[str, int, int]]) -> str:
+    files = "\n".join(
+        f'    <File ovf:id="file{i}" ovf:href="{name}" ovf:size="{size}"/>'
+        for i, (name, size, _cap) in enumerate(disks, 1)
+    )
+    disk_el = "\n".join(
+        f'    <Disk ovf:diskId="vmdisk{i}" ovf:fileRef="file{i}" ovf:capacity="{cap}" '
+        f'ovf:format="{STREAM}"/>'
+        for i, (_name, _size, cap) in enumerate(disks, 1)
+    )
+    items = "\n".join(
+        f"""      <Item>
+        <rasd:ElementName>Hard Disk {i}</rasd:ElementName>
+        <rasd:HostResource>ovf:/disk/vmdisk{i}</rasd:HostResource>
+        <rasd:InstanceID>{10 + i}</rasd:InstanceID>
+        <rasd:ResourceType>17</rasd:ResourceType>
+      </Item>"""
+        for i in range(1, len(disks) + 1)
+    )
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"
+  xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
+  xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">
+  <References>
+{files}
+  </References>
+  <DiskSection>
+    <Info>Virtual disks</Info>
+{disk_el}
+  </DiskSection>
+  <VirtualSystem ovf:id="bench">
+    <Info>Benchmark machine</Info>
+    <VirtualHardwareSection>
+      <Info>Virtual hardware</Info>
+{items}
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"""
+
+
+def sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def write_package(folder: Path, disks: list[Path], capacity: int) -> list[Path]:
+    """vm.ovf and vm.mf in ``folder`` for disks already there; returns the files in order."""
+    entries = [(d.name, d.stat().st_size, capacity) for d in disks]
+    (folder / "vm.ovf").write_text(ovf_text(entries), encoding="utf-8")
+    lines = [f"SHA256({p.name})= {sha256(p)}\n" for p in [folder / "vm.ovf", *disks]]
+    (folder / "vm.mf").write_text("".join(lines), encoding="utf-8")
+    return [folder / "vm.ovf", folder / "vm.mf", *disks]
+
+
+def build(tmp: Path, size_mib: int) -> dict[str, Any]:
+    qemu = shutil.which("qemu-img")
+    if qemu is None:
+        raise SystemExit("bench: qemu-img is needed (apt-get install qemu-utils)")
+    pkg = tmp / "pkg"
+    pkg.mkdir()
+    capacity = size_mib * MiB
+    disks = []
+    for i in (1, 2):
+        raw = tmp / f"disk{i}.raw"
+        random_raw(raw, capacity)
+        disk = pkg / f"disk{i}.vmdk"
+        subprocess.run(
+            [qemu, "convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized",
+             str(raw), str(disk)],
+            check=True,
+        )
+        raw.unlink()
+        disks.append(disk)
+    files = write_package(pkg, disks, capacity)
+    ova = tmp / "vm.ova"
+    with tarfile.open(ova, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for path in files:
+            tar.add(path, arcname=path.name, recursive=False)
+    one = tmp / "one"
+    one.mkdir()
+    os.link(disks[0], one / disks[0].name)
+    one_files = write_package(one, [one / disks[0].name], capacity)
+    return {"pkg": pkg, "files": files, "ova": ova, "one": one, "one_files": one_files}
+
+
+# -- the cases ---------------------------------------------------------------------
+
+
+def _iso_cases(tmp: Path, size_mib: int) -> list[Case]:
+    """The ISO case of bench/iso.py, when that module is there."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        import iso  # type: ignore[import-not-found]
+    except ImportError:
+        return []
+    finally:
+        sys.path.pop(0)
+    make = getattr(iso, "iso_case", None)
+    if make is None:
+        return []
+    image = Path(make(tmp, size_mib))
+    return [
+        Case("iso", [*VALIDATOR, str(image)], ["openssl", "dgst", "-sha256", str(image)], 1.15)
+    ]
+
+
+def cases(built: dict[str, Any]) -> list[Case]:
+    ssl = ["openssl", "dgst", "-sha256"]
+    ova = str(built["ova"])
+    return [
+        Case("folder", [*VALIDATOR, str(built["pkg"])], [*ssl, *map(str, built["files"])], 0.75),
+        Case("ova", [*VALIDATOR, ova], [*ssl, ova], 0.80),
+        Case("stdin", [*VALIDATOR, "-"], [*ssl, ova], 1.20, stdin_file=built["ova"]),
+        Case(
+            "single", [*VALIDATOR, str(built["one"])], [*ssl, *map(str, built["one_files"])], 1.15
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size-mib", type=int, default=1024, help="capacity of each disk (MiB)")
+    p.add_argument("--runs", type=int, default=3, help="runs per case (median)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    opts = p.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="validator-bench-"))
+    ok = True
+    rows = []
+    try:
+        t0 = time.perf_counter()
+        built = build(tmp, opts.size_mib)
+        all_cases = cases(built) + _iso_cases(tmp, opts.size_mib)
+        print(
+            f"built in {time.perf_counter() - t0:.1f} s: 2 disks of "
+            f"{built['files'][2].stat().st_size / MiB:,.0f} MiB, "
+            f"vm.ova {built['ova'].stat().st_size / MiB:,.0f} MiB; {os.cpu_count()} CPUs; "
+            f"{subprocess.run(['openssl', 'version'], capture_output=True, text=True).stdout.strip()}"
+        )
+        for case in all_cases:  # warm the page cache
+            run(case.reference)
+        header = f"{'case':<8} {'validator s':>11} {'openssl s':>10} {'ratio':>7} {'target':>7} "
+        print(header + f"{'peak RSS MiB':>13}  result")
+        for case in all_cases:
+            ref = median(case.reference, opts.runs)
+            got = median(case.command, opts.runs, case.stdin_file)
+            ratio = got.seconds / ref.seconds
+            passed = ratio <= case.target and got.max_rss_mib <= 100 and got.status == 0
+            ok = ok and passed
+            verdict = "ok" if passed else f"MISSED (exit {got.status})"
+            print(
+                f"{case.name:<8} {got.seconds:>11.3f} {ref.seconds:>10.3f} {ratio:>7.2f} "
+                f"{case.target:>7.2f} {got.max_rss_mib:>13.1f}  {verdict}"
+            )
+            rows.append(
+                {"case": case.name, "validator_s": round(got.seconds, 3),
+                 "openssl_s": round(ref.seconds, 3), "ratio": round(ratio, 3),
+                 "target": case.target, "peak_rss_mib": round(got.max_rss_mib, 1),
+                 "status": got.status}
+            )
+        if opts.json:
+            print(json.dumps(rows, indent=2))
+    finally:
+        if opts.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
