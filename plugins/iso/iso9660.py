@@ -72,10 +72,7 @@ def read_descriptor_set(image: Image, f: Findings) -> tuple[list[VolumeDescripto
             return found, sector
         data = image.sector(sector)
         if len(data) < SECTOR:
-            # The file ends inside the set: say so here, the truncation check
-            # cannot (the volume size may not have been read yet).
-            f.error("validator.iso.descriptor.no_terminator", sector)
-            return found, sector
+            return found, sector  # the file ends inside the set: reported as truncation
         if data[1:6] != STANDARD_ID:
             f.error("validator.iso.descriptor.no_terminator", sector)
             return found, sector
@@ -246,7 +243,7 @@ class Walker:
         full = (parent.rstrip("/") + "/" + text) if parent else "/"
         return full if not self.label else f"{full} ({self.label})"
 
-    def record(self, data: bytes, at: int, where: str) -> Record | None:
+    def record(self, data: bytes, at: int, where: str, parent: str | None = None) -> Record | None:
         """Decode a directory record; a malformed one is reported and gives ``None``."""
         f = self.f
         length = data[at]
@@ -257,10 +254,12 @@ class Walker:
         r = data[at : at + length]
         extent, extent_be = le32(r, 2), be32(r, 6)
         size, size_be = le32(r, 10), be32(r, 14)
+        name = r[33 : 33 + name_len]
+        if name not in (b"\x00", b"\x01") and parent is not None:
+            where = self.path(parent, name)
         for field, little, big in (("extent", extent, extent_be), ("data length", size, size_be)):
             if little != big:
                 f.error("validator.iso.directory.endian_mismatch", where, field, little, big)
-        name = r[33 : 33 + name_len]
         use_at = 33 + name_len + (0 if name_len & 1 else 1)
         return Record(extent + r[1], size, r[25], name, r[use_at:])
 
@@ -321,7 +320,7 @@ class Walker:
                 return out  # past the end of a truncated file (reported once)
             at = 0
             while at < bs and data[at] != 0:
-                rec = self.record(data, at, where)
+                rec = self.record(data, at, where, parent_path)
                 if rec is None:
                     break
                 at += data[at]
