@@ -399,6 +399,7 @@ def test_session_files_add_get_list_remove(server_env: Env) -> None:
     assert [f["name"] for f in api.req("GET", f"{API_US}/{sid}/file").json()] == ["vm.ovf"]
     legacy = api.req("GET", f"{REST_FILE}?update_session_id={sid}").json()["value"]
     assert [f["name"] for f in legacy] == ["vm.ovf"]
+    assert api.req("GET", f"{REST_FILE}/id:{sid}").json()["value"] == legacy
     r = api.req("POST", f"{REST_FILE}/id:{sid}?~action=remove", json={"file_name": "vm.ovf"})
     assert r.status_code == 200
     assert api.req("GET", f"{API_US}/{sid}/file/vm.ovf").status_code == 404

@@ -497,6 +497,9 @@ class Server:
             params[resource[1]] = m.group("id")
         if name == "get" and resource[0] == _IFILE and "file_name" in params:
             params.setdefault("name", params["file_name"])
+        listing = "file_name" not in params and "name" not in params
+        if name == "get" and request.method == "GET" and resource[0] in (_FS, _IFILE) and listing:
+            op = OPS[(resource[0], "list")]  # GET …/file/id:{id}: the files
         return op, params
 
     # -- /api ---------------------------------------------------------------------
