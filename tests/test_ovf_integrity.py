@@ -364,7 +364,7 @@ def test_pipeline_drops_consumers_when_content_is_broken() -> None:
 def test_pipeline_many_tiny_members_do_not_recurse() -> None:
     member = gzip.compress(b"")
     ref = FileRef(id="f", href="f", line=1, compression="gzip")
-    _, _, report = run_stream(ref, [("f", member * 50000)], 1 << 20)
+    _, _, report = run_stream(ref, [("f", member * 20000)], 1 << 20)
     assert [p.message_id for p in report.problems] == ["validator.ovf.stream.consumer_failed"]
 
 
@@ -417,3 +417,13 @@ def test_disk_check_sees_the_decompressed_joined_content(root: Path) -> None:
     out = check(d)
     assert out.errors and all(name == f"{DISK}.000000000" for name, _ in out.errors)
     assert all(i.startswith("validator.ovf.vmdk.") for i in out.ids)
+
+
+def test_pipeline_bounds_the_number_of_members(monkeypatch: pytest.MonkeyPatch) -> None:
+    from validator_plugins.ovf import stream as stream_module
+
+    monkeypatch.setattr(stream_module, "MAX_MEMBERS", 100)
+    ref = FileRef(id="f", href="f", line=1, compression="gzip")
+    _, sink, report = run_stream(ref, [("f", gzip.compress(b"") * 101)], 1 << 20)
+    assert [p.message_id for p in report.problems] == ["validator.ovf.gzip.too_many_members"]
+    assert not sink.closed

@@ -75,6 +75,11 @@ Problem = tuple[str, tuple[object, ...]]
 #: Largest piece of decompressed output produced at once (bounds memory).
 OUT_PIECE = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
+#: Slices of stored bytes handed to zlib at once (see ``LogicalStream._gunzip``).
+MIN_SLICE, MAX_SLICE = 512, 1 << 20
+#: gzip members in one file (each costs a fresh decompressor: bounds the time a file of
+#: countless empty members takes; real files have one, bgzip-style ones one per 64 KiB).
+MAX_MEMBERS = 1_000_000
 #: zlib ``wbits`` for a gzip wrapper (header and CRC32/ISIZE trailer checked).
 GZIP_WBITS = 16 + zlib.MAX_WBITS
 
@@ -150,6 +155,7 @@ class LogicalStream(StreamCheck):
         self._members = 0
         self._head = bytearray()  # the first bytes of a member, until its magic is known
         self._trailing_at: int | None = None
+        self._slice = MAX_SLICE
 
     # -- set-up ----------------------------------------------------------------
     @property
@@ -233,8 +239,14 @@ class LogicalStream(StreamCheck):
 
     # -- gzip ----------------------------------------------------------------
     def _gunzip(self, data: memoryview, start: int) -> None:
-        """Decompress one stored piece; members follow each other (multi-member gzip)."""
-        buf: memoryview | bytes = data
+        """Decompress one stored piece; members follow each other (multi-member gzip).
+
+        The input is handed to zlib in slices: at a member's end zlib copies the
+        rest of its input (``unused_data``), so after a member ended the slices
+        start small and double while no member ends, which keeps a file of
+        countless tiny members linear.
+        """
+        buf = data
         at = start
         while buf and not self._broken:
             if self._inflate is None:
@@ -251,22 +263,26 @@ class LogicalStream(StreamCheck):
                     else:
                         self._trailing_at = at - 2
                     return
+                if self._members >= MAX_MEMBERS:
+                    self._problem(at - 2, "validator.ovf.gzip.too_many_members", MAX_MEMBERS)
+                    return
                 self._inflate = zlib.decompressobj(GZIP_WBITS)
                 self._inflate.decompress(bytes(self._head))  # two header bytes: no output
                 self._head.clear()
                 continue
-            rest = self._inflate_piece(buf, at)
-            if rest is None:
+            piece = buf[: self._slice]
+            used = self._inflate_piece(piece, at)
+            if used is None:
                 return
-            at += len(buf) - len(rest)
-            buf = rest
+            if used == len(piece):
+                self._slice = min(self._slice * 2, MAX_SLICE)
+            else:
+                self._slice = MIN_SLICE  # a member ended inside the slice
+            buf = buf[used:]
+            at += used
 
-    def _inflate_piece(self, piece: memoryview | bytes, at: int) -> bytes | None:
-        """Feed stored bytes to the current member.
-
-        Returns the bytes after the member's end when it ended in this piece
-        (the next member, or trailing data), else ``None``.
-        """
+    def _inflate_piece(self, piece: memoryview, at: int) -> int | None:
+        """Feed stored bytes to the current member: how many it took (``None``: failed)."""
         inflate = self._inflate
         assert inflate is not None
         buf: memoryview | bytes = piece
@@ -278,18 +294,17 @@ class LogicalStream(StreamCheck):
                 return None
             if out:
                 if self.produced + len(out) > self.limits.gzip_decompressed_bytes:
-                    self._problem(
-                        at, "validator.ovf.gzip.too_large", self.limits.gzip_decompressed_bytes
-                    )
+                    limit = self.limits.gzip_decompressed_bytes
+                    self._problem(at, "validator.ovf.gzip.too_large", limit)
                     return None
                 self._emit(memoryview(out))
             if inflate.eof:
                 self._members += 1
                 self._inflate = None
-                return inflate.unused_data
+                return len(piece) - len(inflate.unused_data)
             buf = inflate.unconsumed_tail
             if not buf and len(out) < OUT_PIECE:
-                return None
+                return len(piece)
 
     def _gzip_end(self) -> None:
         end = max(0, self.stored - 1)
