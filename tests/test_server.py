@@ -843,3 +843,11 @@ def test_idle_tokens_stop_working(tmp_path: Path) -> None:
         time.sleep(0.3)
         assert api.req("GET", "/api/content/library").status_code == 401
     app.state.service.close()
+
+
+def test_one_server_per_data_folder(server_env: Env) -> None:
+    from validator.server.service import DataFolderBusy
+
+    _, service = server_env
+    with pytest.raises(DataFolderBusy):
+        Service(service.config, service.registry, fast_users())

@@ -110,7 +110,13 @@ def main(argv: Sequence[str]) -> int:
         max_upload_bytes=opts.max_upload_bytes,
     )
     logging.basicConfig(level=opts.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    app = create_app(config, users, plugins)
+    from validator.server.service import DataFolderBusy
+
+    try:
+        app = create_app(config, users, plugins)
+    except DataFolderBusy as exc:
+        print(f"validator serve: another server uses the data folder {exc}", file=sys.stderr)
+        return 2
     print(
         f"validator serve: http://{opts.host}:{opts.port} data={data} pid={os.getpid()}",
         file=sys.stderr,

@@ -22,6 +22,7 @@ and raises :class:`~validator.results.VapiError` for the client.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -110,6 +111,10 @@ CREATE TABLE IF NOT EXISTS tokens (
 """
 
 
+class DataFolderBusy(RuntimeError):
+    """Another server process uses the data folder."""
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """What ``validator serve`` is told on its command line."""
@@ -181,6 +186,14 @@ class Service:
         self.users = users
         self.data = config.data_dir
         self.data.mkdir(parents=True, exist_ok=True)
+        # One server per data folder: recovery removes what no item points at, which
+        # would break a second server's publish in progress.
+        self._lockfile = open(self.data / "server.lock", "a+b")  # noqa: SIM115
+        try:
+            fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lockfile.close()
+            raise DataFolderBusy(str(self.data)) from None
         (self.data / "uploads").mkdir(exist_ok=True)
         (self.data / "content").mkdir(exist_ok=True)
         self._db = sqlite3.connect(
@@ -198,6 +211,7 @@ class Service:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._lockfile.close()  # releases the folder's lock
 
     # -- plumbing ---------------------------------------------------------
     @contextlib.contextmanager
