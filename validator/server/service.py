@@ -258,7 +258,9 @@ class Service:
 
     def check_id(self, ctx: Ctx, value: Any, what: str) -> str:
         if not isinstance(value, str) or not _ID.match(value):
-            raise self.error(ctx, "invalid_argument", "validator.server.arg.bad_id", value, what)
+            shown = repr(value) if not isinstance(value, str) else value
+            shown = shown if len(shown) <= 64 else shown[:64] + "…"
+            raise self.error(ctx, "invalid_argument", "validator.server.arg.bad_id", shown, what)
         return value
 
     def _text(
