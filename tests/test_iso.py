@@ -565,3 +565,23 @@ def test_german_message(images: dict[str, Path], tmp_path: Path) -> None:
 def test_tools_are_known() -> None:
     assert all(isinstance(t, str) for t in TOOLS)
     assert SAMPLES.is_dir()
+
+
+def test_rock_ridge_attributes_endian_mismatch(images: dict[str, Path], tmp_path: Path) -> None:
+    def edit(d: bytearray) -> None:
+        rec = root_records(d)["A.TXT"]
+        end = rec + d[rec]
+        px = d.index(b"PX", rec + 33, end)
+        d[px + 4 + 4] ^= 0x01  # the big-endian copy of the file mode
+
+    result = check(damaged(tmp_path, images["jr"], edit))
+    assert ids(result) == ["validator.iso.rockridge.endian_mismatch"]
+    assert args_of(result, "validator.iso.rockridge.endian_mismatch")[:2] == ("/A.TXT", "file mode")
+
+
+def test_directory_sequence_number_endian_mismatch(images: dict[str, Path], tmp_path: Path) -> None:
+    def edit(d: bytearray) -> None:
+        d[root_records(d)["A.TXT"] + 31] ^= 0x02
+
+    result = check(damaged(tmp_path, images["plain"], edit))
+    assert ids(result) == ["validator.iso.directory.endian_mismatch"]

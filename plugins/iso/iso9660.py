@@ -24,6 +24,8 @@ JOLIET_ESCAPES = (b"%/@", b"%/C", b"%/E")
 EL_TORITO_ID = b"EL TORITO SPECIFICATION"
 #: A path table larger than this is not read (a real one is a few kilobytes).
 MAX_PATH_TABLE = 16 << 20
+#: Both-endian fields of a Rock Ridge PX entry (POSIX attributes) and their offsets.
+PX_FIELDS = (("file mode", 4), ("links", 12), ("user id", 20), ("group id", 28))
 #: Continuation areas (Rock Ridge CE) followed from one directory record.
 MAX_CONTINUATIONS = 32
 
@@ -257,7 +259,12 @@ class Walker:
         name = r[33 : 33 + name_len]
         if name not in (b"\x00", b"\x01") and parent is not None:
             where = self.path(parent, name)
-        for field, little, big in (("extent", extent, extent_be), ("data length", size, size_be)):
+        pairs = (
+            ("extent", extent, extent_be),
+            ("data length", size, size_be),
+            ("volume sequence number", le16(r, 28), be16(r, 30)),
+        )
+        for field, little, big in pairs:
             if little != big:
                 f.error("validator.iso.directory.endian_mismatch", where, field, little, big)
         use_at = 33 + name_len + (0 if name_len & 1 else 1)
@@ -400,6 +407,13 @@ class Walker:
                 return None
             if sig == b"CE" and length >= 28:
                 following = (le32(area, at + 4), le32(area, at + 12), le32(area, at + 20))
+            elif sig == b"PX" and length >= 36:
+                for field, pos in PX_FIELDS:
+                    little, big = le32(area, at + pos), be32(area, at + pos + 4)
+                    if little != big:
+                        self.f.error(
+                            "validator.iso.rockridge.endian_mismatch", where, field, little, big
+                        )
             at += length
         return following
 
