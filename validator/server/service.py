@@ -245,7 +245,9 @@ class Service:
             return list(self._db.execute(sql, args))
 
     def message(self, ctx: Ctx | None, message_id: str, *args: object) -> LocalizableMessage:
-        return self.registry.catalogs.message(message_id, args, ctx.locale if ctx else None)
+        # Arguments often echo what a client sent: never echo a megabyte back.
+        shown = [a if len(a) <= 200 else a[:200] + "…" for a in map(str, args)]
+        return self.registry.catalogs.message(message_id, shown, ctx.locale if ctx else None)
 
     def error(self, ctx: Ctx | None, kind: str, message_id: str, *args: object) -> VapiError:
         return VapiError(kind, [self.message(ctx, message_id, *args)])
