@@ -246,7 +246,7 @@ class Service:
 
     def message(self, ctx: Ctx | None, message_id: str, *args: object) -> LocalizableMessage:
         # Arguments often echo what a client sent: never echo a megabyte back.
-        shown = [a if len(a) <= 200 else a[:200] + "…" for a in map(str, args)]
+        shown = [a if len(a) <= 4096 else a[:4096] + "…" for a in map(str, args)]
         return self.registry.catalogs.message(message_id, shown, ctx.locale if ctx else None)
 
     def error(self, ctx: Ctx | None, kind: str, message_id: str, *args: object) -> VapiError:
