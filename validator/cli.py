@@ -315,13 +315,9 @@ def _command(name: str, argv: list[str]) -> int:
     if name == "limits":
         return _limits(argv)
     if name == "serve":
-        try:
-            from validator.server import cli_main  # type: ignore[attr-defined]
-        except ImportError:
-            print("validator: the server is not available in this version", file=sys.stderr)
-            return EXIT_USAGE
-        result: int = cli_main(argv)
-        return result
+        from validator.server import cli_main
+
+        return cli_main(argv)
     return EXIT_USAGE
 
 
