@@ -214,7 +214,10 @@ def test_official_bindings(live: Live) -> None:
     lib = LocalLibrary(stub).create(
         create_spec=LibraryModel(name="lib", type=LibraryModel.LibraryType.LOCAL)
     )
+    assert LocalLibrary(stub).get(lib).name == "lib"
+    assert lib in mod("com.vmware.content_client").Library(stub).list()
     item = Item(stub).create(create_spec=ItemModel(library_id=lib, name="vm", type="ovf"))
+    assert Item(stub).list(lib) == [item]
     sessions = UpdateSession(stub)
     sid = sessions.create(create_spec=UpdateSessionModel(library_item_id=item), client_token="c1")
     assert (
@@ -266,7 +269,16 @@ def test_official_bindings(live: Live) -> None:
     with pytest.raises(NotAllowedInCurrentState) as na:
         sessions.complete(sid2)
     assert na.value.messages[0].id.endswith("session_has_missing_or_invalid_files")
-    sessions.cancel(sid2)
+    files.remove(sid2, "vm.ovf")
+    assert files.list(sid2) == []
+    WarningBehavior = mod("com.vmware.content.library.item.updatesession_client").WarningBehavior
+    behavior = WarningBehavior(type="SELF_SIGNED_CERTIFICATE", ignored=True)
+    sessions.update(sid2, UpdateSessionModel(warning_behavior=[behavior]))
+    assert sessions.get(sid2).warning_behavior[0].ignored is True
+    assert sid2 in sessions.list(library_item_id=item)
+    sessions.fail(sid2, "client gave up")
+    failed = sessions.get(sid2)
+    assert failed.state == "ERROR" and "client gave up" in failed.error_message.default_message
     sessions.delete(sid2)
     with pytest.raises(NotFound):
         sessions.get(sid2)
