@@ -419,11 +419,10 @@ def test_disk_check_sees_the_decompressed_joined_content(root: Path) -> None:
     assert all(i.startswith("validator.ovf.vmdk.") for i in out.ids)
 
 
-def test_pipeline_bounds_the_number_of_members(monkeypatch: pytest.MonkeyPatch) -> None:
-    from validator_plugins.ovf import stream as stream_module
-
-    monkeypatch.setattr(stream_module, "MAX_MEMBERS", 100)
+def test_pipeline_bounds_the_number_of_members() -> None:
     ref = FileRef(id="f", href="f", line=1, compression="gzip")
-    _, sink, report = run_stream(ref, [("f", gzip.compress(b"") * 101)], 1 << 20)
+    _, sink, report = run_stream(
+        ref, [("f", gzip.compress(b"") * 101)], 1 << 20, Limits(gzip_members=100)
+    )
     assert [p.message_id for p in report.problems] == ["validator.ovf.gzip.too_many_members"]
     assert not sink.closed

@@ -38,6 +38,9 @@ class Limits:
     iso_directory_records: int = 1_000_000
     #: Decompressed bytes of one gzip-compressed file.
     gzip_decompressed_bytes: int = 64 * GiB
+    #: gzip members in one file (each costs a fresh decompressor; real files have one,
+    #: bgzip-style ones one per 64 KiB).
+    gzip_members: int = 1_000_000
     #: Bytes read per call in the stream pass.
     read_chunk_bytes: int = 1 * MiB
     #: Threads reading independent files in parallel (0: one per core).

@@ -77,9 +77,6 @@ OUT_PIECE = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 #: Slices of stored bytes handed to zlib at once (see ``LogicalStream._gunzip``).
 MIN_SLICE, MAX_SLICE = 512, 1 << 20
-#: gzip members in one file (each costs a fresh decompressor: bounds the time a file of
-#: countless empty members takes; real files have one, bgzip-style ones one per 64 KiB).
-MAX_MEMBERS = 1_000_000
 #: zlib ``wbits`` for a gzip wrapper (header and CRC32/ISIZE trailer checked).
 GZIP_WBITS = 16 + zlib.MAX_WBITS
 
@@ -263,8 +260,10 @@ class LogicalStream(StreamCheck):
                     else:
                         self._trailing_at = at - 2
                     return
-                if self._members >= MAX_MEMBERS:
-                    self._problem(at - 2, "validator.ovf.gzip.too_many_members", MAX_MEMBERS)
+                if self._members >= self.limits.gzip_members:
+                    self._problem(
+                        at - 2, "validator.ovf.gzip.too_many_members", self.limits.gzip_members
+                    )
                     return
                 self._inflate = zlib.decompressobj(GZIP_WBITS)
                 self._inflate.decompress(bytes(self._head))  # two header bytes: no output
