@@ -46,6 +46,8 @@ from validator.server.service import Ctx, Service, iso_time
 log = logging.getLogger("validator.server")
 
 SESSION_HEADER = "vmware-api-session-id"
+#: Bytes of an upload collected before they are written (and hashed) in a worker thread.
+UPLOAD_BUFFER = 1 << 20
 Fn = Callable[[Service, Ctx, dict[str, Any]], Any]
 
 
@@ -714,9 +716,21 @@ class Server:
         received = 0
         problem: tuple[str, tuple[object, ...]] | None = None
         reported = 0
+        pending: list[bytes] = []
+        pending_size = 0
+
+        def flush(fh: Any, chunks: list[bytes]) -> None:
+            # In a worker thread: disk writes and hashing (which releases the GIL)
+            # never hold up the event loop.
+            for data in chunks:
+                fh.write(data)
+                for h in hashers.values():
+                    h.update(data)
+
         try:
             with open(target.part, "wb") as fh:
                 try:
+                    # Constant memory: at most one buffer of UPLOAD_BUFFER bytes per upload.
                     async for chunk in request.stream():
                         if received + len(chunk) > target.limit:
                             problem = (
@@ -724,16 +738,19 @@ class Server:
                                 (target.name, target.limit),
                             )
                             break
-                        fh.write(chunk)
-                        for h in hashers.values():
-                            h.update(chunk)
+                        pending.append(chunk)
+                        pending_size += len(chunk)
                         received += len(chunk)
+                        if pending_size >= UPLOAD_BUFFER:
+                            await run_in_threadpool(flush, fh, pending)
+                            pending, pending_size = [], 0
                         if received - reported >= 16 << 20:
                             reported = received
                             token = target.final.name
                             await run_in_threadpool(self.service.upload_progress, token, received)
+                    await run_in_threadpool(flush, fh, pending)
                     fh.flush()
-                    os.fsync(fh.fileno())
+                    await run_in_threadpool(os.fsync, fh.fileno())
                 except (ClientDisconnect, OSError):
                     problem = ("validator.server.file.interrupted", (target.name, received))
         except BaseException:
