@@ -161,6 +161,12 @@ class CheckContext:
         with self._lock:
             return self._digests.get(name, {}).get(algorithm.lower())
 
+    def small_content(self, name: str) -> bytes | None:
+        """The bytes ``read_small`` already read of file ``name``, if it did."""
+        with self._lock:
+            data: bytes | None = self.store.get(f"validator.read_small:{name}")
+            return data
+
     def read_small(self, file: SessionFile, limit: int) -> bytes | None:
         """The whole content of a small file (``None`` if larger than ``limit`` bytes).
 

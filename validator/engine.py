@@ -24,7 +24,14 @@ from typing import Any
 
 from validator.checks import CheckContext, FileCheck, ReaderCheck, Reporter, StreamCheck
 from validator.limits import Limits
-from validator.registry import HookFailure, Registry, _as_list, default_registry, describe
+from validator.registry import (
+    PLUGIN_ERRORS,
+    HookFailure,
+    Registry,
+    _as_list,
+    default_registry,
+    describe,
+)
 from validator.results import (
     LocalizableMessage,
     NotAllowedInCurrentState,
@@ -261,7 +268,7 @@ class Engine:
             try:
                 plugin = self.registry.item_type_plugin.get(name, "?")
                 score = int(self.bounded(item.detect, [session], plugin, f"{name}.detect"))
-            except Exception as exc:
+            except PLUGIN_ERRORS as exc:
                 plugin = self.registry.item_type_plugin.get(name, "?")
                 self.registry.problem(
                     "validator.core.registry.detect_failed", plugin, name, describe(exc)
@@ -322,7 +329,7 @@ class Engine:
         try:
             plugin = self.registry.item_type_plugin.get(kind, "?")
             primary = self.bounded(item.primary_file, [session], plugin, f"{kind}.primary_file")
-        except Exception:
+        except PLUGIN_ERRORS:
             primary = None
         if not isinstance(primary, str):
             primary = None
@@ -371,7 +378,7 @@ class _Run:
             kwargs["report"] = report
             try:
                 self.engine.invoke(impl, [kwargs[a] for a in impl.argnames])
-            except Exception as exc:
+            except PLUGIN_ERRORS as exc:
                 report = Reporter((phase, index))  # a call given up on reports nothing else
                 report.problems.append(
                     self._failure(
@@ -571,13 +578,13 @@ class _Run:
                     result = impl.function(*[kwargs[a] for a in impl.argnames])
             except _Abandoned:
                 raise
-            except Exception as exc:
+            except PLUGIN_ERRORS as exc:
                 failure = HookFailure(plugin, "validator_file_checks", describe(exc), exc)
                 self._add([self._failure(order, file.name, failure)])
                 continue
             try:
                 results = _as_list(result)
-            except Exception as exc:  # a generator that raises while it is read
+            except PLUGIN_ERRORS as exc:  # a generator that raises while it is read
                 failure = HookFailure(plugin, "validator_file_checks", describe(exc), exc)
                 self._add([self._failure(order, file.name, failure)])
                 continue
@@ -691,11 +698,11 @@ class _Run:
                     check.finish(report)
             except _Abandoned:
                 raise
-            except Exception as exc:
+            except PLUGIN_ERRORS as exc:
                 self._check_failed(file, plugin, check, exc, report)
 
     def _check_failed(
-        self, file: SessionFile, plugin: str, check: FileCheck, exc: Exception, report: Reporter
+        self, file: SessionFile, plugin: str, check: FileCheck, exc: BaseException, report: Reporter
     ) -> None:
         label = check.label or type(check).__name__
         report.error(file.name, "validator.core.check.failed", plugin, label, describe(exc))
@@ -714,7 +721,7 @@ class _Run:
                     check.run(fh, file.source.size, report)
             except (_Abandoned, OSError):
                 raise
-            except Exception as exc:
+            except PLUGIN_ERRORS as exc:
                 self._check_failed(file, plugin, check, exc, report)
 
     def _stream(
@@ -733,25 +740,47 @@ class _Run:
         ]
         progress = self.engine.progress
         guard = slot.guard
+        with self._chunks(file, size) as chunks:
+            for chunk in chunks:
+                for entry in list(live):
+                    plugin, check, report, label = entry
+                    try:
+                        with guard(plugin, label, file.name):
+                            check.update(chunk)
+                    except _Abandoned:
+                        raise
+                    except PLUGIN_ERRORS as exc:
+                        self._check_failed(file, plugin, check, exc, report)
+                        state.failed.add(id(check))
+                        live.remove(entry)
+                if progress is not None:
+                    progress(len(chunk))
+                if not live:
+                    break
+
+    @contextmanager
+    def _chunks(self, file: SessionFile, size: int) -> Iterator[Iterable[memoryview]]:
+        """The file's bytes in chunks of at most ``size``, read once.
+
+        A small file a plugin already read whole (``ctx.read_small``: a
+        descriptor, a manifest) is served from those bytes, so what was parsed
+        is exactly what is hashed; another file that fits in one chunk is read
+        in line; a larger one by a read-ahead thread.
+        """
+        assert file.source is not None
+        cached = self.ctx.small_content(file.name)
+        if cached is not None:
+            view = memoryview(cached)
+            yield (view[i : i + size] for i in range(0, len(view), size))
+            return
         with file.source.open() as fh:
+            if file.source.seekable and file.source.size < size:
+                data = fh.read(size)
+                yield [memoryview(data)] if data else []
+                return
             reader = _ReadAhead(fh, size)
             try:
-                for chunk in reader:
-                    for entry in list(live):
-                        plugin, check, report, label = entry
-                        try:
-                            with guard(plugin, label, file.name):
-                                check.update(chunk)
-                        except _Abandoned:
-                            raise
-                        except Exception as exc:
-                            self._check_failed(file, plugin, check, exc, report)
-                            state.failed.add(id(check))
-                            live.remove(entry)
-                    if progress is not None:
-                        progress(len(chunk))
-                    if not live:
-                        break
+                yield reader
             finally:
                 reader.close()
 

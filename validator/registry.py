@@ -41,6 +41,11 @@ CORE_PLUGIN = ("core", "validator.builtin")
 DISTRIBUTION = "validator"
 ENV_LOAD_PLUGINS = "VALIDATOR_LOAD_PLUGINS"
 
+#: What a call into plugin code may raise and still be only that plugin's failure:
+#: a plugin that calls ``sys.exit()`` must not end the validation with a verdict.
+#: ``KeyboardInterrupt`` still stops everything.
+PLUGIN_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, GeneratorExit)
+
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
 
@@ -133,7 +138,7 @@ class Registry:
             args = [kwargs[a] for a in impl.argnames]
             try:
                 result = impl.function(*args) if invoke is None else invoke(impl, args)
-            except Exception as exc:
+            except PLUGIN_ERRORS as exc:
                 yield impl.plugin_name, HookFailure(impl.plugin_name, hook, describe(exc), exc)
             else:
                 yield impl.plugin_name, result
@@ -229,7 +234,7 @@ def build_registry(
             try:
                 plugin = ep.load()
                 _register(pm, plugin, ep.name)
-            except Exception as exc:
+            except PLUGIN_ERRORS as exc:
                 reg.problem(
                     "validator.core.registry.load_failed", ep.name, dist_name, describe(exc)
                 )
@@ -241,7 +246,7 @@ def build_registry(
             if pm.get_plugin(name) is None:
                 try:
                     _register(pm, importlib.import_module(module), name)
-                except Exception as exc:
+                except PLUGIN_ERRORS as exc:
                     reg.problem(
                         "validator.core.registry.load_failed", name, DISTRIBUTION, describe(exc)
                     )
