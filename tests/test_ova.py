@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import subprocess
@@ -237,3 +238,21 @@ def test_nothing_is_written(ova: Callable[..., Path], tmp_path: Path) -> None:
     validate(path)
     stdin(path)
     assert sorted(p.name for p in tmp_path.parent.rglob("*")) == before
+
+
+def test_mutated_archives_never_raise_anything_else(ova: Callable[..., Path]) -> None:
+    import random
+
+    from validator.results import VapiError
+
+    path = ova(*good_members())
+    data = path.read_bytes()
+    rng = random.Random(3)
+    for _ in range(150):
+        mutated = bytearray(data)
+        for _ in range(rng.randrange(1, 6)):
+            at = rng.randrange(0, 3 * 512)  # headers of the first members
+            mutated[at] = rng.randrange(256)
+        path.write_bytes(bytes(mutated[: rng.choice([len(mutated), rng.randrange(len(mutated))])]))
+        with contextlib.suppress(SessionError, VapiError):
+            validate(path)

@@ -371,7 +371,14 @@ class _MemberReader(io.RawIOBase):
         view = memoryview(buffer).cast("B")
         if len(view) > left:
             view = view[:left]
-        n = src.input.readinto(view)
+        # Fill the buffer (a pipe gives at most its capacity per read): fewer, larger
+        # chunks for the checks.
+        n = 0
+        while n < len(view):
+            got = src.input.readinto(view[n:])
+            if not got:
+                break
+            n += got
         src.consumed += n
         return n
 
