@@ -17,7 +17,7 @@ the same bytes:
 
 | case | command | openssl reference | target |
 |---|---|---|---|
-| folder | ``validator pkg/`` | ``openssl dgst -sha256`` over the package's files, one after the other | ≤ 0.75 |
+| folder | ``validator pkg/`` | ``openssl dgst -sha256`` over its files, one by one | ≤ 0.75 |
 | ova | ``validator vm.ova`` | ``openssl dgst -sha256 vm.ova`` | ≤ 0.80 |
 | stdin | ``cat vm.ova | validator -`` | ``openssl dgst -sha256 vm.ova`` | ≤ 1.20 |
 | single | ``validator one/`` (one disk) | ``openssl dgst -sha256`` over its files | ≤ 1.15 |
@@ -250,11 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         built = build(tmp, opts.size_mib)
         all_cases = cases(built) + _iso_cases(tmp, opts.size_mib)
+        ssl = subprocess.run(["openssl", "version"], capture_output=True, text=True)
+        ssl_version = ssl.stdout.strip()
         print(
             f"built in {time.perf_counter() - t0:.1f} s: 2 disks of "
             f"{built['files'][2].stat().st_size / MiB:,.0f} MiB, "
             f"vm.ova {built['ova'].stat().st_size / MiB:,.0f} MiB; {os.cpu_count()} CPUs; "
-            f"{subprocess.run(['openssl', 'version'], capture_output=True, text=True).stdout.strip()}"
+            f"{ssl_version}; load average {os.getloadavg()[0]:.2f}"
         )
         for case in all_cases:  # warm the page cache
             run(case.reference)
@@ -277,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                  "target": case.target, "peak_rss_mib": round(got.max_rss_mib, 1),
                  "status": got.status}
             )
+        print(f"load average at the end {os.getloadavg()[0]:.2f} (others' work skews the ratios)")
         if opts.json:
             print(json.dumps(rows, indent=2))
     finally:
