@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,16 @@ def _warm() -> None:
     english_ids()
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def _params(cases: list[Case]) -> list[object]:
+    return [
+        pytest.param(c, marks=pytest.mark.xfail(reason=c.known_bug, strict=False))
+        if c.known_bug
+        else c
+        for c in cases
+    ]
+
+
+@pytest.mark.parametrize("case", _params(CASES), ids=lambda c: c.name)
 def test_case(case: Case, tmp_path: Path) -> None:
     folder, _outside, path = _prepare(case, tmp_path)
     before = audit.snapshot(tmp_path)
@@ -64,6 +74,7 @@ def test_case(case: Case, tmp_path: Path) -> None:
     got_error: str | None = None
     not_allowed = False
     result = None
+    started = time.monotonic()
     with audit.watching() as rec:
         try:
             result = engine.validate(engine.open(path))
@@ -72,6 +83,7 @@ def test_case(case: Case, tmp_path: Path) -> None:
         except NotAllowedInCurrentState as exc:
             not_allowed = True
             assert all(m.id in english_ids() for m in exc.messages)
+    assert time.monotonic() - started < 30, "took too long"
     assert rec.outside(folder) == [], "opened outside the case folder"
     assert rec.writes() == [], "opened for writing"
     assert rec.activity == [], "network or subprocess activity"
@@ -100,7 +112,7 @@ def test_enough_cases_run_through_the_cli() -> None:
     assert len(CLI_CASES) >= 8
 
 
-@pytest.mark.parametrize("case", CLI_CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", _params(CLI_CASES), ids=lambda c: c.name)
 def test_case_through_the_cli(case: Case, tmp_path: Path) -> None:
     folder, outside, path = _prepare(case, tmp_path)
     before = audit.snapshot(tmp_path)

@@ -115,13 +115,17 @@ def display_name(name: str) -> str:
 def open_regular_file(path: Path) -> BinaryIO:
     """Open ``path`` for reading without following a final symbolic link.
 
-    Raises ``OSError`` when it is a link, or not a regular file once opened.
+    Raises ``OSError`` when it is a link, or not a regular file once opened.  Opened
+    non-blocking, so a FIFO (named by a manifest, or swapped in after ``lstat``) is
+    refused instead of blocking forever; a regular file is then read normally.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{path.name}: not a regular file")
+        os.set_blocking(fd, True)
         return os.fdopen(fd, "rb", buffering=0)
     except BaseException:
         os.close(fd)

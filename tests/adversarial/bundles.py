@@ -16,6 +16,7 @@ import subprocess
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,3 +196,52 @@ def sign(key: Path, data_path: Path, alg: str = "sha256") -> str:
 
 def symlink(target: str | Path, link: Path) -> None:
     os.symlink(target, link)
+
+
+@cache
+def identity() -> tuple[bytes, bytes] | None:
+    """A private key and self-signed certificate (PEM), made once per process (None
+    without openssl)."""
+    import tempfile
+
+    if not have("openssl"):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        key, cert = openssl_identity(Path(tmp))
+        return key.read_bytes(), cert.read_bytes()
+
+
+def signed(folder: Path, names: Iterable[str] = ("vm.ovf", "vm-disk1.vmdk"),
+           *, cert_extra: bytes = b"") -> None:  # fmt: skip
+    """Write ``vm.mf`` (SHA256 of ``names``) and ``vm.cert`` (its signature and the
+    certificate) into ``folder``; the key is kept outside it only while signing."""
+    import tempfile
+
+    write(folder, {"vm.mf": manifest_text(folder, names)})
+    ident = identity()
+    assert ident is not None, "needs openssl"
+    with tempfile.TemporaryDirectory() as tmp:
+        key = Path(tmp) / "key.pem"
+        key.write_bytes(ident[0])
+        signature = sign(key, folder / "vm.mf")
+    write(folder, {"vm.cert": f"SHA256(vm.mf)= {signature}\n".encode() + ident[1] + cert_extra})
+
+
+VMDK_DESCRIPTOR_AT = 512
+VMDK_DESCRIPTOR_BYTES = 20 * 512
+
+
+def vmdk_descriptor() -> str:
+    raw = SAMPLE_DISK[VMDK_DESCRIPTOR_AT : VMDK_DESCRIPTOR_AT + VMDK_DESCRIPTOR_BYTES]
+    return raw.rstrip(b"\0").decode("ascii")
+
+
+def vmdk_with_descriptor(text: str, disk: bytes = SAMPLE_DISK) -> bytes:
+    """The sample disk with another embedded descriptor (same 20-sector area)."""
+    raw = text.encode("utf-8")
+    assert len(raw) <= VMDK_DESCRIPTOR_BYTES
+    out = bytearray(disk)
+    out[VMDK_DESCRIPTOR_AT : VMDK_DESCRIPTOR_AT + VMDK_DESCRIPTOR_BYTES] = raw.ljust(
+        VMDK_DESCRIPTOR_BYTES, b"\0"
+    )
+    return bytes(out)

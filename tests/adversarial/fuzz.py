@@ -47,6 +47,7 @@ from .bundles import (
     descriptor,
     disk_element,
     file_element,
+    identity,
     tar_bytes,
 )
 from .util import CRASH_IDS, english_ids
@@ -591,39 +592,6 @@ def run_cli(data: bytes) -> None:
                 check_ids([e["error_message"]["id"] for e in doc["value"]["invalid_files"]], "cli")
 
 
-@cache
-def _identity() -> tuple[bytes, bytes] | None:
-    """A key and self-signed certificate made once per process with openssl (or None)."""
-    import shutil
-    import subprocess
-
-    if shutil.which("openssl") is None:
-        return None
-    with workdir() as tmp:
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                str(tmp / "k.pem"),
-                "-out",
-                str(tmp / "c.pem"),
-                "-days",
-                "30",
-                "-subj",
-                "/CN=fuzz",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        return (tmp / "k.pem").read_bytes(), (tmp / "c.pem").read_bytes()
-
-
 def _signed_bundle(folder: Path) -> None:
     """The sample bundle with a manifest of both files and, when openssl exists, a .cert."""
     import subprocess
@@ -634,7 +602,7 @@ def _signed_bundle(folder: Path) -> None:
         for n in ("vm.ovf", "vm-disk1.vmdk")
     )
     (folder / "vm.mf").write_text(mf)
-    ident = _identity()
+    ident = identity()
     if ident is None:
         return
     key = folder.parent / "key.pem"

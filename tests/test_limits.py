@@ -1,0 +1,246 @@
+"""Every resource limit (validator/limits.py): lowered, it yields its documented message
+(an invalid-file entry, or a one-line input error), never a crash and never a silent pass;
+at its default the same bundle does not hit it.  docs/security.md lists every limit."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from validator.engine import Engine
+from validator.limits import Limits
+from validator.session import SessionError
+
+from .adversarial.bundles import (
+    SAMPLE_DISK,
+    Member,
+    descriptor,
+    file_element,
+    have,
+    manifest_text,
+    openssl_identity,
+    package,
+    sign,
+    tar_bytes,
+    write,
+)
+from .adversarial.util import CRASH_IDS, result_ids
+from .conftest import ROOT
+
+
+@dataclass(frozen=True)
+class LimitCase:
+    limit: str
+    value: int
+    build: Callable[[Path], Path]
+    message: str
+    tools: tuple[str, ...] = ()
+    label: str = ""
+
+
+def _many_files(d: Path) -> Path:
+    package(d, extra={f"x{i}.bin": b"" for i in range(10)})
+    return d
+
+
+def _many_referenced(d: Path) -> Path:
+    files = [file_element("file1", "vm-disk1.vmdk")]
+    files += [file_element(f"f{i}", f"x{i}.bin") for i in range(10)]
+    return package(d, descriptor(files), extra={f"x{i}.bin": b"" for i in range(10)})
+
+
+def _session_manifest_files(d: Path) -> Path:
+    package(d / "b")
+    write(d, {f"f{i}": b"" for i in range(10)})
+    body = "".join(f"  - {{name: f{i}}}\n" for i in range(10))
+    write(d, {"s.yaml": "validator-session: 1\nitem_type: ovf\nfiles:\n" + body})
+    return d / "s.yaml"
+
+
+def _big_descriptor(d: Path) -> Path:
+    return package(d, descriptor(system_extra="<!--" + "x" * 8000 + "-->"))
+
+
+def _many_elements(d: Path) -> Path:
+    return package(d, descriptor(system_extra="<Annotation/>" * 300))
+
+
+def _deep(d: Path) -> Path:
+    return package(d, descriptor(system_extra="<a>" * 20 + "</a>" * 20))
+
+
+def _references(d: Path) -> Path:
+    files = [file_element("file1", "vm-disk1.vmdk")]
+    files += [file_element(f"f{i}", f"x{i}.bin") for i in range(10)]
+    return package(d, descriptor(files), extra={f"x{i}.bin": b"" for i in range(10)})
+
+
+def _ovf_manifest(d: Path) -> Path:
+    path = package(d)
+    text = manifest_text(d, ["vm.ovf", "vm-disk1.vmdk"])
+    write(d, {"vm.mf": text + "\n" * 0 + "".join(text for _ in range(10))})
+    return path
+
+
+def _ovf_manifest_lines(d: Path) -> Path:
+    path = package(d)
+    write(d, {"vm.mf": manifest_text(d, ["vm.ovf", "vm-disk1.vmdk"]) * 60})
+    return path
+
+
+def _session_manifest_bytes(d: Path) -> Path:
+    package(d / "b")
+    write(d, {"s.yaml": "validator-session: 1\nfiles:\n  - {name: vm.ovf, path: b/vm.ovf}\n"
+              + "# padding\n" * 400})  # fmt: skip
+    return d / "s.yaml"
+
+
+def _chain(d: Path) -> Path:
+    path = package(d)
+    write(d, {"vm.mf": manifest_text(d, ["vm.ovf", "vm-disk1.vmdk"])})
+    work = d.parent / "keys"
+    work.mkdir()
+    key, cert = openssl_identity(work)
+    pem = cert.read_text()
+    signature = sign(key, d / "vm.mf")
+    write(d, {"vm.cert": f"SHA256(vm.mf)= {signature}\n" + pem * 3})
+    shutil.rmtree(work)
+    return path
+
+
+def _ova(d: Path) -> Path:
+    members = [Member("vm.ovf", descriptor().encode()), Member("vm-disk1.vmdk", SAMPLE_DISK)]
+    members += [Member(f"x{i}.bin", b"x") for i in range(10)]
+    write(d, {"vm.ova": tar_bytes(members)})
+    return d / "vm.ova"
+
+
+def _iso(d: Path) -> Path:
+    src = d.parent / "iso-src"
+    src.mkdir()
+    for i in range(30):
+        (src / f"F{i}.TXT").write_text("x")
+    from .adversarial.bundles import run
+
+    run("genisoimage", "-quiet", "-J", "-R", "-o", d / "image.iso", src)
+    shutil.rmtree(src)
+    return d / "image.iso"
+
+
+def _gzip_bomb(d: Path) -> Path:
+    files = [file_element("file1", "vm-disk1.vmdk"),
+             file_element("file2", "zeros.bin", ' ovf:compression="gzip"')]  # fmt: skip
+    return package(d, descriptor(files), extra={"zeros.bin": gzip.compress(bytes(4 << 20), 9)})
+
+
+def _gzip_members(d: Path) -> Path:
+    files = [file_element("file1", "vm-disk1.vmdk", ' ovf:compression="gzip"')]
+    step = len(SAMPLE_DISK) // 16
+    parts = b"".join(
+        gzip.compress(SAMPLE_DISK[i : i + step]) for i in range(0, len(SAMPLE_DISK), step)
+    )
+    return package(d, descriptor(files), disk=parts)
+
+
+CASES = [
+    LimitCase("max_files", 5, _many_files, "validator.core.input.too_many_files", label="folder"),
+    LimitCase("max_files", 5, _many_referenced, "validator.core.input.too_many_files",
+              label="lone-descriptor"),
+    LimitCase("max_files", 5, _session_manifest_files, "validator.core.input.too_many_files",
+              label="session-manifest"),
+    LimitCase("descriptor_bytes", 4096, _big_descriptor, "validator.ovf.limit.descriptor_size"),
+    LimitCase("descriptor_elements", 100, _many_elements,
+              "validator.ovf.limit.descriptor_elements"),
+    LimitCase("descriptor_depth", 10, _deep, "validator.ovf.limit.descriptor_depth"),
+    LimitCase("references", 5, _references, "validator.ovf.limit.references"),
+    LimitCase("manifest_bytes", 1024, _ovf_manifest, "validator.ovf.manifest.too_large",
+              label="ovf-manifest"),
+    LimitCase("manifest_bytes", 1024, _session_manifest_bytes,
+              "validator.core.manifest.too_large", label="session-manifest"),
+    LimitCase("manifest_lines", 50, _ovf_manifest_lines, "validator.ovf.manifest.too_many_lines"),
+    LimitCase("certificate_chain", 2, _chain, "validator.ovf.certificate.chain_too_long",
+              tools=("openssl",)),
+    LimitCase("archive_members", 5, _ova, "validator.ovf.ova.too_many_members"),
+    LimitCase("iso_directory_records", 5, _iso, "validator.iso.directory.too_many_records",
+              tools=("genisoimage",)),
+    LimitCase("gzip_decompressed_bytes", 1 << 20, _gzip_bomb, "validator.ovf.gzip.too_large"),
+    LimitCase("gzip_members", 4, _gzip_members, "validator.ovf.gzip.too_many_members"),
+]  # fmt: skip
+#: Limits that bound resources without a message of their own, and where they are tested.
+NOT_MESSAGES = {
+    "read_chunk_bytes": "test_results_do_not_depend_on_chunk_size_or_threads",
+    "threads": "test_results_do_not_depend_on_chunk_size_or_threads",
+    "plugin_seconds": "tests/test_isolation.py, tests/test_engine.py (timeouts)",
+}
+
+
+def test_every_limit_is_tested() -> None:
+    covered = {c.limit for c in CASES} | set(NOT_MESSAGES)
+    assert covered == set(Limits.names())
+
+
+def outcome(path: Path, limits: Limits) -> list[str]:
+    engine = Engine(limits=limits)
+    try:
+        result = engine.validate(engine.open(path))
+    except SessionError as exc:
+        return [exc.message_id]
+    return result_ids(result)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.limit}-{c.label}".rstrip("-"))
+def test_lowered_limit_gives_its_message(case: LimitCase, tmp_path: Path) -> None:
+    if any(not have(t) for t in case.tools):
+        pytest.skip(f"needs {case.tools}")
+    folder = tmp_path / "case"
+    folder.mkdir()
+    path = case.build(folder)
+    lowered = outcome(path, Limits().replace(**{case.limit: case.value}))
+    assert case.message in lowered
+    assert not set(lowered) & set(CRASH_IDS)
+    assert case.message not in outcome(path, Limits())  # the limit, not the bundle, is the cause
+
+
+CLI_LIMITS = ("descriptor_elements", "descriptor_depth", "references", "manifest_lines",
+              "gzip_decompressed_bytes", "gzip_members")  # fmt: skip
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.limit in CLI_LIMITS],
+                         ids=lambda c: c.limit)  # fmt: skip
+def test_limit_option_of_the_cli(case: LimitCase, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "case"
+    folder.mkdir()
+    path = case.build(folder)
+    res = cli("--format", "json", "--limit", f"{case.limit.replace('_', '-')}={case.value}", path)
+    assert res.code == 1 and "Traceback" not in res.err
+    ids = [e["error_message"]["id"] for e in res.json()["value"]["invalid_files"]]
+    assert case.message in ids
+
+
+def test_results_do_not_depend_on_chunk_size_or_threads(tmp_path: Path) -> None:
+    folder = tmp_path / "case"
+    folder.mkdir()
+    files = [file_element("file1", "vm-disk1.vmdk"),
+             file_element("file2", "vm-disk2.vmdk", ' ovf:compression="gzip"')]  # fmt: skip
+    disk2 = bytearray(SAMPLE_DISK)
+    disk2[40000:40100] = bytes(100)  # damaged inside the stream
+    package(folder, descriptor(files), extra={"vm-disk2.vmdk": gzip.compress(bytes(disk2))})
+    write(folder, {"vm.mf": manifest_text(folder, ["vm.ovf", "vm-disk1.vmdk"]) + "SHA256(x)= 00\n"})
+    first = Engine().validate(Engine().open(folder))
+    for chunk, threads in ((4096, 1), (65536, 4), (1 << 22, 2)):
+        engine = Engine(limits=Limits(read_chunk_bytes=chunk, threads=threads))
+        assert engine.validate(engine.open(folder)) == first, (chunk, threads)
+
+
+def test_security_doc_lists_every_limit_with_its_default() -> None:
+    text = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    for f in dataclasses.fields(Limits):
+        row = re.search(rf"^\| `{f.name}` \|[^\n]*\| `{f.default}` \|", text, re.MULTILINE)
+        assert row, f"docs/security.md: no row for limit {f.name} with default {f.default}"
