@@ -138,6 +138,7 @@ class _ProgressLine:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._shown = False
+        self._last = -1
 
     def __call__(self, n: int) -> None:
         with self._lock:
@@ -148,10 +149,23 @@ class _ProgressLine:
             elapsed = time.monotonic() - self.start
             if elapsed < 1.0:
                 continue
-            mib = self.total / (1 << 20)
-            self.stream.write(f"\r{mib:,.0f} MiB read, {mib / elapsed:,.0f} MiB/s ")
-            self.stream.flush()
-            self._shown = True
+            with self._lock:
+                if self.total == self._last:
+                    continue  # nothing new (and never over a result just printed)
+                self._last = self.total
+                mib = self.total / (1 << 20)
+                self.stream.write(f"\r{mib:,.0f} MiB read, {mib / elapsed:,.0f} MiB/s ")
+                self.stream.flush()
+                self._shown = True
+
+    def clear(self) -> None:
+        """Erase the line before a result is printed, so the two never share a line."""
+        with self._lock:
+            if self._shown:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
+                self._shown = False
+            self._last = self.total
 
     def __enter__(self) -> _ProgressLine:
         self._thread.start()
@@ -160,9 +174,7 @@ class _ProgressLine:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        if self._shown:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        self.clear()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -236,6 +248,12 @@ def _validate(argv: list[str]) -> int:
     return status
 
 
+def _pause_progress(engine: Engine) -> None:
+    clear = getattr(engine.progress, "clear", None)
+    if clear is not None:
+        clear()
+
+
 def _validate_one(
     engine: Engine, raw: str, opts: argparse.Namespace, colors: _Colors, several: bool
 ) -> int:
@@ -247,9 +265,11 @@ def _validate_one(
         session = engine.open(Path(raw))
         result = engine.validate(session, opts.item_type)
     except SessionError as exc:
+        _pause_progress(engine)
         print(f"validator: {msg(exc.message_id, exc.args_).text()}", file=sys.stderr)
         return EXIT_USAGE
     except VapiError as exc:
+        _pause_progress(engine)
         reasons = "; ".join(m.text() for m in exc.messages)
         print(
             f"validator: {msg('validator.core.cli.not_allowed', (raw, reasons)).text()}",
@@ -260,6 +280,7 @@ def _validate_one(
 
             print(json.dumps(exc.to_rest_dict(), indent=None if several else 4, ensure_ascii=False))
         return EXIT_USAGE
+    _pause_progress(engine)
     _emit(engine, raw, result, opts, colors, several, len(session.files))
     return EXIT_INVALID if result.has_errors else EXIT_VALID
 
