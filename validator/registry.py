@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -200,17 +201,22 @@ def _entry_points() -> Iterable[Any]:
 def build_registry(
     *,
     extra_plugins: Iterable[tuple[str, object]] = (),
+    extra_hookspecs: Iterable[ModuleType | type] = (),
     environ: dict[str, str] | None = None,
     load_entry_points: bool = True,
 ) -> Registry:
     """Build the plugin manager and the item-type registry.
 
+    ``extra_hookspecs`` (modules of specs, like the server's) are added before
+    any plugin is loaded, so entry-point plugins may implement them too.
     ``extra_plugins`` (name, module or object) are registered after the entry
     points, as a server or a test registers its own hooks.
     """
     env = os.environ if environ is None else environ
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
+    for specs in extra_hookspecs:
+        pm.add_hookspecs(specs)
     reg = Registry(pm=pm)
 
     core = importlib.import_module(CORE_PLUGIN[1])

@@ -24,14 +24,9 @@ def build_server_registry(plugins: Iterable[tuple[str, object]] = ()) -> Registr
     from validator.registry import build_registry
     from validator.server import hookspecs, plugin
 
-    registry = build_registry()
-    registry.pm.add_hookspecs(hookspecs)
-    registry.pm.register(plugin, name="server")
-    for name, module in plugins:
-        registry.pm.register(module, name=name)
-    registry.pm.check_pending()
-    registry._catalogs = None  # catalogs of the plugins registered above count too
-    return registry
+    return build_registry(
+        extra_hookspecs=[hookspecs], extra_plugins=[("server", plugin), *plugins]
+    )
 
 
 def create_service(

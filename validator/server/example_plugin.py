@@ -9,7 +9,7 @@ is unset)::
 Copy it as the starting point of your own: a hook implementation takes any
 subset of the arguments of its spec (see :mod:`validator.server.hookspecs`).
 ``optionalhook=True`` lets the module also be an entry-point plugin: the
-registry loads those before the server adds its hook specifications.
+CLI loads the same entry points without the server's hook specifications.
 """
 
 from __future__ import annotations

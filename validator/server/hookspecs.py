@@ -1,13 +1,14 @@
 """Hook specifications of the reference server (``validator serve``).
 
-The server adds these to the plugin manager of the same registry the CLI
-uses (``registry.pm.add_hookspecs``) when it starts, so a deployment can
-observe what happens without touching the server.  Implement them in a
-module decorated with :data:`validator.hookspecs.hookimpl` and load it with
-``validator serve --plugin MODULE`` (or pass it to
-:func:`validator.server.create_app`).  An entry-point plugin (group
-``validator.plugins``) is loaded before these specifications exist: mark its
-server hooks ``@hookimpl(optionalhook=True)``.
+The server builds the same registry the CLI uses with these added
+(``build_registry(extra_hookspecs=[...])``, before any plugin loads), so a
+deployment can observe what happens without touching the server.  Implement
+them in a module decorated with :data:`validator.hookspecs.hookimpl` and load
+it with ``validator serve --plugin MODULE`` (or pass it to
+:func:`validator.server.create_app`), or ship it as an entry-point plugin
+(group ``validator.plugins``): then mark its server hooks
+``@hookimpl(optionalhook=True)``, because the CLI, which loads the same
+entry points, does not know these specifications.
 
 Every implementation is called on its own, after the change is committed
 to the server's database: one that raises is logged with its plugin's name
