@@ -270,3 +270,12 @@ def test_hostile_bytes_never_raise() -> None:
         checker.feed(bytes(head))
         checker.feed(bytes(rng.randrange(256) for _ in range(rng.randrange(4096))))
         checker.close()
+
+
+def test_huge_grain_directory_is_bounded(damaged: Callable[..., Path]) -> None:
+    folder = damaged("sparse", capacity=1 << 60)
+    patch_header(folder / "disk.vmdk", capacity=1 << 45)
+    assert ids(validate(folder)) == [
+        "validator.ovf.vmdk.limit_grain_directory",
+        "validator.ovf.vmdk.extent_size_mismatch",
+    ]

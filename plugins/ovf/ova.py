@@ -119,7 +119,7 @@ class TarWalker:
     def _fail(self, message_id: str, *args: object) -> SessionError:
         return SessionError(message_id, self.origin, *args)
 
-    def _exact(self, n: int, at: int) -> bytes:
+    def read_exact(self, n: int, at: int) -> bytes:
         data = self.src.read(n)
         self.pos += len(data)
         if len(data) < n:
@@ -198,7 +198,7 @@ class TarWalker:
             if kind in ("x", "g", "L", "K"):
                 if size > META_LIMIT:
                     raise self._fail("validator.ovf.ova.bad_header", at)
-                data = self._exact(_padded(size), at)[:size]
+                data = self.read_exact(_padded(size), at)[:size]
                 if kind == "x":
                     pax.update(self._pax(data, at))
                 elif kind == "L":
@@ -456,7 +456,7 @@ class StreamSession(Session):
                 )
                 walker.skip_data(member)
             elif _small_metadata(member, self.limits):
-                data = walker._exact(member.size, member.header_at)
+                data = walker.read_exact(member.size, member.header_at)
                 walker.skip_data(member, member.size)
                 file = SessionFile(member.name, MemorySource(data))
                 self.files.append(file)
@@ -502,7 +502,7 @@ def open_stream(raw: Any, origin: str, limits: Limits) -> Session:
                 session.rejected.append(refused)
                 walker.skip_data(member)
                 continue
-            data = walker._exact(member.size, member.header_at)
+            data = walker.read_exact(member.size, member.header_at)
             walker.skip_data(member, member.size)
             budget -= member.size
             session.files.append(SessionFile(member.name, MemorySource(data)))

@@ -65,7 +65,9 @@ ALLOWED_EXTENT_ACCESS = ("RW", "RDONLY")
 
 #: Default bounds of what is kept in memory.
 MAX_DESCRIPTOR_BYTES = 1 << 20
-MAX_GRAIN_DIRECTORY_BYTES = 4 << 20
+#: 65,536 grain tables: 2 TiB with the usual 64 KiB grains (the monolithicSparse maximum);
+#: each table to check costs a little bookkeeping, so this also bounds memory (~15 MiB).
+MAX_GRAIN_DIRECTORY_BYTES = 256 << 10
 
 # magic, version, flags, capacity, grainSize, descriptorOffset, descriptorSize,
 # numGTEsPerGT, rgdOffset, gdOffset, overHead, uncleanShutdown, newline bytes,
