@@ -23,6 +23,7 @@ EXAMPLES = {
     "vmdk": 80,
     "vmdk_chunking": 80,
     "ova": 50,
+    "ova_stream": 40,
     "iso": 40,
     "bundle": 40,
     "cli": 25,

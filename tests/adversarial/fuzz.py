@@ -208,16 +208,21 @@ INTERESTING_INTS = [
 
 
 @st.composite
-def mutations(draw: st.DrawFn, data: bytes, tokens: list[bytes], max_ops: int = 6) -> bytes:
+def mutations(
+    draw: st.DrawFn,
+    data: bytes,
+    tokens: list[bytes],
+    max_ops: int = 6,
+    hot: tuple[tuple[int, int], ...] = ((0, 4096),),
+) -> bytes:
     """``data`` with a few structure-aware edits: byte flips, token insertions and
     replacements, range deletions and duplications, truncation, integer overwrites
     (little- and big-endian), mostly near the start where headers are."""
     buf = bytearray(data)
     for _ in range(draw(st.integers(0, max_ops))):
         n = len(buf)
-        near = st.integers(0, min(n, 4096))
-        anywhere = st.integers(0, n)
-        pos = draw(st.one_of(near, anywhere))
+        regions = [st.integers(min(a, n), min(b, n)) for a, b in hot]
+        pos = draw(st.one_of(*regions, st.integers(0, n)))
         op = draw(
             st.sampled_from(
                 ["flip", "insert", "replace", "delete", "dup", "truncate", "int", "byte"]
@@ -250,9 +255,12 @@ def mutations(draw: st.DrawFn, data: bytes, tokens: list[bytes], max_ops: int = 
     return bytes(buf)
 
 
-def seeded(seeds: list[bytes], tokens: list[bytes]) -> st.SearchStrategy[bytes]:
-    """A seed, mutated (sometimes not at all, so the valid path is covered too)."""
-    return st.sampled_from(seeds).flatmap(lambda s: mutations(s, tokens))
+def seeded(
+    seeds: list[bytes], tokens: list[bytes], hot: tuple[tuple[int, int], ...] = ((0, 4096),)
+) -> st.SearchStrategy[bytes]:
+    """A seed, mutated (sometimes not at all, so the valid path is covered too); edits
+    favour the ``hot`` byte ranges, where the headers are."""
+    return st.sampled_from(seeds).flatmap(lambda s: mutations(s, tokens, hot=hot))
 
 
 # -- structured strategies ---------------------------------------------------------
@@ -537,6 +545,34 @@ def run_ova(data: bytes) -> None:
         _twice(lambda: validate_path(path))
 
 
+def run_ova_stream(data: bytes) -> None:
+    """The archive read from a pipe (``validator -``): one pass, never seeking."""
+    from validator_plugins.ovf.ova import open_stream
+
+    def once() -> tuple[Any, ...]:
+        try:
+            session = open_stream(io.BytesIO(data), "-", FUZZ_LIMITS)
+        except SessionError as exc:
+            check_ids([exc.message_id], "SessionError")
+            return ("session-error", exc.message_id, exc.args_)
+        engine = Engine(limits=FUZZ_LIMITS)
+        try:
+            result = engine.validate(session)
+        except (SessionError, NotAllowedInCurrentState) as exc:
+            return ("error", type(exc).__name__)
+        summary = summarize(result)
+        check_ids([e[1] for e in summary[2] + summary[3]], "result")
+        crash = [
+            e
+            for e in summary[2]
+            if e[1].startswith(("validator.core.plugin.", "validator.core.check."))
+        ]
+        assert not crash, f"a built-in plugin failed: {crash}"
+        return summary
+
+    _twice(once)
+
+
 def run_iso(data: bytes) -> None:
     with workdir() as tmp:
         path = tmp / "image.iso"
@@ -654,9 +690,16 @@ def iso_seeds() -> list[bytes]:
 
 
 def _mutated_seeds(
-    seeds: Callable[[], list[bytes]], tokens: list[bytes]
+    seeds: Callable[[], list[bytes]],
+    tokens: list[bytes],
+    hot: tuple[tuple[int, int], ...] = ((0, 4096),),
 ) -> Callable[[], st.SearchStrategy[bytes]]:
-    return lambda: seeded(seeds(), tokens)
+    return lambda: seeded(seeds(), tokens, hot)
+
+
+#: Where an ISO 9660 image keeps its metadata: the system area's partition tables, the
+#: volume descriptors from sector 16, and the path tables and root directory after them.
+ISO_HOT = ((0, 1024), (16 * 2048, 20 * 2048), (18 * 2048, 40 * 2048))
 
 
 MANIFEST_SEEDS = [
@@ -713,8 +756,14 @@ TARGETS: dict[str, Target] = {
             "plugins/ovf/ova (tar member reader), through the engine",
         ),
         Target(
+            "ova_stream",
+            _mutated_seeds(tar_seeds, TEXT_TOKENS),
+            run_ova_stream,
+            "plugins/ovf/ova.open_stream (an OVA on standard input), through the engine",
+        ),
+        Target(
             "iso",
-            _mutated_seeds(iso_seeds, TEXT_TOKENS),
+            _mutated_seeds(iso_seeds, TEXT_TOKENS, ISO_HOT),
             run_iso,
             "plugins/iso (volume descriptors, directory records), through the engine",
         ),
