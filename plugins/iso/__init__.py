@@ -21,8 +21,6 @@ from validator.hookspecs import hookimpl
 from validator.messages import CatalogSource
 from validator.session import Session, SessionFile
 
-from .check import IsoImageCheck
-
 ITEM_TYPE = "iso"
 SUFFIX = ".iso"
 
@@ -79,4 +77,8 @@ def validator_file_checks(
 ) -> Iterable[FileCheck] | None:
     if item_type != ITEM_TYPE or file.name != image_name(session):
         return None
+    # Imported here: the readers are only needed for ISO items, and the CLI's
+    # start-up time is a feature (every other item type pays nothing for them).
+    from .check import IsoImageCheck
+
     return [IsoImageCheck(file.name, ctx.limits.iso_directory_records)]
