@@ -139,6 +139,26 @@ def test_case_through_the_cli(case: Case, tmp_path: Path) -> None:
     assert bad == [], "the CLI opened files outside the case folder"
 
 
+OVA_CASES = [c for c in CASES if c.area == "ova" and not c.known_bug]
+
+
+@pytest.mark.parametrize("case", OVA_CASES, ids=lambda c: c.name)
+def test_hostile_ova_on_standard_input(case: Case, tmp_path: Path) -> None:
+    """``validator -`` reads the archive from a pipe in one pass: the same verdict."""
+    folder, outside, path = _prepare(case, tmp_path)
+    data = path.read_bytes()
+    path.unlink()  # only the pipe holds the archive
+    trace = tmp_path / "strace.log" if strace_works() else None
+    proc, opened = run_cli(["--format", "json", "-"], cwd=folder, trace=trace, stdin=data)
+    err = proc.stderr.decode("utf-8", "replace")
+    assert "Traceback" not in err, err
+    assert proc.returncode == case.exit_status, err
+    if proc.returncode in (0, 1):
+        doc = json.loads(proc.stdout)
+        assert set(case.ids) <= {e["error_message"]["id"] for e in doc["value"]["invalid_files"]}
+    assert [p for p in opened if p in CANARIES or p.startswith(str(outside))] == []
+
+
 def test_the_audit_guard_sees_opens_outside_and_writes(tmp_path: Path) -> None:
     """The guard is not vacuous: a read outside, a write and a socket are all recorded."""
     import os
@@ -163,3 +183,13 @@ def test_the_audit_guard_sees_opens_outside_and_writes(tmp_path: Path) -> None:
     assert rec.outside(inside) == ["/etc/hostname", str(tmp_path / "written"), "/etc/hostname"]
     assert rec.writes() == [str(tmp_path / "written")]
     assert rec.activity and rec.activity[0].startswith("socket.connect")
+
+
+@pytest.mark.skipif(not strace_works(), reason="needs a working strace")
+def test_the_strace_guard_sees_opens_of_the_process(tmp_path: Path) -> None:
+    """The CLI traces are not vacuous: a file the user names is seen being opened."""
+    canary = tmp_path / "canary.ovf"
+    canary.write_text("<x/>")
+    proc, opened = run_cli([str(canary)], trace=tmp_path / "strace.log")
+    assert proc.returncode == 1
+    assert str(canary) in opened

@@ -57,7 +57,12 @@ _OPENED = re.compile(r'(?:open|openat|openat2|execve|connect)\((?:AT_FDCWD, |[0-
 
 
 def run_cli(
-    args: list[str], *, cwd: Path | None = None, trace: Path | None = None, timeout: int = 120
+    args: list[str],
+    *,
+    cwd: Path | None = None,
+    trace: Path | None = None,
+    timeout: int = 120,
+    stdin: bytes | None = None,
 ) -> tuple[subprocess.CompletedProcess[bytes], list[str]]:
     """``python -m validator ARGS``; with ``trace``, under strace: also the paths it opened
     (every ``open``/``openat`` of the process and its threads, C libraries included)."""
@@ -66,7 +71,7 @@ def run_cli(
         cmd = ["strace", "-f", "-qq", "-s", "4096", "-o", str(trace),
                "-e", "trace=open,openat,openat2,connect", *cmd]  # fmt: skip
     proc = subprocess.run(
-        cmd, capture_output=True, env=cli_env(), cwd=cwd, timeout=timeout, check=False
+        cmd, capture_output=True, env=cli_env(), cwd=cwd, timeout=timeout, check=False, input=stdin
     )
     opened: list[str] = []
     if trace is not None and trace.exists():
