@@ -19,7 +19,6 @@ from validator.hookspecs import hookimpl
 from validator.limits import Limits
 from validator.messages import CatalogSource
 from validator.session import (
-    Rejected,
     Session,
     SessionError,
     file_from_path,
@@ -50,12 +49,8 @@ def validator_open_session(path: Path, limits: Limits) -> Session | None:
         raise SessionError("validator.core.input.not_regular", path)
     # A single file given by the user: a link is followed here, on purpose,
     # because the user named it; inside a bundle links are never followed.
-    item = file_from_path(Path(os.path.realpath(path)), path.name)
     session = Session(origin=str(path))
-    if isinstance(item, Rejected):
-        session.rejected.append(item)
-    else:
-        session.files.append(item)
+    session.offer(file_from_path(Path(os.path.realpath(path)), path.name))
     return session
 
 

@@ -223,6 +223,13 @@ class Session:
                 return
         self.files.append(file)
 
+    def offer(self, entry: SessionFile | Rejected) -> None:
+        """Take what :func:`file_from_path` made: a file joins, a refused entry is recorded."""
+        if isinstance(entry, Rejected):
+            self.rejected.append(entry)
+        else:
+            self.files.append(entry)
+
     def iter_sequential(self) -> Iterator[SessionFile]:
         """Files in stream order for a ``sequential`` session; plain sessions list ``files``."""
         return iter(list(self.files))
@@ -262,11 +269,7 @@ def session_from_directory(path: Path, limit: int) -> Session:
             continue
         if len(session.files) + len(session.rejected) >= limit:
             raise SessionError("validator.core.input.too_many_files", path, limit)
-        item = file_from_path(Path(entry.path), entry.name)
-        if isinstance(item, Rejected):
-            session.rejected.append(item)
-        else:
-            session.files.append(item)
+        session.offer(file_from_path(Path(entry.path), entry.name))
     return session
 
 

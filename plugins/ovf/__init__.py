@@ -135,11 +135,7 @@ def validator_open_session(path: Path, limits: Limits) -> Session | None:
         candidate = folder / name
         if not is_plain_name(name) or not os.path.lexists(candidate) or session.get(name):
             continue
-        item = file_from_path(candidate, name)
-        if isinstance(item, Rejected):
-            session.rejected.append(item)
-        else:
-            session.files.append(item)
+        session.offer(file_from_path(candidate, name))
     return session
 
 
