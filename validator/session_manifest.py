@@ -30,6 +30,7 @@ from validator.session import (
     SessionError,
     SessionFile,
     TransferStatus,
+    display_name,
     file_from_path,
     is_plain_name,
     open_regular_file,
@@ -103,7 +104,7 @@ def _check_yaml_depth(yaml: Any, text: str, loader: Any, path: Path) -> None:
 def _inside(base: Path, rel: str) -> Path | None:
     """``base/rel`` if ``rel`` is relative, has no ``..`` and does not leave ``base`` by a link."""
     p = Path(rel)
-    if p.is_absolute() or ".." in p.parts or rel.startswith("~") or "\\" in rel:
+    if p.is_absolute() or ".." in p.parts or rel.startswith("~") or "\\" in rel or "\0" in rel:
         return None
     candidate = base / p
     try:
@@ -150,7 +151,8 @@ def session_from_manifest(path: Path, max_bytes: int, max_files: int) -> Session
             )
         name = entry.get("name")
         if not isinstance(name, str) or not is_plain_name(name):
-            raise SessionError("validator.core.manifest.bad_name", ctx, name)
+            shown = display_name(name) if isinstance(name, str) else name
+            raise SessionError("validator.core.manifest.bad_name", ctx, shown)
         if name in seen:
             raise SessionError("validator.core.manifest.duplicate_name", ctx, name)
         seen.add(name)
@@ -190,7 +192,8 @@ def session_from_manifest(path: Path, max_bytes: int, max_files: int) -> Session
         file = SessionFile(name=name, status=status, size=size, checksum_info=checksum)
         target = _inside(base, rel)
         if target is None:
-            session.rejected.append(Rejected(name, "validator.core.file.outside_bundle", (rel,)))
+            shown = display_name(rel)
+            session.rejected.append(Rejected(name, "validator.core.file.outside_bundle", (shown,)))
             continue
         if os.path.lexists(target):
             found = file_from_path(target, name)
@@ -199,6 +202,6 @@ def session_from_manifest(path: Path, max_bytes: int, max_files: int) -> Session
                 continue
             file.source = found.source
         elif "path" in entry and status is TransferStatus.READY:
-            raise SessionError("validator.core.manifest.path_not_found", ctx, rel)
+            raise SessionError("validator.core.manifest.path_not_found", ctx, display_name(rel))
         session.files.append(file)
     return session

@@ -429,6 +429,22 @@ session_case("session-path-via-link", HEAD + "  - {name: x, path: link-out/canar
 session_case("session-path-home", HEAD + "  - {name: x, path: ~root/.bashrc}\n", OUTSIDE)
 session_case("session-path-backslash", HEAD + "  - {name: x, path: '..\\..\\etc\\passwd'}\n",
              OUTSIDE)  # fmt: skip
+session_case("session-name-with-nul", HEAD + '  - {name: "x\\0y"}\n',
+             {"session_error": "validator.core.manifest.bad_name"})  # fmt: skip
+session_case("session-path-with-nul", HEAD + '  - {name: x, path: "bundle/vm.ovf\\0/etc/passwd"}\n',
+             OUTSIDE)  # fmt: skip
+session_case("session-yaml-surrogate", HEAD + '  - {name: "\\udcff.vmdk"}\n',
+             {"session_error": "validator.core.manifest.bad_yaml"})  # fmt: skip
+
+
+@case("session-json-surrogate-name", "session-manifest",
+      session_error="validator.core.manifest.bad_name", cli=True)  # fmt: skip
+def _json_surrogate(d: Path, o: Path) -> Path:
+    write(d, {"s.json": '{"validator-session": 1, "files": [{"name": "\\udcff\\n.vmdk"}]}'})
+    return d / "s.json"
+
+
+session_case("session-path-to-dev", HEAD + "  - {name: x, path: /dev/zero}\n", OUTSIDE)
 session_case("session-name-with-slash", HEAD + "  - {name: ../x}\n",
              {"session_error": "validator.core.manifest.bad_name"})  # fmt: skip
 session_case("session-yaml-python-tag",
