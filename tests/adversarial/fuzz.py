@@ -580,15 +580,21 @@ def run_iso(data: bytes) -> None:
         _twice(lambda: validate_path(path))
 
 
+def _target_name(raw: bytes) -> str:
+    """The file an input replaces: its name part if the file system can hold it."""
+    name = os.fsdecode(raw)
+    if not name or len(raw) > 200 or "/" in name or "\0" in name or name in (".", ".."):
+        return "vm.ovf"
+    return name
+
+
 def run_bundle(data: bytes) -> None:
     """``NAME\\0CONTENT``: the signed sample bundle with one file replaced."""
     name, _, content = data.partition(b"\0")
     with workdir() as tmp:
         folder = tmp / "bundle"
         _signed_bundle(folder)
-        target = os.fsdecode(name) or "vm.ovf"
-        if "/" in target or target in (".", ".."):
-            target = "vm.ovf"
+        target = _target_name(name)
         (folder / target).write_bytes(content)
         _twice(lambda: validate_path(folder))
 
@@ -604,9 +610,7 @@ def run_cli(data: bytes) -> None:
     with workdir() as tmp:
         folder = tmp / "bundle"
         _bundle(folder)
-        target = os.fsdecode(name) or "vm.ovf"
-        if "/" in target or target in (".", ".."):
-            target = "vm.ovf"
+        target = _target_name(name)
         (folder / target).write_bytes(content)
         for args in (
             ["--format", "json", str(folder)],
