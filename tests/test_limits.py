@@ -22,6 +22,7 @@ from .adversarial.bundles import (
     SAMPLE_DISK,
     Member,
     descriptor,
+    disk_element,
     file_element,
     have,
     manifest_text,
@@ -244,3 +245,53 @@ def test_security_doc_lists_every_limit_with_its_default() -> None:
     for f in dataclasses.fields(Limits):
         row = re.search(rf"^\| `{f.name}` \|[^\n]*\| `{f.default}` \|", text, re.MULTILINE)
         assert row, f"docs/security.md: no row for limit {f.name} with default {f.default}"
+
+
+def _peak_rss_mib(args: list[str]) -> tuple[int, float]:
+    """Exit status and peak resident memory (MiB) of ``python -m validator ARGS``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, subprocess, sys;"
+        "p = subprocess.run([sys.executable, '-m', 'validator', *sys.argv[1:]],"
+        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
+        "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split()  # fmt: skip
+    return int(out[0]), int(out[1]) / 1024
+
+
+def test_memory_stays_bounded_on_bombs(tmp_path: Path) -> None:
+    """A 256 MiB gzip bomb, a descriptor of 100,000 elements and a YAML alias bomb are
+    read with the default limits in a bounded amount of memory."""
+    import zlib
+
+    bomb = tmp_path / "bomb"
+    bomb.mkdir()
+    comp = zlib.compressobj(1, zlib.DEFLATED, 31)
+    block = bytes(1 << 20)
+    data = b"".join(comp.compress(block) for _ in range(256)) + comp.flush()
+    files = [file_element("file1", "vm-disk1.vmdk"),
+             file_element("file2", "zeros.vmdk", ' ovf:compression="gzip"')]  # fmt: skip
+    disks = [disk_element(), disk_element("d2", "file2")]
+    package(bomb, descriptor(files, disks), extra={"zeros.vmdk": data})
+    code, peak = _peak_rss_mib([str(bomb)])
+    assert code == 1 and peak < 200, peak
+
+    many = tmp_path / "many"
+    many.mkdir()
+    package(many, descriptor(system_extra="<a/>" * 100_000))
+    code, peak = _peak_rss_mib([str(many)])
+    assert code in (0, 1) and peak < 300, peak
+
+    aliases = tmp_path / "aliases"
+    aliases.mkdir()
+    text = "validator-session: 1\nx: &a [" + ",".join(["1"] * 50) + "]\n"
+    text += "".join(f"{c}: &{c} [" + ",".join([f"*{p}"] * 50) + "]\n"
+                    for p, c in zip("abcdefgh", "bcdefghi", strict=True))  # fmt: skip
+    text += "files: [*i]\n"
+    write(aliases, {"s.yaml": text})
+    code, peak = _peak_rss_mib([str(aliases / "s.yaml")])
+    assert code == 2 and peak < 200, peak
