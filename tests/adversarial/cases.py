@@ -736,6 +736,41 @@ ova_case("ova-duplicate-member", _plus(Member("vm-disk1.vmdk", b"second copy")),
 ova_case("ova-descriptor-not-first", lambda: sample_members()[::-1], f"{OVA}.descriptor_not_first")
 
 
+@case("ova-pax-path-traversal", "ova", ids=(f"{OVA}.member_bad_name",))
+def _ova_pax(d: Path, o: Path) -> Path:
+    name = "../" * 40 + "etc/cron.d/evil"  # > 100 bytes: the name travels in a pax header
+    data = tar_bytes([*sample_members(), Member(name, b"x")], fmt=tarfile.PAX_FORMAT)
+    write(d, {"vm.ova": data})
+    return d / "vm.ova"
+
+
+@case("ova-gnu-longname-traversal", "ova", ids=(f"{OVA}.member_bad_name",))
+def _ova_gnu(d: Path, o: Path) -> Path:
+    name = "a/" * 60 + "../" * 70 + "evil"
+    data = tar_bytes([*sample_members(), Member(name, b"x")], fmt=tarfile.GNU_FORMAT)
+    write(d, {"vm.ova": data})
+    return d / "vm.ova"
+
+
+@case("ova-member-size-past-the-end", "ova", session_error=f"{OVA}.truncated")
+def _ova_size(d: Path, o: Path) -> Path:
+    data = bytearray(tar_bytes(sample_members()))
+    data[124:136] = b"77777777777\0"  # the first member claims 8 GiB - 1
+    chk = sum(data[:148]) + 8 * 32 + sum(data[156:512])
+    data[148:156] = f"{chk:06o}\0 ".encode()
+    write(d, {"vm.ova": bytes(data)})
+    return d / "vm.ova"
+
+
+@case("ova-bad-header-checksum", "ova", session_error=f"{OVA}.bad_header")
+def _ova_chk(d: Path, o: Path) -> Path:
+    data = bytearray(tar_bytes(sample_members()))
+    second_header = 512 + ((len(descriptor()) + 511) // 512) * 512
+    data[second_header + 3] ^= 0x20  # a name byte: the header's checksum no longer matches
+    write(d, {"vm.ova": bytes(data)})
+    return d / "vm.ova"
+
+
 @case("ova-truncated", "ova", session_error=f"{OVA}.truncated", cli=True)
 def _ova_cut(d: Path, o: Path) -> Path:
     data = tar_bytes(sample_members())
