@@ -654,6 +654,20 @@ def _chunk_missing(d: Path, o: Path) -> Path:
                    extra={"vm-disk1.vmdk.000000000": SAMPLE_DISK[:half]})  # fmt: skip
 
 
+@case("chunk-count-absurd", "chunks", ids=("validator.ovf.chunk.too_many",), exact=False)
+def _chunk_absurd(d: Path, o: Path) -> Path:
+    attrs = ' ovf:chunkSize="1" ovf:size="99999999999999999999"'
+    files = [file_element("file1", "vm-disk1.vmdk", attrs)]
+    return package(d, descriptor(files), disk=None,
+                   extra={"vm-disk1.vmdk.000000000": SAMPLE_DISK[:1]})  # fmt: skip
+
+
+@case("size-absurd", "chunks", ids=("validator.ovf.size.mismatch",))
+def _size_absurd(d: Path, o: Path) -> Path:
+    files = [file_element("file1", "vm-disk1.vmdk", ' ovf:size="99999999999999999999"')]
+    return package(d, descriptor(files))
+
+
 # -- VMDK (§5): CVE-2022-47951 and friends ------------------------------------------------
 VM = "validator.ovf.vmdk"
 
