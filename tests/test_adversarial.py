@@ -85,6 +85,7 @@ def test_case(case: Case, tmp_path: Path) -> None:
             assert all(m.id in english_ids() for m in exc.messages)
     assert time.monotonic() - started < 30, "took too long"
     assert rec.outside(folder) == [], "opened outside the case folder"
+    assert rec.listed_outside(folder) == [], "listed a folder outside the case folder"
     assert rec.writes() == [], "opened for writing"
     assert rec.activity == [], "network or subprocess activity"
     assert audit.snapshot(tmp_path) == before, "the case folder changed"
@@ -176,12 +177,14 @@ def test_the_audit_guard_sees_opens_outside_and_writes(tmp_path: Path) -> None:
         link = inside / "link"
         link.symlink_to("/etc/hostname")
         link.read_bytes()
+        os.listdir("/etc")
         with socket.socket() as s:
             s.settimeout(0.01)
             with contextlib.suppress(OSError):
                 s.connect(("127.0.0.1", 9))
     assert rec.outside(inside) == ["/etc/hostname", str(tmp_path / "written"), "/etc/hostname"]
     assert rec.writes() == [str(tmp_path / "written")]
+    assert rec.listed_outside(inside) == ["/etc"]
     assert rec.activity and rec.activity[0].startswith("socket.connect")
 
 

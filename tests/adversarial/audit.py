@@ -4,7 +4,7 @@
 it records only while :func:`watching` is active.  Events recorded:
 
 - ``open`` (``open()``, ``io.open_code`` and ``os.open``): the path, and whether
-  it was opened for writing;
+  it was opened for writing; ``os.scandir``/``os.listdir``: the folder listed;
 - ``socket.*`` connections and name look-ups, ``subprocess.Popen``, ``os.system``,
   ``os.exec*``/``os.spawn*``/``os.posix_spawn``: any of these is a violation.
 
@@ -76,6 +76,7 @@ class Recording:
 
     opened: list[tuple[str, bool]] = field(default_factory=list)
     activity: list[str] = field(default_factory=list)
+    listed: list[str] = field(default_factory=list)
 
     def outside(self, folder: Path) -> list[str]:
         """Paths opened that are neither in ``folder`` nor interpreter files."""
@@ -86,6 +87,11 @@ class Recording:
                 continue
             bad.append(path)
         return bad
+
+    def listed_outside(self, folder: Path) -> list[str]:
+        """Folders listed (``os.scandir``, ``os.listdir``) outside ``folder``."""
+        base = os.path.realpath(folder)
+        return [p for p in self.listed if not _inside(p, base) and not is_interpreter_file(p)]
 
     def writes(self) -> list[str]:
         """Paths opened for writing, byte-code caches of lazy imports aside."""
@@ -140,6 +146,10 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
             isinstance(mode, str) and any(c in mode for c in "wax+")
         )
         rec.opened.append((path, write))
+    elif event in ("os.scandir", "os.listdir") and args:
+        path = _normalize(args[0] if args[0] is not None else ".", 0)
+        if path is not None:
+            rec.listed.append(path)
     elif event.startswith(_ACTIVITY):
         rec.activity.append(f"{event} {args!r}"[:300])
 
