@@ -20,6 +20,7 @@ EXAMPLES = {
     "xmlsafe": 100,
     "session_manifest": 60,
     "ovf_manifest": 100,
+    "certificate": 60,
     "vmdk": 80,
     "vmdk_chunking": 80,
     "ova": 50,

@@ -541,6 +541,35 @@ def run_vmdk_chunking(data: bytes) -> None:
         assert _vmdk_verdict(data, step) == whole, f"chunked by {step}: a different verdict"
 
 
+def run_certificate(data: bytes) -> None:
+    """``MANIFEST\0CERT``: the signature line and PEM chain checked against the manifest."""
+    from validator_plugins.ovf.certificate import _check
+
+    from validator.checks import CheckContext, Reporter
+
+    signed, _, cert = data.partition(b"\0")
+
+    def once() -> list[tuple[str, tuple[str, ...], bool]]:
+        report = Reporter()
+        _check("vm.cert", "vm.mf", cert, signed, CheckContext("ovf", FUZZ_LIMITS), report)
+        return [(p.message_id, p.args, p.warning) for p in report.problems]
+
+    problems = _twice(once)
+    check_ids([p[0] for p in problems], "certificate")
+
+
+@cache
+def certificate_seeds() -> list[bytes]:
+    """``MANIFEST\0CERT`` from a real signed package (empty without openssl)."""
+    with workdir() as tmp:
+        _signed_bundle(tmp / "b")
+        cert = tmp / "b" / "vm.cert"
+        if not cert.exists():
+            return [b"SHA256(vm.ovf)= 00\n\0SHA256(vm.mf)= 00\n"]
+        mf = (tmp / "b" / "vm.mf").read_bytes()
+        return [mf + b"\0" + cert.read_bytes()]
+
+
 def run_ova(data: bytes) -> None:
     with workdir() as tmp:
         path = tmp / "vm.ova"
@@ -743,6 +772,12 @@ TARGETS: dict[str, Target] = {
             _mutated_seeds(lambda: MANIFEST_SEEDS, TEXT_TOKENS),
             run_ovf_manifest,
             "plugins/ovf/manifest.parse_manifest",
+        ),
+        Target(
+            "certificate",
+            _mutated_seeds(certificate_seeds, TEXT_TOKENS, ((0, 600), (600, 2400))),
+            run_certificate,
+            "plugins/ovf/certificate: the signature line, PEM chain and signature",
         ),
         Target(
             "vmdk",
