@@ -68,6 +68,7 @@ class Measure:
     seconds: float
     max_rss_mib: float
     status: int
+    cpu: float = 0.0  # user + system seconds of the child (not of `cat`)
 
 
 def run(command: list[str], stdin_file: Path | None = None) -> Measure:
@@ -92,7 +93,8 @@ def run(command: list[str], stdin_file: Path | None = None) -> Measure:
     seconds = time.perf_counter() - start
     if err.strip():
         sys.stderr.write(err.decode(errors="replace"))
-    return Measure(seconds, usage.ru_maxrss / 1024, proc.returncode)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measure(seconds, usage.ru_maxrss / 1024, proc.returncode, cpu)
 
 
 def median(command: list[str], runs: int, stdin_file: Path | None = None) -> Measure:
@@ -101,6 +103,7 @@ def median(command: list[str], runs: int, stdin_file: Path | None = None) -> Mea
         statistics.median(m.seconds for m in measures),
         max(m.max_rss_mib for m in measures),
         max(m.status for m in measures),
+        statistics.median(m.cpu for m in measures),
     )
 
 
@@ -202,6 +205,15 @@ def build(tmp: Path, size_mib: int) -> dict[str, Any]:
     return {"pkg": pkg, "files": files, "ova": ova, "one": one, "one_files": one_files}
 
 
+def found(tmp: Path) -> dict[str, Any]:
+    """A package built earlier with --keep."""
+    pkg, one = tmp / "pkg", tmp / "one"
+    order = ["vm.ovf", "vm.mf"]
+    files = [pkg / n for n in order] + sorted(pkg.glob("*.vmdk"))
+    one_files = [one / n for n in order] + sorted(one.glob("*.vmdk"))
+    return {"pkg": pkg, "files": files, "ova": tmp / "vm.ova", "one": one, "one_files": one_files}
+
+
 # -- the cases ---------------------------------------------------------------------
 
 
@@ -242,13 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3, help="runs per case (median)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    p.add_argument("--reuse", type=Path, help="measure a folder kept by --keep (no build)")
     opts = p.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="validator-bench-"))
+    tmp = opts.reuse or Path(tempfile.mkdtemp(prefix="validator-bench-"))
+    if opts.reuse:
+        opts.keep = True
     ok = True
     rows = []
     try:
         t0 = time.perf_counter()
-        built = build(tmp, opts.size_mib)
+        built = found(tmp) if opts.reuse else build(tmp, opts.size_mib)
         all_cases = cases(built) + _iso_cases(tmp, opts.size_mib)
         ssl = subprocess.run(["openssl", "version"], capture_output=True, text=True)
         ssl_version = ssl.stdout.strip()
@@ -261,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         for case in all_cases:  # warm the page cache
             run(case.reference)
         header = f"{'case':<8} {'validator s':>11} {'openssl s':>10} {'ratio':>7} {'target':>7} "
-        print(header + f"{'peak RSS MiB':>13}  result")
+        print(header + f"{'peak RSS MiB':>13} {'cpu s':>7} {'ssl cpu':>7}  result")
         for case in all_cases:
             ref = median(case.reference, opts.runs)
             got = median(case.command, opts.runs, case.stdin_file)
@@ -271,12 +286,14 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "ok" if passed else f"MISSED (exit {got.status})"
             print(
                 f"{case.name:<8} {got.seconds:>11.3f} {ref.seconds:>10.3f} {ratio:>7.2f} "
-                f"{case.target:>7.2f} {got.max_rss_mib:>13.1f}  {verdict}"
+                f"{case.target:>7.2f} {got.max_rss_mib:>13.1f} {got.cpu:>7.2f} {ref.cpu:>7.2f}"
+                f"  {verdict}"
             )
             rows.append(
                 {"case": case.name, "validator_s": round(got.seconds, 3),
                  "openssl_s": round(ref.seconds, 3), "ratio": round(ratio, 3),
                  "target": case.target, "peak_rss_mib": round(got.max_rss_mib, 1),
+                 "cpu_s": round(got.cpu, 3), "openssl_cpu_s": round(ref.cpu, 3),
                  "status": got.status}
             )
         print(f"load average at the end {os.getloadavg()[0]:.2f} (others' work skews the ratios)")
