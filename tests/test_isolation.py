@@ -448,3 +448,96 @@ def test_check_calling_sys_exit_is_a_check_failure(
         ("validator.core.check.failed", ("f", "exits"))
     ]
     assert completed(result)
+
+
+# -- the ovf adapter's own hook: validator_disk_checks --------------------------------------
+class DiskBoom(StreamCheck):
+    label = "disk-boom"
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def update(self, data: memoryview) -> None:
+        if self.where == "update":
+            raise RuntimeError("update broke")
+
+    def finish(self, report: Reporter) -> None:
+        if self.where == "finish":
+            raise RuntimeError("finish broke")
+
+
+def _ovf_package(tmp_path: Path, compressed: bool) -> Path:
+    import gzip
+
+    from .adversarial.bundles import SAMPLE_DISK, descriptor, file_element, package
+
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    if compressed:
+        files = [file_element("file1", "vm-disk1.vmdk", ' ovf:compression="gzip"')]
+        package(folder, descriptor(files), disk=gzip.compress(SAMPLE_DISK))
+    else:
+        package(folder)
+    return folder
+
+
+DISK_HOOK_CASES: list[tuple[str, Callable[..., Any], str, tuple[str, ...]]] = [
+    ("raises", lambda: 1 / 0, "validator.core.plugin.failed",
+     ("diskplug", "validator_disk_checks", "ZeroDivisionError: division by zero")),
+    ("returns-a-string", lambda: "nope", "validator.core.plugin.bad_result",
+     ("diskplug", "validator_disk_checks", "str")),
+    ("returns-objects", lambda: [object()], "validator.core.plugin.bad_result",
+     ("diskplug", "validator_disk_checks", "object")),
+    ("sys-exit", _raise(SystemExit(0)), "validator.core.plugin.failed",
+     ("diskplug", "validator_disk_checks", "SystemExit: 0")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize(("what", "fn", "message", "args"), DISK_HOOK_CASES,
+                         ids=[c[0] for c in DISK_HOOK_CASES])  # fmt: skip
+def test_disk_checks_hook_that_misbehaves_is_reported_by_name(
+    make_registry: Callable[..., Registry],
+    tmp_path: Path,
+    compressed: bool,
+    what: str,
+    fn: Callable[..., Any],
+    message: str,
+    args: tuple[str, ...],
+) -> None:
+    reg = make_registry(("diskplug", faulty("validator_disk_checks", fn)))
+    result = run(reg, _ovf_package(tmp_path, compressed))
+    assert [(m, a) for _, m, a in entries(result)] == [(message, args)]
+
+
+@pytest.mark.xfail(
+    reason="plugins/ovf/disks.py + stream.py: a third-party disk check that raises in update "
+    "or finish is reported as validator.ovf.stream.consumer_failed with 'CheckConsumer', "
+    "neither the plugin's name nor the check's label (reported)",
+    strict=False,
+)
+@pytest.mark.parametrize("where", ["update", "finish"])
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+def test_disk_check_that_raises_is_reported_with_its_plugin(
+    make_registry: Callable[..., Registry], tmp_path: Path, compressed: bool, where: str
+) -> None:
+    reg = make_registry(("diskplug", faulty("validator_disk_checks", lambda: [DiskBoom(where)])))
+    result = run(reg, _ovf_package(tmp_path, compressed))
+    (entry,) = entries(result)
+    assert "diskplug" in entry[2] or "disk-boom" in entry[2], entry
+
+
+@pytest.mark.xfail(
+    reason="plugins/ovf/disks.py calls validator_disk_checks without the engine's time budget "
+    "of its own: a third-party disk hook that hangs is reported as the ovf plugin's "
+    "validator_prepare_session timing out (reported)",
+    strict=False,
+)
+def test_disk_checks_hook_that_hangs_is_reported_by_name(
+    make_registry: Callable[..., Registry], tmp_path: Path
+) -> None:
+    reg = make_registry(("diskplug", faulty("validator_disk_checks", hang)))
+    result = run(reg, _ovf_package(tmp_path, False), plugin_seconds=1)
+    (entry,) = entries(result)
+    assert entry[1] == "validator.core.plugin.timeout"
+    assert entry[2][0] == "diskplug", entry
