@@ -724,7 +724,20 @@ def iso_seeds() -> list[bytes]:
     if not (have("genisoimage") or have("xorriso")):
         return [bytes(64 * 1024)]
     with workdir() as tmp:
-        return [iso_image(tmp, tmp / "x.iso")]
+        seeds = [iso_image(tmp, tmp / "x.iso")]
+        if have("genisoimage"):
+            import subprocess
+
+            src = tmp / "src"
+            src.mkdir()
+            (src / "A.TXT").write_text("a\n")
+            (src / "boot.bin").write_bytes(b"\xeb\xfe" + bytes(2046))
+            for extra in (["-udf"], ["-b", "boot.bin", "-no-emul-boot", "-boot-load-size", "4"]):
+                out = tmp / "y.iso"
+                subprocess.run(["genisoimage", "-quiet", "-J", "-R", *extra, "-o", str(out),
+                                str(src)], check=True, capture_output=True, timeout=60)  # fmt: skip
+                seeds.append(out.read_bytes())
+        return seeds
 
 
 def _mutated_seeds(
@@ -737,7 +750,7 @@ def _mutated_seeds(
 
 #: Where an ISO 9660 image keeps its metadata: the system area's partition tables, the
 #: volume descriptors from sector 16, and the path tables and root directory after them.
-ISO_HOT = ((0, 1024), (16 * 2048, 20 * 2048), (18 * 2048, 40 * 2048))
+ISO_HOT = ((0, 1024), (16 * 2048, 20 * 2048), (18 * 2048, 40 * 2048), (256 * 2048, 258 * 2048))
 
 
 MANIFEST_SEEDS = [
