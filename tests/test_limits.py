@@ -295,3 +295,24 @@ def test_memory_stays_bounded_on_bombs(tmp_path: Path) -> None:
     write(aliases, {"s.yaml": text})
     code, peak = _peak_rss_mib([str(aliases / "s.yaml")])
     assert code == 2 and peak < 200, peak
+
+
+@pytest.mark.xfail(
+    reason="plugins/ovf/vmdk.py: the VMDK check's problems come in the order the bytes arrive, "
+    "so a damaged disk's problems are ordered differently with another read_chunk_bytes "
+    "(reported; the set of problems is the same)",
+    strict=False,
+)
+def test_problem_order_does_not_depend_on_chunk_size(tmp_path: Path) -> None:
+    from .adversarial.fuzz import REGRESSIONS, _signed_bundle
+
+    raw = (REGRESSIONS / "bundle" / "4dea915e36d74bcd.bin").read_bytes()
+    name, _, content = raw.partition(b"\0")
+    folder = tmp_path / "bundle"
+    _signed_bundle(folder)
+    (folder / name.decode()).write_bytes(content)
+    results = []
+    for chunk in (4096, 1 << 16):
+        engine = Engine(limits=Limits(read_chunk_bytes=chunk))
+        results.append(engine.validate(engine.open(folder)))
+    assert results[0] == results[1]
