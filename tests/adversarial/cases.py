@@ -265,6 +265,15 @@ def _very_deep(d: Path, o: Path) -> Path:
     return package(d, descriptor(system_extra=nest))
 
 
+@case("xml-nested-collections-limit-raised", "xml", ids=(f"{OVF}.content.nested_in_system",),
+      limits={"descriptor_depth": 100_000})  # fmt: skip
+def _nested_collections(d: Path, o: Path) -> Path:
+    # The content walk recurses: with the depth limit raised, libxml2's own bound holds it.
+    n = 240
+    nest = "".join(f'<VirtualSystemCollection ovf:id="c{i}"><Info>x</Info>' for i in range(n))
+    return package(d, descriptor(system_extra=nest + "</VirtualSystemCollection>" * n))
+
+
 @case("xml-many-elements", "xml", ids=(f"{OVF}.limit.descriptor_elements",),
       limits={"descriptor_elements": 1000})  # fmt: skip
 def _many(d: Path, o: Path) -> Path:
