@@ -256,3 +256,22 @@ def test_mutated_archives_never_raise_anything_else(ova: Callable[..., Path]) ->
         path.write_bytes(bytes(mutated[: rng.choice([len(mutated), rng.randrange(len(mutated))])]))
         with contextlib.suppress(SessionError, VapiError):
             validate(path)
+
+
+def test_progress_line_is_erased_before_a_result_and_not_redrawn() -> None:
+    import time
+
+    from validator.cli import _ProgressLine
+
+    out = io.StringIO()
+    line = _ProgressLine(out)  # type: ignore[arg-type]
+    line.start -= 5  # as if it had been running for a while
+    with line:
+        line(64 << 20)
+        time.sleep(0.8)
+        assert "64 MiB read" in out.getvalue()
+        line.clear()  # what the CLI does before printing a result
+        cleared = out.getvalue()
+        assert cleared.endswith("\r\033[K")
+        time.sleep(0.8)  # nothing new was read: the line stays erased
+        assert out.getvalue() == cleared
