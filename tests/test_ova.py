@@ -275,3 +275,41 @@ def test_progress_line_is_erased_before_a_result_and_not_redrawn() -> None:
         assert cleared.endswith("\r\033[K")
         time.sleep(0.8)  # nothing new was read: the line stays erased
         assert out.getvalue() == cleared
+
+
+def test_gnu_tar_hostile_members(tmp_path: Path) -> None:
+    """GNU tar itself writes the links, FIFOs and absolute names (-P keeps them)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in SAMPLE_NAMES:
+        shutil.copy(SAMPLES / name, src / name)
+    (src / "link.vmdk").symlink_to("vm-disk1.vmdk")
+    import os
+
+    os.mkfifo(src / "pipe")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("x")
+    path = tmp_path / "vm.ova"
+    subprocess.run(
+        [
+            "tar",
+            "--format=gnu",
+            "-P",
+            "-cf",
+            str(path),
+            "-C",
+            str(src),
+            *SAMPLE_NAMES,
+            "link.vmdk",
+            "pipe",
+            str(outside),
+        ],
+        check=True,
+    )
+    expected = [
+        "validator.ovf.ova.member_bad_name",
+        "validator.ovf.ova.member_fifo",
+        "validator.ovf.ova.member_link",
+    ]
+    assert sorted(ids(validate(path))) == expected
+    assert sorted(stdin_ids(path)) == expected
