@@ -313,3 +313,9 @@ def test_gnu_tar_hostile_members(tmp_path: Path) -> None:
     ]
     assert sorted(ids(validate(path))) == expected
     assert sorted(stdin_ids(path)) == expected
+
+
+def test_unreferenced_member_on_both_paths(ova: Callable[..., Path]) -> None:
+    path = ova(*good_members(), member("notes.txt", b"hello"))
+    assert ids(validate(path)) == ["validator.ovf.file.unreferenced"]
+    assert stdin_ids(path) == ["validator.ovf.file.unreferenced"]
