@@ -89,7 +89,7 @@ def descriptor_of(session: Session, ctx: CheckContext) -> Descriptor | None:
 @hookimpl
 def validator_open_session(path: Path, limits: Limits) -> Session | None:
     """A lone ``.ovf`` (with the files it references beside it), an ``.ova``, or ``-``."""
-    if str(path) == "-" or path.suffix.lower() == OVA_SUFFIX:
+    if str(path) == "-" or (path.suffix.lower() == OVA_SUFFIX and not path.is_dir()):
         from .ova import open_ova
 
         return open_ova(path, limits)

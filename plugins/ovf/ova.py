@@ -267,7 +267,11 @@ def open_archive(path: Path, limits: Limits) -> Session:
     """A session of the members of a seekable ``.ova``, read in place."""
     real = Path(os.path.realpath(path))
     try:
-        fd = os.open(real, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        if not stat.S_ISREG(os.stat(real).st_mode):
+            raise SessionError("validator.core.input.not_regular", path)
+        # O_NONBLOCK: a FIFO swapped in after the check cannot hang the open.
+        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(real, flags)
     except OSError as exc:
         raise SessionError("validator.core.input.unreadable", path, exc.strerror or exc) from exc
     with os.fdopen(fd, "rb") as fh:
