@@ -144,3 +144,32 @@ def test_the_hook_is_documented() -> None:
 
     doc = hookspecs.validator_disk_checks.__doc__ or ""
     assert "disk_format" in doc and "content" in doc
+
+
+class Exploding(StreamCheck):
+    label = "exploding-qcow2"
+
+    def update(self, data: memoryview) -> None:
+        raise ValueError("bad luck")
+
+    def finish(self, report: Reporter) -> None:
+        raise AssertionError("never reached")
+
+
+class ExplodingPlugin:
+    @hookimpl
+    def validator_disk_checks(self, disk_format: str) -> Iterable[StreamCheck] | None:
+        return [Exploding()] if disk_format == QCOW2 else None
+
+
+def test_a_failing_disk_check_is_reported_with_its_plugin_and_label(
+    make_registry: Callable[..., Registry], tmp_path: Path
+) -> None:
+    reg = make_registry(("acme-boom", ExplodingPlugin()))
+    result = validate(qcow2_bundle(tmp_path / "b"), registry=reg)
+    assert ids(result) == ["validator.core.check.failed"]
+    assert result.invalid_files[0].error_message.args == (
+        "acme-boom",
+        "exploding-qcow2",
+        "ValueError: bad luck",
+    )

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from validator.checks import CheckContext, Reporter, StreamCheck
-from validator.registry import HookFailure, _as_list
+from validator.registry import HookFailure, _as_list, describe
 from validator.session import Session
 
 from .descriptor import Descriptor, Disk
@@ -115,17 +115,38 @@ def vmdk_disk_checks(
 
 
 class CheckConsumer:
-    """A :class:`~validator.checks.StreamCheck` as a consumer of a logical stream (stream.py)."""
+    """A plugin's :class:`~validator.checks.StreamCheck` as a consumer of a logical stream.
 
-    def __init__(self, check: StreamCheck) -> None:
+    A check that raises is dropped and reported as the engine reports a failed
+    check (``validator.core.check.failed``, with the plugin's name and the
+    check's label); the other consumers go on.
+    """
+
+    def __init__(self, check: StreamCheck, plugin: str = "ovf") -> None:
         self.check = check
+        self.plugin = plugin
+        self.failure: Exception | None = None
+
+    def _failed(self, exc: Exception) -> list[Problem]:
+        label = self.check.label or type(self.check).__name__
+        return [("validator.core.check.failed", (self.plugin, label, describe(exc)))]
 
     def feed(self, data: memoryview, /) -> None:
-        self.check.update(data)
+        if self.failure is not None:
+            return
+        try:
+            self.check.update(data)
+        except Exception as exc:
+            self.failure = exc
 
     def close(self) -> list[Problem]:
+        if self.failure is not None:
+            return self._failed(self.failure)
         report = Reporter()
-        self.check.finish(report)
+        try:
+            self.check.finish(report)
+        except Exception as exc:
+            return self._failed(exc)
         return [(p.message_id, p.args) for p in report.problems]
 
 
@@ -136,7 +157,7 @@ NO_FORMAT: Problem = ("validator.ovf.disk.no_format", ())
 
 def checks_for_disk(
     session: Session, ctx: CheckContext, found: DiskFile
-) -> tuple[list[StreamCheck], list[Problem]]:
+) -> tuple[list[tuple[str, StreamCheck]], list[Problem]]:
     """Every plugin's checks for one disk's content, and the problems of asking for them.
 
     Every plugin's ``validator_disk_checks`` is asked on its own: one that
@@ -156,7 +177,7 @@ def checks_for_disk(
         "disk_id": disk.id,
         "ctx": ctx,
     }
-    checks: list[StreamCheck] = []
+    checks: list[tuple[str, StreamCheck]] = []
     problems: list[Problem] = []
     claimed = False
     if ctx.registry is None:
@@ -177,7 +198,7 @@ def checks_for_disk(
         claimed = True
         for check in _as_list(result):
             if isinstance(check, StreamCheck):
-                checks.append(check)
+                checks.append((plugin, check))
             else:
                 problems.append(
                     ("validator.core.plugin.bad_result", (plugin, HOOK, type(check).__name__))
@@ -208,8 +229,8 @@ def attach_disk_checks(
                 report.warning(stream.name, message_id, *args)
             else:
                 report.error(stream.name, message_id, *args)
-        for check in checks:
-            stream.attach(CheckConsumer(check))
+        for plugin, check in checks:
+            stream.attach(CheckConsumer(check, plugin))
 
 
 def sequential_disk_checks(
@@ -225,7 +246,8 @@ def sequential_disk_checks(
     found = disk_files(desc).get(name)
     if ref is None or found is None or ref.compression is not None or ref.chunk_size is not None:
         return []
-    checks, problems = checks_for_disk(session, ctx, found)
+    found_checks, problems = checks_for_disk(session, ctx, found)
+    checks = [check for _, check in found_checks]
     if problems:
         errors = [p for p in problems if p[0] != NO_FORMAT[0]]
         warnings = [p for p in problems if p[0] == NO_FORMAT[0]]

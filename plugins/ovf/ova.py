@@ -188,8 +188,6 @@ class TarWalker:
             block = self.src.read(BLOCK)
             self.pos += len(block)
             if len(block) < BLOCK:
-                if self.count == 0:  # empty, or shorter than one header
-                    raise self._fail("validator.ovf.ova.not_tar", at)
                 raise self._fail("validator.ovf.ova.truncated", self.pos)
             if block == ZERO_BLOCK:
                 if self.count == 0:
