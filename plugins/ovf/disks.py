@@ -16,8 +16,10 @@ chunks joined and gzip decompressed otherwise, in the engine's single read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from validator.checks import CheckContext, Reporter, StreamCheck
 from validator.registry import HookFailure, _as_list, describe
@@ -150,6 +152,45 @@ class CheckConsumer:
         return [(p.message_id, p.args) for p in report.problems]
 
 
+class _HookTimeout(Exception):
+    """A ``validator_disk_checks`` implementation ran past its time budget."""
+
+
+def _budget(ctx: CheckContext) -> float:
+    """Seconds one disk-format hook call may take.
+
+    The hook runs inside this adapter's ``validator_prepare_session``, which
+    the engine bounds by ``limits.plugin_seconds``: half of it, so that a
+    plugin that hangs is reported under its own name before the adapter's
+    prepare is.
+    """
+    return ctx.limits.plugin_seconds / 2
+
+
+def _bounded(seconds: float) -> Callable[[Any, list[Any]], Any]:
+    """``Registry.call_each``'s invoker: each call on a daemon thread, dropped after ``seconds``."""
+
+    def invoke(impl: Any, args: list[Any]) -> Any:
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["result"] = impl.function(*args)
+            except BaseException as exc:  # re-raised in the caller, where it is reported
+                box["error"] = exc
+
+        worker = threading.Thread(target=run, daemon=True, name="validator-disk-hook")
+        worker.start()
+        worker.join(seconds)
+        if worker.is_alive():
+            raise _HookTimeout(f"{impl.plugin_name}: {HOOK} ran longer than {seconds} s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
+
+    return invoke
+
+
 #: A Disk without ``ovf:format``: a warning (DSP0243 says a non-empty disk
 #: "shall" declare it, but the format is never guessed, so nothing reads it).
 NO_FORMAT: Problem = ("validator.ovf.disk.no_format", ())
@@ -185,13 +226,19 @@ def checks_for_disk(
             ("ovf", vmdk_disk_checks(href, disk.format, disk.capacity_bytes, disk.id, ctx))
         ]
     else:
-        results = ctx.registry.call_each(HOOK, kwargs)
+        budget = _budget(ctx)
+        results = ctx.registry.call_each(HOOK, kwargs, invoke=_bounded(budget))
     for plugin, result in results:
         if isinstance(result, HookFailure):
             claimed = True
-            problems.append(
-                ("validator.core.plugin.failed", (result.plugin, result.hook, result.error))
-            )
+            if isinstance(result.exception, _HookTimeout):
+                problems.append(
+                    ("validator.core.plugin.timeout", (result.plugin, result.hook, f"{budget:g}"))
+                )
+            else:
+                problems.append(
+                    ("validator.core.plugin.failed", (result.plugin, result.hook, result.error))
+                )
             continue
         if result is None:
             continue
