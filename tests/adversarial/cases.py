@@ -815,8 +815,6 @@ def _ova_empty(d: Path, o: Path) -> Path:
 
 @case("ova-is-a-fifo", "ova", session_error="validator.core.input.not_regular",
       limits={"plugin_seconds": 2},
-      known_bug="plugins/ovf/ova.py open_archive opens the path blocking before fstat: a "
-      "FIFO named .ova blocks until plugin_seconds (input.plugin_timeout), its thread forever",
 )  # fmt: skip
 def _ova_fifo(d: Path, o: Path) -> Path:
     os.mkfifo(d / "vm.ova")
