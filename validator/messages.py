@@ -33,6 +33,9 @@ DEFAULT_LOCALE = "en"
 #: The locales whose catalogs ship complete with the project.
 SHIPPED_LOCALES = ("en", "de", "fr", "ja")
 
+#: A catalog file's name is the locale plus this suffix.
+CATALOG_SUFFIX = ".yaml"
+
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
 
 
@@ -111,7 +114,7 @@ class Catalogs:
         on_problem: Callable[..., None] | None = None,
     ) -> None:
         self._sources: list[tuple[str, CatalogSource]] = []
-        self._loaded: dict[str, dict[str, str]] = {}
+        self._files: dict[tuple[int, str], dict[str, str]] = {}
         self._lock = threading.Lock()
         #: Called as ``on_problem(message_id, *args)`` for a broken catalog.
         self.on_problem = on_problem or (lambda *a: None)
@@ -119,8 +122,9 @@ class Catalogs:
             self.add(plugin, source)
 
     def add(self, plugin: str, source: CatalogSource) -> None:
-        self._sources.append((plugin, source))
-        self._loaded.clear()
+        with self._lock:
+            self._sources.append((plugin, source))
+            self._files.clear()
 
     @property
     def sources(self) -> list[tuple[str, CatalogSource]]:
@@ -131,45 +135,56 @@ class Catalogs:
         found: set[str] = set()
         for _plugin, src in self._sources:
             for entry in src.directory.iterdir():
-                if entry.name.endswith(".yaml"):
-                    found.add(entry.name[: -len(".yaml")])
+                if entry.name.endswith(CATALOG_SUFFIX):
+                    found.add(entry.name[: -len(CATALOG_SUFFIX)])
         return sorted(found)
+
+    def _file(self, index: int, locale: str) -> dict[str, str]:
+        """One source's catalog of one locale, read once (a broken one is reported, empty)."""
+        key = (index, locale)
+        with self._lock:
+            if key not in self._files:
+                plugin, src = self._sources[index]
+                entries: dict[str, str] = {}
+                entry = src.directory / f"{locale}{CATALOG_SUFFIX}"
+                try:
+                    data = load_catalog_file(entry) if entry.is_file() else {}
+                except Exception as exc:  # OSError, ValueError, a parse error…
+                    self.on_problem(
+                        "validator.core.registry.catalog_error",
+                        plugin,
+                        locale,
+                        " ".join(str(exc).split()),
+                    )
+                    data = {}
+                for mid, template in data.items():
+                    if mid.startswith(src.namespace + "."):
+                        entries[mid] = template
+                    else:
+                        self.on_problem(
+                            "validator.core.registry.catalog_namespace",
+                            plugin,
+                            locale,
+                            mid,
+                            src.namespace,
+                        )
+                self._files[key] = entries
+            return self._files[key]
 
     def catalog(self, locale: str) -> dict[str, str]:
         """The merged id → template mapping of one locale (empty if none ships)."""
-        with self._lock:
-            if locale not in self._loaded:
-                merged: dict[str, str] = {}
-                for plugin, src in self._sources:
-                    entry = src.directory / f"{locale}.yaml"
-                    if not entry.is_file():
-                        continue
-                    try:
-                        data = load_catalog_file(entry)
-                    except Exception as exc:  # OSError, ValueError, yaml.YAMLError…
-                        self.on_problem(
-                            "validator.core.registry.catalog_error",
-                            plugin,
-                            locale,
-                            " ".join(str(exc).split()),
-                        )
-                        continue
-                    for key, template in data.items():
-                        if not key.startswith(src.namespace + "."):
-                            self.on_problem(
-                                "validator.core.registry.catalog_namespace",
-                                plugin,
-                                locale,
-                                key,
-                                src.namespace,
-                            )
-                            continue
-                        merged[key] = template
-                self._loaded[locale] = merged
-            return self._loaded[locale]
+        merged: dict[str, str] = {}
+        for index in range(len(self._sources)):
+            merged.update(self._file(index, locale))
+        return merged
 
     def template(self, message_id: str, locale: str = DEFAULT_LOCALE) -> str | None:
-        return self.catalog(locale).get(message_id)
+        """The template of one id: only the catalogs whose namespace holds the id are read."""
+        found: str | None = None
+        for index, (_plugin, src) in enumerate(self._sources):
+            if message_id.startswith(src.namespace + "."):
+                found = self._file(index, locale).get(message_id, found)
+        return found
 
     def message(
         self, message_id: str, args: Iterable[object] = (), locale: str | None = None

@@ -78,9 +78,21 @@ class Registry:
     item_type_plugin: dict[str, str] = field(default_factory=dict)
     #: Load problems as (message id, args): shown by the CLI, never fatal.
     problems: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
-    versions: dict[str, str] = field(default_factory=dict)
+    #: Plugin name → its version, or the distribution to read it from when asked
+    #: (reading a distribution's METADATA costs a parse: only ``plugins`` needs it).
+    versions: dict[str, Any] = field(default_factory=dict)
     builtin: set[str] = field(default_factory=set)
     _catalogs: Catalogs | None = None
+
+    def version(self, name: str) -> str:
+        value = self.versions.get(name, "")
+        if not isinstance(value, str):
+            try:
+                value = str(getattr(value, "version", "") or "")
+            except PLUGIN_ERRORS:
+                value = ""
+            self.versions[name] = value
+        return value
 
     def problem(self, message_id: str, *args: object) -> None:
         entry = (message_id, tuple(str(a) for a in args))
@@ -160,7 +172,7 @@ class Registry:
             infos.append(
                 PluginInfo(
                     name=name,
-                    version=self.versions.get(name, ""),
+                    version=self.version(name),
                     builtin=name in self.builtin,
                     hooks=hooks,
                     item_types=types,
@@ -190,6 +202,31 @@ def _allowed_third_party(environ: dict[str, str] | os._Environ[str]) -> set[str]
     if raw is None:
         return None
     return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def _dist_name(dist: Any) -> str:
+    """A distribution's name (parses its METADATA: only for messages)."""
+    try:
+        return str(getattr(dist, "name", None) or dist.metadata["Name"])
+    except PLUGIN_ERRORS:
+        return "?"
+
+
+def _is_builtin(ep: Any) -> bool:
+    """An entry point of this distribution's own adapters.
+
+    Decided without reading METADATA where possible (an email-format parse per
+    distribution, the largest part of building the registry): importlib.metadata
+    normalizes a distribution's name from its ``.dist-info`` folder name.
+    """
+    if DEFAULT_PLUGINS.get(ep.name) != getattr(ep, "value", None):
+        return False
+    dist = getattr(ep, "dist", None)
+    # importlib.metadata's own cheap name (from the folder name), public API as fallback.
+    name = getattr(dist, "_normalized_name", None)
+    if not isinstance(name, str) or not name:
+        name = _dist_name(dist)
+    return name.replace("-", "_").lower() == DISTRIBUTION
 
 
 def _entry_points() -> Iterable[Any]:
@@ -230,22 +267,21 @@ def build_registry(
         allowed = _allowed_third_party(env)
         for ep in _entry_points():
             dist = getattr(ep, "dist", None)
-            dist_name = getattr(dist, "name", None) or getattr(dist, "metadata", {}).get("Name")
-            builtin = dist_name == DISTRIBUTION and ep.name in DEFAULT_PLUGINS
+            builtin = _is_builtin(ep)
             if not builtin and allowed is not None and ep.name not in allowed:
                 continue
             if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
-                reg.problem("validator.core.registry.duplicate_plugin", ep.name, dist_name)
+                reg.problem("validator.core.registry.duplicate_plugin", ep.name, _dist_name(dist))
                 continue
             try:
                 plugin = ep.load()
                 _register(pm, plugin, ep.name)
             except PLUGIN_ERRORS as exc:
                 reg.problem(
-                    "validator.core.registry.load_failed", ep.name, dist_name, describe(exc)
+                    "validator.core.registry.load_failed", ep.name, _dist_name(dist), describe(exc)
                 )
                 continue
-            reg.versions[ep.name] = getattr(dist, "version", "") or ""
+            reg.versions[ep.name] = dist
             if builtin:
                 reg.builtin.add(ep.name)
         for name, module in DEFAULT_PLUGINS.items():
