@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
-import yaml
 
 from validator.messages import (
     SHIPPED_LOCALES,
@@ -28,12 +28,12 @@ ID = re.compile(r"^validator\.[a-z0-9_]+(\.[a-z0-9_]+)+$")
 
 
 def catalog_dirs() -> list[Path]:
-    return sorted({p.parent for d in SOURCE_DIRS for p in d.rglob("catalogs/en.yaml")})
+    return sorted({p.parent for d in SOURCE_DIRS for p in d.rglob("catalogs/en.toml")})
 
 
 def load(path: Path) -> dict[str, str]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    assert isinstance(data, dict), path
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    assert all(isinstance(v, str) for v in data.values()), path
     return data
 
 
@@ -48,7 +48,7 @@ def ids_in_code() -> dict[str, list[str]]:
                     isinstance(node, ast.Constant)
                     and isinstance(node.value, str)
                     and ID.match(node.value)
-                    and not node.value.endswith((".py", ".yaml"))
+                    and not node.value.endswith((".py", ".yaml", ".toml"))
                 ):
                     where = f"{path.relative_to(ROOT)}:{node.lineno}"
                     found.setdefault(node.value, []).append(where)
@@ -58,7 +58,7 @@ def ids_in_code() -> dict[str, list[str]]:
 def english() -> dict[str, tuple[Path, str]]:
     out: dict[str, tuple[Path, str]] = {}
     for d in catalog_dirs():
-        for key, template in load(d / "en.yaml").items():
+        for key, template in load(d / "en.toml").items():
             assert key not in out, f"{key} is in two catalogs: {out[key][0]} and {d}"
             out[key] = (d, template)
     return out
@@ -91,8 +91,8 @@ def test_no_catalog_entry_is_unused() -> None:
 @pytest.mark.parametrize("locale", [loc for loc in SHIPPED_LOCALES if loc != "en"])
 def test_every_shipped_locale_is_complete(locale: str) -> None:
     for d in catalog_dirs():
-        en = load(d / "en.yaml")
-        path = d / f"{locale}.yaml"
+        en = load(d / "en.toml")
+        path = d / f"{locale}.toml"
         assert path.exists(), f"{path} is missing"
         other = load(path)
         assert set(other) == set(en), (
@@ -134,14 +134,14 @@ def test_template_formatting_is_not_str_format() -> None:
 
 
 def test_unknown_id_still_shows_id_and_args(tmp_path: Path) -> None:
-    (tmp_path / "en.yaml").write_text('acme.a: "A {0}"\n', encoding="utf-8")
+    (tmp_path / "en.toml").write_text('"acme.a" = "A {0}"\n', encoding="utf-8")
     cats = Catalogs([("acme", CatalogSource("acme", tmp_path))])
     assert cats.message("acme.a", ("1",)).default_message == "A 1"
     assert cats.message("acme.nope", ("1",)).default_message == "acme.nope 1"
 
 
 def test_catalog_outside_namespace_is_reported(tmp_path: Path) -> None:
-    (tmp_path / "en.yaml").write_text('other.a: "A"\nacme.b: "B"\n', encoding="utf-8")
+    (tmp_path / "en.toml").write_text('"other.a" = "A"\n"acme.b" = "B"\n', encoding="utf-8")
     problems: list[tuple[object, ...]] = []
     cats = Catalogs(
         [("acme", CatalogSource("acme", tmp_path))], on_problem=lambda *a: problems.append(a)
@@ -152,7 +152,7 @@ def test_catalog_outside_namespace_is_reported(tmp_path: Path) -> None:
 
 
 def test_broken_catalog_is_reported_not_raised(tmp_path: Path) -> None:
-    (tmp_path / "en.yaml").write_text("acme.a: [unclosed\n", encoding="utf-8")
+    (tmp_path / "en.toml").write_text('"acme.a" = [unclosed\n', encoding="utf-8")
     problems: list[tuple[object, ...]] = []
     cats = Catalogs(
         [("acme", CatalogSource("acme", tmp_path))], on_problem=lambda *a: problems.append(a)
@@ -181,3 +181,15 @@ def test_normalize_locale() -> None:
     assert normalize_locale("de-DE") == "de"
     assert normalize_locale("ja_JP.eucJP@x") == "ja"
     assert normalize_locale("POSIX") is None
+
+
+def test_unquoted_dotted_id_is_reported_not_nested(tmp_path: Path) -> None:
+    # In TOML a bare a.b.c key makes nested tables: a catalog must quote its ids.
+    (tmp_path / "en.toml").write_text('acme.a = "A"\n', encoding="utf-8")
+    problems: list[tuple[object, ...]] = []
+    cats = Catalogs(
+        [("acme", CatalogSource("acme", tmp_path))], on_problem=lambda *a: problems.append(a)
+    )
+    assert cats.message("acme.a").default_message == "acme.a"
+    assert problems[0][0] == "validator.core.registry.catalog_error"
+    assert "quoted" in str(problems[0][3])

@@ -484,12 +484,11 @@ def test_accept_language_fills_localized(server_env: Env) -> None:
 
 def test_server_catalogs_complete() -> None:
     import re
-
-    import yaml
+    import tomllib
 
     base = Path(__file__).resolve().parent.parent / "validator" / "server" / "catalogs"
     cats = {
-        loc: yaml.safe_load((base / f"{loc}.yaml").read_text()) for loc in ["en", "de", "fr", "ja"]
+        loc: tomllib.loads((base / f"{loc}.toml").read_text()) for loc in ["en", "de", "fr", "ja"]
     }
     for loc, cat in cats.items():
         assert cat.keys() == cats["en"].keys(), loc

@@ -67,7 +67,7 @@ def validator_message_catalogs() -> Iterable[CatalogSource]:
 
     :return: :class:`~validator.messages.CatalogSource` objects, each naming
         the id namespace the plugin owns (``acme.policy``) and a folder with
-        one ``<locale>.yaml`` per language (``en.yaml`` is mandatory).  Every
+        one ``<locale>.toml`` per language (``en.toml`` is mandatory).  Every
         message id a plugin reports must be in its catalogs.
     """
 
