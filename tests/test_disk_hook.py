@@ -71,9 +71,9 @@ class Broken:
 def plugin(tmp_path: Path) -> Qcow2Plugin:
     cats = tmp_path / "catalogs"
     cats.mkdir()
-    (cats / "en.yaml").write_text(
-        'acme.qcow2.not_qcow2: "{0} is not a qcow2 image."\n'
-        'acme.qcow2.backing_file: "{0} needs a backing file."\n',
+    (cats / "en.toml").write_text(
+        '"acme.qcow2.not_qcow2" = "{0} is not a qcow2 image."\n'
+        '"acme.qcow2.backing_file" = "{0} needs a backing file."\n',
         encoding="utf-8",
     )
     return Qcow2Plugin(cats)

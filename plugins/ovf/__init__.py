@@ -12,6 +12,7 @@ import re
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from validator.checks import CheckContext, FileCheck, ItemType, Reporter, StreamCheck
 from validator.hookspecs import hookimpl
@@ -26,9 +27,11 @@ from validator.session import (
     is_plain_name,
 )
 
-from . import certificate, integrity, manifest
-from .descriptor import Descriptor, chunk_name, read_descriptor
-from .disks import attach_disk_checks, sequential_disk_checks, vmdk_disk_checks
+# The adapter's modules (lxml among their imports) are imported by the hooks that
+# need them, after the hook has seen that the session is an OVF one: validating
+# an ISO, or listing plugins, does not pay for them.
+if TYPE_CHECKING:
+    from .descriptor import Descriptor
 
 DESCRIPTOR_SUFFIX = ".ovf"
 OVA_SUFFIX = ".ova"
@@ -78,6 +81,8 @@ def descriptor_of(session: Session, ctx: CheckContext) -> Descriptor | None:
         if file is None or file.source is None:
             return None
         data = ctx.read_small(file, ctx.limits.descriptor_bytes)
+        from .descriptor import read_descriptor
+
         return read_descriptor(file.name, data, ctx.limits)
 
     return ctx.cached(_CACHE_KEY, load)
@@ -101,6 +106,8 @@ def validator_open_session(path: Path, limits: Limits) -> Session | None:
         raise SessionError("validator.core.input.unreadable", path, exc.strerror or exc) from exc
     if not stat.S_ISREG(st.st_mode):
         return None
+    from .descriptor import chunk_name, read_descriptor
+
     folder = Path(os.path.realpath(path)).parent
     session = Session(origin=str(path), item_type=None)
     first = file_from_path(Path(os.path.realpath(path)), path.name)
@@ -159,6 +166,9 @@ def validator_prepare_session(
     desc = descriptor_of(session, ctx)
     if desc is None:
         return
+    from . import certificate, integrity, manifest
+    from .disks import attach_disk_checks
+
     for message_id, args in desc.problems:
         report.error(desc.name, message_id, *args)
     referenced = referenced_names(desc, session, ctx)
@@ -194,6 +204,8 @@ def referenced_names(desc: Descriptor, session: Session, ctx: CheckContext) -> s
 
 
 def required_chunks(desc: Descriptor, session: Session, ctx: CheckContext) -> set[str]:
+    from .descriptor import chunk_name
+
     out: set[str] = set()
     present = set(session.names())
     for ref in desc.files:
@@ -230,6 +242,8 @@ def validator_disk_checks(
     name: str, disk_format: str, capacity: int | None, disk_id: str, ctx: CheckContext
 ) -> Iterable[StreamCheck] | None:
     """VMDK sparse disks (streamOptimized, monolithicSparse): :mod:`.vmdk`."""
+    from .disks import vmdk_disk_checks
+
     return vmdk_disk_checks(name, disk_format, capacity, disk_id, ctx)
 
 
@@ -241,6 +255,8 @@ def validator_check_session(
         return
     found = descriptor_of(session, ctx)
     if found is not None:
+        from . import certificate, manifest
+
         manifest.check(found, session, ctx, report)  # digests of the pass vs the manifest
         certificate.check_late(found, session, ctx, report)  # one that came after the files
     if not session.sequential:
@@ -272,6 +288,9 @@ def validator_file_checks(
     desc = descriptor_of(session, ctx)
     if desc is None:
         return None
+    from . import integrity
+    from .disks import sequential_disk_checks
+
     checks: list[FileCheck] = list(integrity.file_checks(desc, session, file, ctx))
     if session.sequential and file.name not in ctx.store.get("ovf.names_checked", ()):
         checks.extend(sequential_disk_checks(desc, session, ctx, file.name))
@@ -288,4 +307,6 @@ def validator_file_groups(
     desc = descriptor_of(session, ctx)
     if desc is None:
         return None
+    from . import integrity
+
     return integrity.file_groups(desc, session, ctx)
