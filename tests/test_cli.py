@@ -204,3 +204,44 @@ def test_python_dash_m_in_a_real_process() -> None:
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["value"]["has_errors"] is True
     assert proc.stderr == b""
+
+
+@pytest.mark.parametrize(
+    ("args", "absent"),
+    [
+        # A small OVF package needs lxml, but not PyYAML, cryptography or the ISO adapter.
+        (["samples/vm.ovf"], {"yaml", "cryptography", "pycdlib", "validator_plugins.iso.check"}),
+        # An ISO needs neither lxml nor the OVF adapter's modules.
+        (["ISO"], {"yaml", "lxml.etree", "cryptography", "validator_plugins.ovf.descriptor"}),
+        (["--help"], {"pluggy", "lxml.etree", "importlib.metadata", "validator.engine"}),
+    ],
+)
+def test_imports_stay_lazy(tmp_path: Path, args: list[str], absent: set[str]) -> None:
+    """What start-up imports decides its cost (bench/startup.py measures it)."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    if args == ["ISO"]:
+        iso = tmp_path / "small.iso"
+        pycdlib = pytest.importorskip("pycdlib")
+        image = pycdlib.PyCdlib()
+        image.new()
+        image.add_fp(__import__("io").BytesIO(b"hi\n"), 3, "/A.TXT;1")
+        image.write(str(iso))
+        image.close()
+        args = [str(iso)]
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['validator', *{args!r}]\n"
+        "try:\n    runpy.run_module('validator', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {sorted(absent)!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "[]", out.stdout + out.stderr
+    assert ("usage" if args == ["--help"] else ": valid ") in lines[0], out.stdout + out.stderr
