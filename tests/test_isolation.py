@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import pytest
 
@@ -454,16 +454,33 @@ def test_check_calling_sys_exit_is_a_check_failure(
 class DiskBoom(StreamCheck):
     label = "disk-boom"
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, exc: BaseException | None = None) -> None:
         self.where = where
+        self.exc = exc if exc is not None else RuntimeError(f"{where} broke")
 
     def update(self, data: memoryview) -> None:
         if self.where == "update":
-            raise RuntimeError("update broke")
+            raise self.exc
 
     def finish(self, report: Reporter) -> None:
         if self.where == "finish":
-            raise RuntimeError("finish broke")
+            raise self.exc
+
+
+class DiskCount(StreamCheck):
+    """A well-behaved disk check of another plugin: counts the bytes it is fed."""
+
+    label = "disk-count"
+    seen: ClassVar[list[int]] = []
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def update(self, data: memoryview) -> None:
+        self.count += len(data)
+
+    def finish(self, report: Reporter) -> None:
+        DiskCount.seen.append(self.count)
 
 
 def _ovf_package(tmp_path: Path, compressed: bool) -> Path:
@@ -520,6 +537,82 @@ def test_disk_check_that_raises_is_reported_with_its_plugin(
     assert [(m, a) for _, m, a in entries(result)] == [
         ("validator.core.check.failed", ("diskplug", "disk-boom", f"RuntimeError: {where} broke"))
     ]
+
+
+EXITS = [SystemExit(0), SystemExit("bye"), GeneratorExit()]
+
+
+@pytest.mark.parametrize("exc", EXITS, ids=["sys.exit(0)", "sys.exit(str)", "GeneratorExit"])
+@pytest.mark.parametrize("where", ["update", "finish"])
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+def test_disk_check_calling_sys_exit_is_reported_with_its_plugin(
+    make_registry: Callable[..., Registry],
+    tmp_path: Path,
+    compressed: bool,
+    where: str,
+    exc: BaseException,
+) -> None:
+    """Not as the ovf adapter's ``ovf-stream`` check (which also ended the VMDK check and
+    every other disk check of the file): as its own plugin's, like an Exception."""
+    from validator.registry import describe
+
+    from .adversarial.bundles import SAMPLE_DISK
+
+    DiskCount.seen = []
+    reg = make_registry(
+        ("diskplug", faulty("validator_disk_checks", lambda: [DiskBoom(where, exc)])),
+        ("counter", faulty("validator_disk_checks", lambda: [DiskCount()])),
+    )
+    result = run(reg, _ovf_package(tmp_path, compressed))
+    assert [(m, a) for _, m, a in entries(result)] == [
+        ("validator.core.check.failed", ("diskplug", "disk-boom", describe(exc)))
+    ]
+    assert DiskCount.seen == [len(SAMPLE_DISK)]
+
+
+def _ova_on_a_pipe(reg: Registry) -> ValidationResult:
+    import io
+    import tarfile
+
+    from validator_plugins.ovf.ova import open_stream
+
+    from .adversarial.bundles import SAMPLE_DISK, SAMPLE_OVF
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in (("vm.ovf", SAMPLE_OVF), ("vm-disk1.vmdk", SAMPLE_DISK)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    engine = Engine(reg, limits=Limits())
+    return engine.validate(open_stream(io.BytesIO(raw.getvalue()), "-", Limits()))
+
+
+@pytest.mark.parametrize(
+    "exc", [RuntimeError("broke"), *EXITS],
+    ids=["RuntimeError", "sys.exit(0)", "sys.exit(str)", "GeneratorExit"],
+)  # fmt: skip
+@pytest.mark.parametrize("where", ["update", "finish"])
+def test_disk_check_on_an_ova_from_a_pipe_is_reported_with_its_plugin(
+    make_registry: Callable[..., Registry], where: str, exc: BaseException
+) -> None:
+    """``validator -``: the disk's checks are handed to the engine by the ovf adapter itself
+    (its stored size was unknown when the streams were prepared); a failure was reported as
+    the ``ovf`` plugin's."""
+    from validator.registry import describe
+
+    from .adversarial.bundles import SAMPLE_DISK
+
+    DiskCount.seen = []
+    reg = make_registry(
+        ("diskplug", faulty("validator_disk_checks", lambda: [DiskBoom(where, exc)])),
+        ("counter", faulty("validator_disk_checks", lambda: [DiskCount()])),
+    )
+    result = _ova_on_a_pipe(reg)
+    assert [(m, a) for _, m, a in entries(result)] == [
+        ("validator.core.check.failed", ("diskplug", "disk-boom", describe(exc)))
+    ]
+    assert DiskCount.seen == [len(SAMPLE_DISK)]
 
 
 def test_disk_checks_hook_that_hangs_is_reported_by_name(

@@ -399,6 +399,43 @@ def test_failing_consumer_is_reported_and_others_go_on() -> None:
     assert failed and "boom" in failed[0].args[2]
 
 
+class Quits:
+    def __init__(self, where: str, exc: BaseException) -> None:
+        self.where = where
+        self.exc = exc
+
+    def feed(self, data: memoryview, /) -> None:
+        if self.where == "feed":
+            raise self.exc
+
+    def close(self) -> list[tuple[str, tuple[object, ...]]]:
+        if self.where == "close":
+            raise self.exc
+        return []
+
+
+@pytest.mark.parametrize(
+    "exc", [SystemExit(0), GeneratorExit()], ids=["sys.exit(0)", "GeneratorExit"]
+)
+@pytest.mark.parametrize("where", ["feed", "close"])
+def test_consumer_calling_sys_exit_is_dropped_and_others_go_on(
+    where: str, exc: BaseException
+) -> None:
+    """Not only Exception: what escaped here was reported as the ovf-stream check's failure,
+    and the other consumers (the VMDK check) reported nothing."""
+    ref = FileRef(id="f", href="f", line=1)
+    stream = LogicalStream(ref, [("f", 3)], Limits())
+    stream.attach(Quits(where, exc))
+    sink = stream.attach(Collect())
+    stream.update(memoryview(b"abc"))
+    report = Reporter()
+    stream.finish(report)
+    assert isinstance(sink, Collect) and bytes(sink.data) == b"abc" and sink.closed
+    failed = [p for p in report.problems if p.args[1] == "Quits"]
+    assert [p.message_id for p in failed] == ["validator.ovf.stream.consumer_failed"]
+    assert failed[0].args[2].startswith(type(exc).__name__)
+
+
 def test_attach_after_hand_out_is_refused() -> None:
     stream = LogicalStream(FileRef(id="f", href="f", line=1), [("f", 3)], Limits())
     stream.handed_out = True

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from validator.checks import CheckContext, Reporter, StreamCheck
-from validator.registry import HookFailure, _as_list, describe
+from validator.registry import PLUGIN_ERRORS, HookFailure, _as_list, describe
 from validator.session import Session
 
 from .descriptor import Descriptor, Disk
@@ -121,15 +121,19 @@ class CheckConsumer:
 
     A check that raises is dropped and reported as the engine reports a failed
     check (``validator.core.check.failed``, with the plugin's name and the
-    check's label); the other consumers go on.
+    check's label); the other consumers go on.  "Raises" is what the engine
+    guards plugin code against (:data:`~validator.registry.PLUGIN_ERRORS`, so
+    ``sys.exit()`` too): anything less would escape to the logical stream and
+    be reported as the ``ovf`` adapter's failure, ending every disk check of
+    the file.
     """
 
     def __init__(self, check: StreamCheck, plugin: str = "ovf") -> None:
         self.check = check
         self.plugin = plugin
-        self.failure: Exception | None = None
+        self.failure: BaseException | None = None
 
-    def _failed(self, exc: Exception) -> list[Problem]:
+    def _failed(self, exc: BaseException) -> list[Problem]:
         label = self.check.label or type(self.check).__name__
         return [("validator.core.check.failed", (self.plugin, label, describe(exc)))]
 
@@ -138,7 +142,7 @@ class CheckConsumer:
             return
         try:
             self.check.update(data)
-        except Exception as exc:
+        except PLUGIN_ERRORS as exc:
             self.failure = exc
 
     def close(self) -> list[Problem]:
@@ -147,9 +151,43 @@ class CheckConsumer:
         report = Reporter()
         try:
             self.check.finish(report)
-        except Exception as exc:
+        except PLUGIN_ERRORS as exc:
             return self._failed(exc)
         return [(p.message_id, p.args) for p in report.problems]
+
+
+class OwnedCheck(StreamCheck):
+    """A plugin's disk check that this adapter hands to the engine itself (an archive on a pipe).
+
+    The engine would report its failure as this adapter's (``ovf``): this
+    wrapper reports it as :class:`CheckConsumer` does, with the plugin's name
+    and the check's label (``validator.core.check.failed``), on file ``name``.
+    """
+
+    def __init__(self, check: StreamCheck, plugin: str, name: str) -> None:
+        self.check = check
+        self.plugin = plugin
+        self.name = name
+        self.label = check.label or type(check).__name__
+        self.failure: BaseException | None = None
+
+    def update(self, data: memoryview) -> None:
+        if self.failure is not None:
+            return
+        try:
+            self.check.update(data)
+        except PLUGIN_ERRORS as exc:
+            self.failure = exc
+
+    def finish(self, report: Reporter) -> None:
+        if self.failure is None:
+            try:
+                self.check.finish(report)
+            except PLUGIN_ERRORS as exc:
+                self.failure = exc
+        if self.failure is not None:
+            failed = describe(self.failure)
+            report.error(self.name, "validator.core.check.failed", self.plugin, self.label, failed)
 
 
 class _HookTimeout(Exception):
@@ -294,7 +332,7 @@ def sequential_disk_checks(
     if ref is None or found is None or ref.compression is not None or ref.chunk_size is not None:
         return []
     found_checks, problems = checks_for_disk(session, ctx, found)
-    checks = [check for _, check in found_checks]
+    checks: list[StreamCheck] = [OwnedCheck(check, plugin, name) for plugin, check in found_checks]
     if problems:
         errors = [p for p in problems if p[0] != NO_FORMAT[0]]
         warnings = [p for p in problems if p[0] == NO_FORMAT[0]]

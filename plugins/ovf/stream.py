@@ -52,7 +52,8 @@ What a consumer can rely on:
   stream, the decompression limit, a chunk missing from the session) the
   consumers are *dropped*: ``close`` is not called and they report nothing,
   because the stream's own message already says what is wrong;
-- a consumer whose ``feed`` or ``close`` raises is dropped and reported
+- a consumer whose ``feed`` or ``close`` raises (anything the engine guards
+  plugin code against, ``sys.exit()`` too) is dropped and reported
   (``validator.ovf.stream.consumer_failed``); the other consumers and the
   gzip check go on.
 """
@@ -66,6 +67,7 @@ from typing import Protocol
 
 from validator.checks import CheckContext, Reporter, StreamCheck
 from validator.limits import Limits
+from validator.registry import PLUGIN_ERRORS
 from validator.session import Session
 
 from .descriptor import FileRef, chunk_name
@@ -196,7 +198,7 @@ class LogicalStream(StreamCheck):
             for consumer in list(self.consumers):
                 try:
                     problems = list(consumer.close())
-                except Exception as exc:
+                except PLUGIN_ERRORS as exc:
                     self._consumer_failed(consumer, exc)
                     continue
                 for message_id, args in problems:
@@ -218,10 +220,10 @@ class LogicalStream(StreamCheck):
         for consumer in list(self.consumers):
             try:
                 consumer.feed(data)
-            except Exception as exc:
+            except PLUGIN_ERRORS as exc:
                 self._consumer_failed(consumer, exc)
 
-    def _consumer_failed(self, consumer: Consumer, exc: Exception) -> None:
+    def _consumer_failed(self, consumer: Consumer, exc: BaseException) -> None:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
