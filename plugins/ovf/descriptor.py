@@ -9,7 +9,9 @@ one helps.  Nothing here opens a file: hrefs are only checked as names.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 from lxml import etree
 
@@ -31,6 +33,8 @@ _UNSIGNED = re.compile(r"^[0-9]{1,20}$")
 _PROPERTY_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_.\-]*)\}$")
 _UNITS = re.compile(r"^\s*byte((?:\s*\*\s*[0-9]{1,6}(?:\s*\^\s*[0-9]{1,3})?)*)\s*$", re.IGNORECASE)
 _UNIT_TERM = re.compile(r"\*\s*([0-9]{1,6})(?:\s*\^\s*([0-9]{1,3}))?")
+_HOST_RESOURCE = re.compile(r"^(?:ovf:)?/(disk|file)/(.+)$")
+_XSI_TYPE = f"{{{XSI}}}type"
 
 Problem = tuple[str, tuple[object, ...]]
 
@@ -89,15 +93,27 @@ class Descriptor:
 
 
 def _local(tag: object) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    """The local name of an element's tag (``""`` for a comment or processing instruction).
+
+    lxml gives tags in Clark notation, ``{namespace}local``, and ``}`` cannot be
+    part of an XML name: this is ``etree.QName(tag).localname`` without building
+    a QName object for every element (which cost most of the time of a large
+    descriptor).
+    """
+    return tag[tag.rfind("}") + 1 :] if isinstance(tag, str) else ""
 
 
 def _ns(tag: object) -> str:
     return (etree.QName(tag).namespace or "") if isinstance(tag, str) else ""
 
 
-def _elements(el: etree._Element) -> list[etree._Element]:
-    return [c for c in el if isinstance(c.tag, str)]
+def _elements(el: etree._Element, local: str | None = None) -> Iterator[etree._Element]:
+    """The child elements of ``el`` (comments and processing instructions skipped), in
+    order; with ``local``, only those of that local name, in any namespace or none.
+
+    lxml filters the children itself (``{*}name`` is any namespace or none).
+    """
+    return el.iterchildren(etree.Element if local is None else f"{{*}}{local}")
 
 
 class _Reader:
@@ -109,28 +125,34 @@ class _Reader:
         self.limits = limits
         self.legacy = OVF_NAMESPACES[ns] == "0.9"
         self.properties: set[str] = set()
+        #: Attribute name → its Clark name in the envelope's namespace.
+        self._attr_names: dict[str, str] = {}
 
     def attr(self, el: etree._Element, name: str) -> str | None:
-        value = el.get(f"{{{self.ns}}}{name}")
+        key = self._attr_names.get(name)
+        if key is None:
+            key = self._attr_names[name] = f"{{{self.ns}}}{name}"
+        value = el.get(key)
         return value.strip() if value is not None else None
 
-    def kind(self, el: etree._Element) -> str:
+    def kind(self, el: etree._Element, local: str | None = None) -> str:
         """Section or content kind: the local name, or the xsi:type of 0.9's Section/Content."""
-        local = _local(el.tag)
+        if local is None:
+            local = _local(el.tag)
         if self.legacy and local in ("Section", "Content"):
-            xtype = el.get(f"{{{XSI}}}type", "")
+            xtype = el.get(_XSI_TYPE, "")
             base = xtype.split(":")[-1]
             return base[: -len("_Type")] if base.endswith("_Type") else (base or local)
         return local
 
-    def is_content(self, el: etree._Element) -> bool:
-        return self.kind(el) in CONTENT_NAMES
-
-    def is_section(self, el: etree._Element) -> bool:
-        return self.kind(el).endswith("Section") or _local(el.tag) == "Section"
+    def classify(self, el: etree._Element) -> tuple[str, bool, bool]:
+        """``(kind, is content, is section)`` of an element (both can hold for 0.9)."""
+        local = _local(el.tag)
+        kind = self.kind(el, local)
+        return kind, kind in CONTENT_NAMES, kind.endswith("Section") or local == "Section"
 
     def has_info(self, el: etree._Element) -> bool:
-        return any(_local(c.tag) == "Info" for c in _elements(el))
+        return next(_elements(el, "Info"), None) is not None
 
     # -- the envelope ---------------------------------------------------
     def read(self, root: etree._Element) -> None:
@@ -138,44 +160,44 @@ class _Reader:
             key = self.attr(prop, "key")
             if key:
                 self.properties.add(key)
-        children = _elements(root)
-        refs = [c for c in children if _local(c.tag) == "References"]
-        content = [c for c in children if self.is_content(c)]
+        children = [(c, *self.classify(c)) for c in _elements(root)]
+        refs = [c for c, *_ in children if _local(c.tag) == "References"]
+        content = [(c, kind) for c, kind, is_content, _ in children if is_content]
         if not refs:
             self.d.add("validator.ovf.references.missing")
         for extra in refs[1:]:
             self.d.add("validator.ovf.references.duplicate", extra.sourceline or 0)
-        if refs and children[0] is not refs[0]:
+        if refs and children[0][0] is not refs[0]:
             self.d.add("validator.ovf.envelope.references_not_first", refs[0].sourceline or 0)
         if not content:
             self.d.add("validator.ovf.content.missing")
-        for extra in content[1:]:
+        for extra, _ in content[1:]:
             self.d.add("validator.ovf.content.multiple", extra.sourceline or 0)
         seen_content = False
-        for c in children:
-            if c in content:
+        for c, kind, is_content, is_section in children:
+            if is_content:
                 seen_content = True
-            elif seen_content and self.is_section(c):
-                self.d.add(
-                    "validator.ovf.envelope.section_after_content", self.kind(c), c.sourceline or 0
-                )
+            elif seen_content and is_section:
+                self.d.add("validator.ovf.envelope.section_after_content", kind, c.sourceline or 0)
         if refs:
             self.read_references(refs[0])
-        for c in children:
-            if self.is_section(c):
-                self.read_section(c)
+        for c, kind, _, is_section in children:
+            if is_section:
+                self.read_section(c, kind)
         content_ids: set[str] = set()
-        for c in content:
-            self.read_content(c, content_ids, depth=0)
+        for c, kind in content:
+            self.read_content(c, kind, content_ids, depth=0)
         self.check_host_resources(root)
 
     def read_references(self, refs: etree._Element) -> None:
         ids: set[str] = set()
         hrefs: set[str] = set()
-        files = [c for c in _elements(refs) if _local(c.tag) == "File"]
-        if len(files) > self.limits.references:
-            self.d.add("validator.ovf.limit.references", len(files), self.limits.references)
-            files = files[: self.limits.references]
+        found = _elements(refs, "File")
+        files = list(islice(found, self.limits.references))
+        beyond = sum(1 for _ in found)  # counted, not kept
+        if beyond:
+            total = len(files) + beyond
+            self.d.add("validator.ovf.limit.references", total, self.limits.references)
         for el in files:
             line = el.sourceline or 0
             fid = self.attr(el, "id")
@@ -230,8 +252,7 @@ class _Reader:
             return False
         return True
 
-    def read_section(self, section: etree._Element) -> None:
-        kind = self.kind(section)
+    def read_section(self, section: etree._Element, kind: str) -> None:
         if not self.has_info(section):
             self.d.add("validator.ovf.section.no_info", kind, section.sourceline or 0)
         if kind == "DiskSection":
@@ -240,9 +261,7 @@ class _Reader:
     def read_disks(self, section: etree._Element) -> None:
         ids: set[str] = set()
         file_ids = {f.id for f in self.d.files}
-        for el in _elements(section):
-            if _local(el.tag) != "Disk":
-                continue
+        for el in _elements(section, "Disk"):
             line = el.sourceline or 0
             did = self.attr(el, "diskId")
             if not did:
@@ -313,9 +332,8 @@ class _Reader:
                 return None
         return value
 
-    def read_content(self, el: etree._Element, ids: set[str], depth: int) -> None:
+    def read_content(self, el: etree._Element, kind: str, ids: set[str], depth: int) -> None:
         line = el.sourceline or 0
-        kind = self.kind(el)
         cid = self.attr(el, "id")
         if not cid:
             self.d.add("validator.ovf.content.no_id", kind, line)
@@ -326,34 +344,32 @@ class _Reader:
         if not self.has_info(el):
             self.d.add("validator.ovf.content.no_info", kind, cid or "?", line)
         for child in _elements(el):
-            if self.is_content(child):
+            child_kind, is_content, is_section = self.classify(child)
+            if is_content:
                 if kind != "VirtualSystemCollection":
                     self.d.add(
                         "validator.ovf.content.nested_in_system",
-                        self.kind(child),
+                        child_kind,
                         cid or "?",
                         child.sourceline or 0,
                     )
-                self.read_content(child, ids, depth + 1)
-            elif self.is_section(child):
-                self.read_section(child)
+                self.read_content(child, child_kind, ids, depth + 1)
+            elif is_section:
+                self.read_section(child, child_kind)
 
     def check_host_resources(self, root: etree._Element) -> None:
         disks = {d.id for d in self.d.disks}
         files = {f.id for f in self.d.files}
-        for el in root.iter():
-            if not isinstance(el.tag, str) or _local(el.tag) != "HostResource":
-                continue
+        for el in root.iter("{*}HostResource"):
             value = (el.text or "").strip()
-            line = el.sourceline or 0
-            m = re.match(r"^(?:ovf:)?/(disk|file)/(.+)$", value)
+            m = _HOST_RESOURCE.match(value)
             if not m:
                 continue
             kind, ident = m.groups()
             if kind == "disk" and ident not in disks:
-                self.d.add("validator.ovf.hardware.unknown_disk", ident, line)
+                self.d.add("validator.ovf.hardware.unknown_disk", ident, el.sourceline or 0)
             elif kind == "file" and ident not in files:
-                self.d.add("validator.ovf.hardware.unknown_file", ident, line)
+                self.d.add("validator.ovf.hardware.unknown_file", ident, el.sourceline or 0)
 
 
 def read_descriptor(name: str, data: bytes | None, limits: Limits) -> Descriptor:
