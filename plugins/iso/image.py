@@ -68,6 +68,8 @@ class Findings:
     rock_ridge: bool = False
     eltorito: bool = False
     udf: bool = False
+    #: Logical block (sector) size of the UDF volume: 2048 on optical media, 512 to 32768 else.
+    udf_block_size: int = SECTOR
     #: Partitions of a UDF volume: (number, first sector, sectors).
     udf_partitions: list[tuple[int, int, int]] = field(default_factory=list)
     hybrid: str | None = None

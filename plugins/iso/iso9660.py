@@ -26,6 +26,8 @@ EL_TORITO_ID = b"EL TORITO SPECIFICATION"
 MAX_PATH_TABLE = 16 << 20
 #: Both-endian fields of a Rock Ridge PX entry (POSIX attributes) and their offsets.
 PX_FIELDS = (("file mode", 4), ("links", 12), ("user id", 20), ("group id", 28))
+#: Both-endian fields of a SUSP CE entry (continuation area) and their offsets.
+CE_FIELDS = (("continuation block", 4), ("continuation offset", 12), ("continuation length", 20))
 #: Continuation areas (Rock Ridge CE) followed from one directory record.
 MAX_CONTINUATIONS = 32
 
@@ -406,16 +408,25 @@ class Walker:
                 )
                 return None
             if sig == b"CE" and length >= 28:
-                following = (le32(area, at + 4), le32(area, at + 12), le32(area, at + 20))
+                if self.both_endian(area, at, CE_FIELDS, where):
+                    following = (le32(area, at + 4), le32(area, at + 12), le32(area, at + 20))
             elif sig == b"PX" and length >= 36:
-                for field, pos in PX_FIELDS:
-                    little, big = le32(area, at + pos), be32(area, at + pos + 4)
-                    if little != big:
-                        self.f.error(
-                            "validator.iso.rockridge.endian_mismatch", where, field, little, big
-                        )
+                self.both_endian(area, at, PX_FIELDS, where)
             at += length
         return following
+
+
+    def both_endian(
+        self, area: bytes, at: int, fields: tuple[tuple[str, int], ...], where: str
+    ) -> bool:
+        """The both-endian 32-bit fields of one SUSP entry; ``False`` if a pair disagrees."""
+        agree = True
+        for field, pos in fields:
+            little, big = le32(area, at + pos), be32(area, at + pos + 4)
+            if little != big:
+                self.f.error("validator.iso.rockridge.endian_mismatch", where, field, little, big)
+                agree = False
+        return agree
 
 
 def find_boot_catalog(f: Findings, descriptors: list[VolumeDescriptor]) -> int | None:
