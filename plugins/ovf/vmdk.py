@@ -2,8 +2,10 @@
 
 :class:`VmdkChecker` is an incremental consumer: ``feed(bytes)`` the disk's
 content in order (as stored, or after the OVF stream pipeline joined chunks and
-decompressed gzip), then ``close()`` returns the problems as ``(message id,
-args)`` pairs.  :class:`VmdkCheck` wraps it as an engine
+decompressed gzip), in pieces of any size, then ``close()`` returns the
+problems as ``(message id, args)`` pairs: the same problems in the same order
+wherever the pieces are cut (the engine's ``read_chunk_bytes``, gzip's
+output).  :class:`VmdkCheck` wraps it as an engine
 :class:`~validator.checks.StreamCheck`.
 
 Memory stays bounded whatever the disk size: the 512-byte header, the embedded
@@ -133,16 +135,24 @@ def _unquote(value: str) -> str:
 
 
 class _Capture:
-    """Copies the bytes of one region ``[start, start + length)`` as they stream past."""
+    """Copies the bytes of one region ``[start, start + length)`` as they stream past.
 
-    __slots__ = ("buf", "done", "kind", "length", "start")
+    It is handed to ``done`` when the stream reaches :attr:`done_at`: the end
+    of the region (just past its start for an empty region).
+    """
 
-    def __init__(self, start: int, length: int, kind: str, done: Callable[[bytes], None]) -> None:
+    __slots__ = ("buf", "done", "done_at", "kind", "length", "seq", "start")
+
+    def __init__(
+        self, start: int, length: int, kind: str, done: Callable[[bytes], None], seq: int
+    ) -> None:
         self.start = start
         self.length = length
         self.kind = kind
         self.buf = bytearray()
         self.done = done
+        self.seq = seq
+        self.done_at = start + max(length, 1)
 
 
 class VmdkChecker:
@@ -154,6 +164,14 @@ class VmdkChecker:
     capacity in bytes from the OVF descriptor (``None``: unknown); ``variant``
     is the fragment of the OVF format URI (``streamOptimized``,
     ``monolithicSparse`` or ``sparse``).
+
+    The verdict depends only on the bytes, never on how they are cut into
+    pieces: everything the checker does happens at a *stream position* (the
+    header at byte 512, a marker where its 16 bytes end, a captured region
+    where it ends), in the order of those positions (a region before a marker
+    that ends at the same byte, regions in the order they were asked for), and
+    a region asked for at a position it starts before is never read (it has
+    streamed past).  So the problems come in the same order too.
     """
 
     def __init__(
@@ -179,9 +197,11 @@ class VmdkChecker:
         self.header: Header | None = None
         self.dead = False  # not a VMDK: the rest is only counted
         self._head = bytearray()
-        self._chunk_start = 0
-        self._captures: list[tuple[int, int, _Capture]] = []
+        self._at = 0  # stream position of the event being handled
+        # regions to capture: not reached yet (by start), receiving bytes, complete (by end)
+        self._waiting: list[tuple[int, int, _Capture]] = []
         self._active: list[_Capture] = []
+        self._ready: list[tuple[int, int, _Capture]] = []
         self._seq = 0
         # grain directory and tables
         self._gd_entries: list[int] | None = None
@@ -192,6 +212,8 @@ class VmdkChecker:
         self._mpos = 0
         self._mbuf = bytearray()
         self._mstop = False
+        self._grain = 1  # grain size in sectors for the walk (1 if the header's is 0)
+        self._biggest = 0  # largest compressed grain a marker may announce
         self._eos_at: int | None = None
         self._footer: Header | None = None
         self._footer_at: int | None = None
@@ -203,56 +225,78 @@ class VmdkChecker:
 
     # -- feeding --------------------------------------------------------------
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Consume the next bytes of the disk."""
+        """Consume the next bytes of the disk (pieces of any size)."""
         view = data if isinstance(data, memoryview) else memoryview(data)
         n = len(view)
-        if not n:
+        if not n or self.dead:
+            self.pos += n
             return
         start = self.pos
-        end = start + n
-        self._chunk_start = start
-        if self.header is None and not self.dead:
+        self.pos = start + n
+        if self.header is None:
             need = SECTOR - len(self._head)
             self._head += view[:need]
-            if len(self._head) == SECTOR:
-                self._start(bytes(self._head))
-        if not self.dead and self.header is not None:
-            if self._walking and not self._mstop:
-                self._walk(view, start, end)
-            if self._captures or self._active:
-                self._capture(view, start, end)
-        self.pos = end
-
-    def _capture(self, view: memoryview, start: int, end: int) -> None:
-        # A completed capture may ask for more (the directory names its tables): loop.
-        while True:
-            while self._captures and self._captures[0][0] < end:
-                _, _, cap = heapq.heappop(self._captures)
-                if cap.start >= start:
-                    self._active.append(cap)
-                # else: streamed past already, it cannot be checked here
-            progressed = False
-            still: list[_Capture] = []
-            active, self._active = self._active, []
-            for cap in active:
-                have = cap.start + len(cap.buf)
-                hi = min(cap.start + cap.length, end)
-                if have < hi:
-                    cap.buf += view[have - start : hi - start]
-                if len(cap.buf) >= cap.length:
-                    cap.done(bytes(cap.buf))
-                    progressed = True
-                else:
-                    still.append(cap)
-            self._active.extend(still)
-            if not progressed:
+            if len(self._head) < SECTOR:
                 return
+            head = bytes(self._head)
+            self._head = bytearray()
+            self._at = SECTOR
+            self._start(head)
+            if self.dead:
+                return
+            # A marker walk may start inside the header (overhead 0): walk its bytes too.
+            self._process(memoryview(head), 0)
+            view = view[need:]
+            start += need
+            if not view:
+                return
+        self._process(view, start)
+
+    def _process(self, view: memoryview, start: int) -> None:
+        """Handle every event that happens within ``[start, start + len(view))``, in order."""
+        end = start + len(view)
+        ready = self._ready
+        while True:
+            if self._waiting or self._active:
+                self._fill(view, start, end)
+            if self._walking and not self._mstop:
+                # markers that end before the next complete region (ties: the region first)
+                stop = ready[0][0] - 1 if ready else end
+                if self._walk(view, start, end, stop):
+                    continue
+            if not ready:
+                return
+            at, _, cap = heapq.heappop(ready)
+            self._at = at
+            data, cap.buf = bytes(cap.buf), bytearray()
+            cap.done(data)
+
+    def _fill(self, view: memoryview, start: int, end: int) -> None:
+        """Copy this piece's bytes into the regions it covers; queue the complete ones."""
+        waiting = self._waiting
+        active = self._active
+        while waiting and waiting[0][0] < end:
+            active.append(heapq.heappop(waiting)[2])
+        if not active:
+            return
+        still: list[_Capture] = []
+        for cap in active:
+            have = cap.start + len(cap.buf)  # >= start: regions start at or after their request
+            hi = min(cap.start + cap.length, end)
+            if have < hi:
+                cap.buf += view[have - start : hi - start]
+            if cap.done_at <= end:
+                heapq.heappush(self._ready, (cap.done_at, cap.seq, cap))
+            else:
+                still.append(cap)
+        self._active = still
 
     def _want(self, start: int, length: int, kind: str, done: Callable[[bytes], None]) -> None:
-        if start < self._chunk_start:
-            return
+        if start < self._at:
+            return  # streamed past already: it cannot be checked in one pass
         self._seq += 1
-        heapq.heappush(self._captures, (start, self._seq, _Capture(start, length, kind, done)))
+        cap = _Capture(start, length, kind, done, self._seq)
+        heapq.heappush(self._waiting, (start, cap.seq, cap))
 
     # -- the header -----------------------------------------------------------
     def _start(self, block: bytes) -> None:
@@ -313,6 +357,8 @@ class VmdkChecker:
         if h.markers:
             self._walking = True
             self._mpos = h.overhead * SECTOR
+            self._grain = h.grain_size if h.grain_size > 0 else 1
+            self._biggest = self._grain * SECTOR * 2 + 4096
 
     def _want_gd(self, gd_sector: int, h: Header) -> None:
         count = h.grain_tables()
@@ -349,43 +395,58 @@ class VmdkChecker:
             self._grain_low = low
 
     # -- the marker walk --------------------------------------------------------
-    def _walk(self, view: memoryview, start: int, end: int) -> None:
+    def _walk(self, view: memoryview, start: int, end: int, stop: int) -> bool:
+        """Walk the markers whose 16 bytes end by ``stop`` (at most ``end``).
+
+        Plain grains are skipped in a tight loop; any other marker is handled
+        and True returned (it may have asked for regions).  False: the walk
+        waits for bytes beyond ``stop``.
+        """
         h = self.header
         assert h is not None
+        mpos = self._mpos
+        if self._mbuf:
+            # a marker across pieces: gather its 16 bytes
+            done_at = mpos + 16
+            have = mpos + len(self._mbuf)
+            if done_at > stop:
+                if done_at > end:
+                    self._mbuf += view[have - start :]
+                return False
+            self._mbuf += view[have - start : done_at - start]
+            val, size, kind = _MARKER.unpack(self._mbuf)
+            self._mbuf.clear()
+            self._at = done_at
+            self._marker(mpos, val, size, kind, h)
+            return True
         capacity = h.capacity
-        grain = h.grain_size if h.grain_size > 0 else 1
-        biggest = grain * SECTOR * 2 + 4096
+        grain = self._grain
+        biggest = self._biggest
         unpack = _MARKER.unpack_from
-        while not self._mstop:
-            mpos = self._mpos
-            if mpos >= end:
-                return
-            if self._mbuf or mpos + 16 > end:
-                # a marker across two pieces: gather its 16 bytes
-                lo = max(mpos + len(self._mbuf), start)
-                need = 16 - len(self._mbuf)
-                self._mbuf += view[lo - start : min(lo - start + need, end - start)]
-                if len(self._mbuf) < 16:
-                    return
-                val, size, kind = _MARKER.unpack(self._mbuf)
-                self._mbuf.clear()
-                self._marker(mpos, val, size, kind, h)
-                continue
+        last = stop - 16
+        while mpos <= last:
             val, size, kind = unpack(view, mpos - start)
             if size and val < capacity and not val % grain and size <= biggest:
                 # the common case, a grain: skip its compressed data
-                self._mpos = mpos + (12 + size + SECTOR - 1) // SECTOR * SECTOR
+                mpos += (12 + size + SECTOR - 1) // SECTOR * SECTOR
                 continue
+            self._mpos = mpos
+            self._at = mpos + 16
             self._marker(mpos, val, size, kind, h)
+            return True
+        self._mpos = mpos
+        if mpos < end < mpos + 16:
+            self._mbuf += view[mpos - start :]
+        return False
 
     def _marker(self, at: int, val: int, size: int, kind: int, h: Header) -> None:
         if size:
             # a grain: its first sector (LBA), then `size` bytes of deflate data
-            if val >= h.capacity or (h.grain_size and val % h.grain_size):
+            if val >= h.capacity or val % self._grain:
                 self._add("validator.ovf.vmdk.grain_marker_lba", at, val, h.capacity)
                 self._mstop = True
                 return
-            if size > h.grain_size * SECTOR * 2 + 4096:
+            if size > self._biggest:
                 self._add("validator.ovf.vmdk.grain_marker_size", at, size)
                 self._mstop = True
                 return
@@ -506,8 +567,8 @@ class VmdkChecker:
         elif total < h.overhead * SECTOR:
             self._add("validator.ovf.vmdk.truncated", h.overhead * SECTOR, total)
             broken = True
-        unfinished = [cap for _, _, cap in self._captures] + self._active
-        for cap in sorted(unfinished, key=lambda c: c.start):
+        unfinished = [cap for _, _, cap in self._waiting + self._ready] + self._active
+        for cap in sorted(unfinished, key=lambda c: (c.start, c.seq)):
             if cap.kind == "descriptor":
                 self._add(
                     "validator.ovf.vmdk.descriptor_outside",
