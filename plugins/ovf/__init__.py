@@ -155,6 +155,13 @@ def validator_prepare_session(
 ) -> None:
     if item_type != "ovf":
         return
+    from .problems import CappedReporter
+
+    with CappedReporter(report) as capped:  # at most PER_KIND of a kind on a file
+        _prepare_session(session, ctx, capped)
+
+
+def _prepare_session(session: Session, ctx: CheckContext, report: Reporter) -> None:
     for name, message_id, args in session.meta.pop("ova.problems", []):
         report.error(name, message_id, *args)  # found while listing the archive
     names = descriptors(session)
@@ -253,6 +260,13 @@ def validator_check_session(
 ) -> None:
     if item_type != "ovf":
         return
+    from .problems import CappedReporter
+
+    with CappedReporter(report) as capped:  # at most PER_KIND of a kind on a file
+        _check_session(session, ctx, capped)
+
+
+def _check_session(session: Session, ctx: CheckContext, report: Reporter) -> None:
     found = descriptor_of(session, ctx)
     if found is not None:
         from . import certificate, manifest

@@ -19,6 +19,8 @@ from validator.limits import Limits
 from validator.session import is_plain_name
 from validator.xmlsafe import XmlRejected, parse
 
+from .problems import NOT_LISTED, Tally
+
 OVF_NAMESPACES = {
     "http://www.vmware.com/schema/ovf/1/envelope": "0.9",
     "http://schemas.dmtf.org/ovf/envelope/1": "1.x",
@@ -82,14 +84,23 @@ class Descriptor:
     version: str | None = None
     files: list[FileRef] = field(default_factory=list)
     disks: list[Disk] = field(default_factory=list)
+    #: At most ``PER_KIND`` of each message id, then one ``NOT_LISTED`` for the rest.
     problems: list[Problem] = field(default_factory=list)
     parsed: bool = False
+    _tally: Tally[str] = field(default_factory=Tally, repr=False, compare=False)
 
     def file_by_id(self) -> dict[str, FileRef]:
         return {f.id: f for f in self.files}
 
     def add(self, message: str, *args: object) -> None:
-        self.problems.append((message, args))
+        if self._tally.admit(message):
+            self.problems.append((message, args))
+
+    def add_not_listed(self) -> None:
+        """One problem per message id that had more than ``PER_KIND``: how many more."""
+        for message, count in self._tally.not_listed():
+            self.problems.append((NOT_LISTED, (self.name, count, message, self._tally.per_kind)))
+        self._tally = Tally(self._tally.per_kind)
 
 
 def _local(tag: object) -> str:
@@ -403,4 +414,5 @@ def read_descriptor(name: str, data: bytes | None, limits: Limits) -> Descriptor
     desc.version = OVF_NAMESPACES[ns]
     desc.parsed = True
     _Reader(desc, ns, limits).read(root)
+    desc.add_not_listed()
     return desc

@@ -30,12 +30,13 @@ from validator.limits import Limits
 from validator.session import Session
 
 from .descriptor import Descriptor
+from .problems import PER_KIND, Tally
 from .stream import stored_parts
 
 #: Manifest algorithm → (hashlib name, hex digits).
 ALGORITHMS = {"SHA1": ("sha1", 40), "SHA256": ("sha256", 64), "SHA512": ("sha512", 128)}
-#: Line problems reported one by one; the rest are counted.
-MAX_LINE_PROBLEMS = 20
+#: Bad lines (of any kind) reported one by one; the rest are counted.
+MAX_LINE_PROBLEMS = PER_KIND
 
 _LINE = re.compile(r"(?P<alg>[^()\s=]+)\((?P<name>.*)\)=(?P<rest>.*)", re.DOTALL)
 _DIGEST = re.compile(r" (?P<hex>[0-9A-Fa-f]+)")
@@ -68,6 +69,8 @@ class Manifest:
 
 def excerpt(text: str, limit: int = 80) -> str:
     """A line as it can be shown: control characters escaped, cut to ``limit``."""
+    if len(text) <= limit and text.isprintable():
+        return text  # the usual case, without a generator step per character
     shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[:limit])
     return shown + ("…" if len(text) > limit else "")
 
@@ -84,16 +87,13 @@ def parse_manifest(name: str, data: bytes, limits: Limits) -> Manifest:
         mf.problems.append(("validator.ovf.manifest.too_many_lines", (name, limits.manifest_lines)))
         mf.unusable = True
         return mf
-    line_problems: list[Problem] = []
+    bad_lines: Tally[str] = Tally(MAX_LINE_PROBLEMS)  # one kind: a bad line
     for number, raw in enumerate(lines, start=1):
         problem = _parse_line(mf, name, number, raw)
-        if problem is not None:
-            line_problems.append(problem)
-    mf.problems.extend(line_problems[:MAX_LINE_PROBLEMS])
-    if len(line_problems) > MAX_LINE_PROBLEMS:
-        mf.problems.append(
-            ("validator.ovf.manifest.more_problems", (name, len(line_problems) - MAX_LINE_PROBLEMS))
-        )
+        if problem is not None and bad_lines.admit("line"):
+            mf.problems.append(problem)
+    for _, count in bad_lines.not_listed():
+        mf.problems.append(("validator.ovf.manifest.more_problems", (name, count)))
     return mf
 
 
