@@ -31,28 +31,53 @@ _INDEX_KEY = "ovf.stream_index"
 _CHUNK = re.compile(r"^(?P<href>.+)\.(?P<index>[0-9]{9})$")
 
 
-def _size(session: Session, name: str) -> int | None:
-    file = session.get(name)
-    return file.source.size if file is not None and file.source is not None else None
+def _stored_sizes(session: Session) -> dict[str, int | None]:
+    """Name → stored size (``None``: not received) of the file ``session.get`` finds.
+
+    Built once: ``session.get`` per reference and chunk scanned the session's
+    files each time (10,000 chunked references in a folder of 10,000 files
+    took 50 s).
+    """
+    sizes: dict[str, int | None] = {}
+    for f in session.files:
+        sizes.setdefault(f.name, f.source.size if f.source is not None else None)
+    return sizes
+
+
+def _chunks_in_session(session: Session) -> dict[str, list[str]]:
+    """Href → the session's names that look like its chunks (``HREF.NNNNNNNNN``), in order."""
+    found: dict[str, list[str]] = {}
+    for name in session.names():
+        m = _CHUNK.match(name)
+        if m:
+            found.setdefault(m.group("href"), []).append(name)
+    return found
 
 
 def check_sizes(desc: Descriptor, session: Session, ctx: CheckContext, report: Reporter) -> None:
     """``ovf:size`` against the stored sizes, and the size of every chunk."""
+    sizes = _stored_sizes(session)
+    chunks: dict[str, list[str]] | None = None
     for ref in desc.files:
         if not ref.usable:
             continue
         if ref.chunk_size is None:
-            stored = _size(session, ref.href)
+            stored = sizes.get(ref.href)
             if stored is not None and ref.size is not None and stored != ref.size:
                 report.error(ref.href, "validator.ovf.size.mismatch", ref.href, ref.size, stored)
             continue
-        _check_chunks(desc, ref, ref.chunk_size, session, ctx, report)
+        if chunks is None:
+            chunks = _chunks_in_session(session)
+        present = chunks.get(ref.href, [])
+        _check_chunks(desc, ref, ref.chunk_size, sizes, present, session, ctx, report)
 
 
 def _check_chunks(
     desc: Descriptor,
     ref: FileRef,
     chunk_size: int,
+    stored_sizes: dict[str, int | None],
+    present: list[str],
     session: Session,
     ctx: CheckContext,
     report: Reporter,
@@ -68,7 +93,7 @@ def _check_chunks(
         )
         return
     names = chunk_parts(ref, session, ctx.limits)
-    sizes = [_size(session, n) for n in names]
+    sizes = [stored_sizes.get(n) for n in names]
     last = len(names) - 1
     for i, (name, size) in enumerate(zip(names, sizes, strict=True)):
         if size is None:
@@ -80,9 +105,8 @@ def _check_chunks(
                 name, "validator.ovf.chunk.bad_last_size", name, ref.href, size, chunk_size
             )
     expected = set(names)
-    for name in session.names():
-        m = _CHUNK.match(name)
-        if m and m.group("href") == ref.href and name not in expected:
+    for name in present:
+        if name not in expected:
             report.error(name, "validator.ovf.chunk.extra", name, ref.href, len(names))
     if ref.size is not None and all(s is not None for s in sizes):
         total = sum(s or 0 for s in sizes)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from validator.checks import CheckContext, Reporter
 from validator.limits import Limits
-from validator.session import Session
+from validator.session import Session, SessionFile
 
 from .descriptor import Descriptor
 from .problems import PER_KIND, Tally
@@ -199,10 +199,11 @@ def _report(
     if mf.unusable:
         return
     metadata = {mf.name, mf.name[: -len(".mf")] + ".cert"}
+    # ``session.get`` for each entry would scan the session's files once per line.
+    received = {f.name for f in _first_of_each_name(session) if f.source is not None}
     for entry in mf.entries.values():
-        file = session.get(entry.name)
         # In a session read from a stream the files arrive after this: ask for all.
-        present = session.sequential or (file is not None and file.source is not None)
+        present = session.sequential or entry.name in received
         if present and entry.name not in metadata:
             ctx.request_digest(entry.name, entry.hashlib_name)
     if not desc.parsed:
@@ -221,6 +222,11 @@ def _report(
                 excerpt(entry.name),
                 entry.line,
             )
+
+
+def _first_of_each_name(session: Session) -> list[SessionFile]:
+    """The files ``session.get`` finds, one per name."""
+    return list({f.name: f for f in reversed(session.files)}.values())
 
 
 def check(desc: Descriptor, session: Session, ctx: CheckContext, report: Reporter) -> None:
