@@ -228,3 +228,38 @@ def test_descriptor_problems_are_capped_in_a_validation(tmp_path: Path) -> None:
     assert out.args(NOT_LISTED) == [("vm.ovf", str(500 - PER_KIND), unknown, str(PER_KIND))]
     summary = out.result.invalid_files[-1].error_message.default_message
     assert "480" in summary and unknown in summary
+
+
+# -- chunks implied by every reference together ---------------------------------------
+
+
+def test_chunks_of_all_references_together_are_bounded_by_max_files(root: Path) -> None:
+    """Each reference may imply up to max_files chunks; 200 of them implied two million
+    missing names (860 MB). Past max_files in total, a reference's chunks are not listed."""
+    d = sample_package(root / "chunk-budget", manifest=False)
+    refs = [file_xml(f"x{i}.bin", f"f{i}", size=9999, chunk=1) for i in range(200)]
+    write_ovf(d, file_xml(), *refs)
+    out = check(d)
+    total = "validator.ovf.chunk.too_many_total"
+    # the first reference's 9,999 chunks fit in max_files (10,000); each later one
+    # needs at least its first chunk, as when a reference has too many chunks by itself
+    first = [f"x0.bin.{i:09d}" for i in range(9999)]
+    assert out.missing == sorted(first + [f"x{i}.bin.000000000" for i in range(1, 200)])
+    assert out.errors == [("vm.ovf", total)] * PER_KIND + [("vm.ovf", NOT_LISTED)]
+    assert out.args(total)[0] == ("x1.bin", "9999", "1", "10000")
+    assert out.args(NOT_LISTED) == [("vm.ovf", str(199 - PER_KIND), total, str(PER_KIND))]
+
+
+def test_chunk_budget_with_a_lower_max_files(root: Path) -> None:
+    """a.bin: 6 chunks, all there; b.bin: 5 chunks by its size, one there (9 files)."""
+    d = sample_package(root / "chunk-budget-small", manifest=False)
+    for i in range(6):
+        (d / f"a.bin.{i:09d}").write_bytes(b"xx")
+    (d / "b.bin.000000000").write_bytes(b"xx")
+    write_ovf(d, file_xml(), file_xml("a.bin", "fa", size=12, chunk=2),
+              file_xml("b.bin", "fb", size=10, chunk=2))  # fmt: skip
+    assert check(d).missing == [f"b.bin.{i:09d}" for i in range(1, 5)]
+    out = check(d, limits=Limits(max_files=10))  # 6 + 5 chunks: b.bin's are not listed
+    assert out.errors == [("vm.ovf", "validator.ovf.chunk.too_many_total")]
+    assert out.args("validator.ovf.chunk.too_many_total") == [("b.bin", "10", "2", "10")]
+    assert out.missing == []  # the chunks of b.bin that are there are taken, in order

@@ -92,6 +92,16 @@ def _check_chunks(
             ctx.limits.max_files,
         )
         return
+    if ref.over_chunk_budget:
+        report.error(
+            desc.name,
+            "validator.ovf.chunk.too_many_total",
+            ref.href,
+            ref.size,
+            chunk_size,
+            ctx.limits.max_files,
+        )
+        return
     names = chunk_parts(ref, session, ctx.limits)
     sizes = [stored_sizes.get(n) for n in names]
     last = len(names) - 1
