@@ -78,6 +78,16 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             efi, "-e", "--interval:appended_partition_2:all::", "-no-emul-boot",
             "-o", base / "efi.iso", src,
         ]  # fmt: skip
+        # Ubuntu's layout: the primary descriptor's volume counts the appended
+        # partition, the Joliet descriptor's does not (-partition_offset 16).
+        builds["ubuntu"] = [
+            xorriso, "-as", "mkisofs", "-quiet", "-r", "-J", "-joliet-long", "-c", "/boot.catalog",
+            "-b", "boot.img", "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
+            "-eltorito-alt-boot", "-e", "--interval:appended_partition_2:::", "-no-emul-boot",
+            "-append_partition", "2", "0xef", efi, "-appended_part_as_gpt",
+            "-partition_offset", "16", "--mbr-force-bootable",
+            "-o", base / "ubuntu.iso", boot,
+        ]  # fmt: skip
     for name, cmd in builds.items():
         run(*cmd)
         out[name] = base / f"{name}.iso"
@@ -144,7 +154,7 @@ def args_of(result: ValidationResult, message_id: str) -> tuple[str, ...]:
 # -- genuine images ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["plain", "jr", "udf", "boot", "mbr", "gpt", "efi"])
+@pytest.mark.parametrize("name", ["plain", "jr", "udf", "boot", "mbr", "gpt", "efi", "ubuntu"])
 def test_genuine_images_are_valid(images: dict[str, Path], name: str) -> None:
     result = check(image(images, name))
     assert result.item_type == "iso"
@@ -267,6 +277,23 @@ def test_bad_block_size_and_version(images: dict[str, Path], tmp_path: Path) -> 
     assert ids(check(damaged(tmp_path, images["plain"], edit))) == [
         "validator.iso.descriptor.bad_version",
         "validator.iso.descriptor.bad_block_size",
+    ]
+
+
+def test_supplementary_volume_sizes_may_differ(images: dict[str, Path]) -> None:
+    data = image(images, "ubuntu").read_bytes()
+    sizes = {data[s * SECTOR]: le32(data, s * SECTOR + 80) for s in (16, 17, 18, 19)}
+    assert sizes[1] > sizes[2]  # the primary volume counts the appended partition
+    assert ids(check(images["ubuntu"])) == []
+
+
+def test_supplementary_block_size_must_agree(images: dict[str, Path], tmp_path: Path) -> None:
+    def edit(d: bytearray) -> None:
+        assert d[17 * SECTOR] == 2  # the Joliet descriptor
+        d[17 * SECTOR + 128 : 17 * SECTOR + 132] = b"\x00\x02\x02\x00"  # 512, both copies
+
+    assert ids(check(damaged(tmp_path, images["jr"], edit))) == [
+        "validator.iso.descriptor.volume_mismatch"
     ]
 
 

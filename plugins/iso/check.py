@@ -74,7 +74,10 @@ def check_iso9660(image: Image, f: Findings) -> None:
     walked = {volume.root[2:6]}
     iso9660.Walker(image, f, volume, "").walk()
     for other in others:
-        if other.block_size != volume.block_size or other.blocks != volume.blocks:
+        # Only the block sizes must agree: xorriso's -partition_offset with an appended
+        # partition (Ubuntu's layout) counts the partitions in the primary descriptor's
+        # volume size only.  Every tree is bounded by the primary volume.
+        if other.block_size != volume.block_size:
             f.error(
                 "validator.iso.descriptor.volume_mismatch",
                 other.sector,

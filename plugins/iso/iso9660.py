@@ -415,7 +415,6 @@ class Walker:
             at += length
         return following
 
-
     def both_endian(
         self, area: bytes, at: int, fields: tuple[tuple[str, int], ...], where: str
     ) -> bool:
