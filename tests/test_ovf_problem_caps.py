@@ -13,12 +13,21 @@ from pathlib import Path
 
 import pytest
 from validator_plugins.ovf.descriptor import read_descriptor
-from validator_plugins.ovf.problems import NOT_LISTED, PER_KIND, CappedReporter, Tally
+from validator_plugins.ovf.problems import (
+    NOT_LISTED,
+    PER_KIND,
+    CappedCheck,
+    CappedReporter,
+    Tally,
+    capped_check,
+)
 
-from validator.checks import Reporter
+from validator.checks import CheckContext, Reporter, StreamCheck
+from validator.engine import Engine
 from validator.limits import Limits
 
 from .conftest import SAMPLES
+from .disks import edit_descriptor
 from .ovf_packages import DISK, check, file_xml, manifest_text, sample_package, write_ovf
 
 MF = "vm.mf"
@@ -80,6 +89,34 @@ def test_capped_reporter_adds_nothing_when_the_hook_fails() -> None:
         report.error("a", "x.one")
         raise RuntimeError
     assert [p.message_id for p in inner.problems] == ["x.one"]
+
+
+class Noisy(StreamCheck):
+    label = "noisy"
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def update(self, data: memoryview) -> None:
+        self.seen += len(data)
+
+    def finish(self, report: Reporter) -> None:
+        for i in range(PER_KIND + 5):
+            report.error("disk.vmdk", "x.line", i)
+
+
+def test_capped_check_caps_what_a_check_of_the_pass_reports() -> None:
+    ctx = CheckContext(item_type="ovf", limits=Limits())
+    inner = Noisy()
+    check = capped_check(inner, ctx)
+    assert isinstance(check, CappedCheck) and check.label == "noisy"
+    assert capped_check(inner, ctx) is check  # a check shared by chunks: one wrapper
+    check.update(memoryview(b"abc"))
+    report = Reporter()
+    check.finish(report)
+    assert inner.seen == 3
+    assert [p.message_id for p in report.problems] == ["x.line"] * PER_KIND + [NOT_LISTED]
+    assert report.problems[-1].args == ("disk.vmdk", "5", "x.line", str(PER_KIND))
 
 
 # -- the manifest -------------------------------------------------------------------
@@ -263,3 +300,39 @@ def test_chunk_budget_with_a_lower_max_files(root: Path) -> None:
     assert out.errors == [("vm.ovf", "validator.ovf.chunk.too_many_total")]
     assert out.args("validator.ovf.chunk.too_many_total") == [("b.bin", "10", "2", "10")]
     assert out.missing == []  # the chunks of b.bin that are there are taken, in order
+
+
+# -- problems found in the pass (the disk checks) ---------------------------------------
+
+BAD_LINE = "validator.ovf.vmdk.descriptor_bad_line"
+
+
+def noisy_disk(folder: Path) -> Path:
+    """The sample package; its disk's embedded descriptor has 1,000 lines that are not
+    ``key=value`` (a megabyte of them gave 524,242 problems)."""
+    d = sample_package(folder, manifest=False)
+    edit_descriptor(d / DISK, "# Disk DescriptorFile", "# Disk DescriptorFile\n" + "x\n" * 1000)
+    return d
+
+
+def test_disk_check_problems_are_capped(root: Path) -> None:
+    out = check(noisy_disk(root / "noisy-disk"))
+    assert out.errors == [(DISK, BAD_LINE)] * PER_KIND + [(DISK, NOT_LISTED)]
+    assert out.args(NOT_LISTED) == [(DISK, str(1000 - PER_KIND), BAD_LINE, str(PER_KIND))]
+
+
+def test_disk_check_problems_are_capped_on_an_ova_from_a_pipe(root: Path) -> None:
+    import io
+    import tarfile
+
+    from validator_plugins.ovf.ova import open_stream
+
+    d = noisy_disk(root / "noisy-pipe")
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in ("vm.ovf", DISK):
+            tar.add(d / name, name)
+    engine = Engine(limits=Limits())
+    result = engine.validate(open_stream(io.BytesIO(raw.getvalue()), "-", Limits()))
+    ids = [e.error_message.id for e in result.invalid_files]
+    assert ids == [BAD_LINE] * PER_KIND + [NOT_LISTED]

@@ -304,11 +304,12 @@ def validator_file_checks(
         return None
     from . import integrity
     from .disks import sequential_disk_checks
+    from .problems import capped_check
 
     checks: list[FileCheck] = list(integrity.file_checks(desc, session, file, ctx))
     if session.sequential and file.name not in ctx.store.get("ovf.names_checked", ()):
         checks.extend(sequential_disk_checks(desc, session, ctx, file.name))
-    return checks
+    return [capped_check(check, ctx) for check in checks]  # PER_KIND of a kind on a file
 
 
 @hookimpl

@@ -19,7 +19,11 @@ One mechanism, used in two places:
   so the problems they hold stay bounded too;
 - :class:`CappedReporter` wraps the :class:`~validator.checks.Reporter` of the
   adapter's session hooks, so every problem they report (the manifest's, the
-  sizes', the disks') goes through a tally keyed by file and message id.
+  sizes', the disks') goes through a tally keyed by file and message id;
+- :class:`CappedCheck` does the same for the checks the adapter hands to the
+  engine's pass (a reference's logical stream with its gzip and disk checks,
+  the disk checks of an archive on a pipe): a VMDK whose embedded descriptor
+  is a megabyte of bad lines gave 524,242 problems.
 
 The manifest's grammar problems are capped as one group (:data:`PER_KIND` bad
 lines of any kind, then ``validator.ovf.manifest.more_problems``), as they were
@@ -32,7 +36,7 @@ from collections.abc import Hashable
 from types import TracebackType
 from typing import Generic, TypeVar
 
-from validator.checks import Reporter
+from validator.checks import CheckContext, FileCheck, Reporter, StreamCheck
 
 #: Problems of one kind on one file that are listed; the rest are counted.
 PER_KIND = 20
@@ -104,3 +108,32 @@ class CappedReporter(Reporter):
     ) -> None:
         if exc_type is None:  # a hook that failed is reported as failed, nothing else
             self.close()
+
+
+class CappedCheck(StreamCheck):
+    """A stream check whose ``finish`` reports through a :class:`CappedReporter`.
+
+    It is the check to the engine: same label, so a failure is reported as
+    the wrapped check's would be.  Use :func:`capped_check`, which gives a
+    check shared by several files (the stream of a chunked file) one wrapper.
+    """
+
+    def __init__(self, check: StreamCheck, per_kind: int = PER_KIND) -> None:
+        self.check = check
+        self.per_kind = per_kind
+        self.label = check.label or type(check).__name__
+
+    def update(self, data: memoryview) -> None:
+        self.check.update(data)
+
+    def finish(self, report: Reporter) -> None:
+        with CappedReporter(report, self.per_kind) as capped:
+            self.check.finish(capped)
+
+
+def capped_check(check: FileCheck, ctx: CheckContext) -> FileCheck:
+    """``check`` wrapped in a :class:`CappedCheck`, one wrapper per check and validation."""
+    if not isinstance(check, StreamCheck):
+        return check
+    wrap = CappedCheck(check)  # the store keeps it, and so ``check`` and its id, alive
+    return ctx.cached(f"ovf.capped_check:{id(check)}", lambda: wrap)
