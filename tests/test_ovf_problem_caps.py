@@ -82,6 +82,15 @@ def test_capped_reporter_caps_per_file_and_message_id() -> None:
     ]
 
 
+def test_summaries_are_not_capped() -> None:
+    """The descriptor summarises while it is read: one per kind, however many kinds."""
+    inner = Reporter()
+    with CappedReporter(inner, per_kind=1) as report:
+        for kind in ("x.a", "x.b", "x.c"):
+            report.error("vm.ovf", NOT_LISTED, "vm.ovf", 5, kind, 1)
+    assert [p.args[2] for p in inner.problems] == ["x.a", "x.b", "x.c"]
+
+
 def test_capped_reporter_adds_nothing_when_the_hook_fails() -> None:
     inner = Reporter()
     with pytest.raises(RuntimeError), CappedReporter(inner, per_kind=1) as report:

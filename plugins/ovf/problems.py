@@ -74,6 +74,8 @@ class CappedReporter(Reporter):
     without an exception) adds one :data:`NOT_LISTED` problem per kind that had more.
 
     A warning's summary is a warning: it must not make a valid item invalid.
+    Summaries made before (the descriptor's) pass through: there is at most
+    one per message id.
     """
 
     def __init__(self, report: Reporter, per_kind: int = PER_KIND) -> None:
@@ -82,11 +84,11 @@ class CappedReporter(Reporter):
         self._tally: Tally[_Kind] = Tally(per_kind)
 
     def error(self, name: str, message_id: str, *args: object) -> None:
-        if self._tally.admit((name, message_id, False)):
+        if message_id == NOT_LISTED or self._tally.admit((name, message_id, False)):
             self._report.error(name, message_id, *args)
 
     def warning(self, name: str, message_id: str, *args: object) -> None:
-        if self._tally.admit((name, message_id, True)):
+        if message_id == NOT_LISTED or self._tally.admit((name, message_id, True)):
             self._report.warning(name, message_id, *args)
 
     def close(self) -> None:
