@@ -380,6 +380,11 @@ def loop(kind: int) -> Callable[[bytearray], None]:
     return edit
 
 
+def zero_directory(d: bytearray) -> None:
+    extent = le32(d, root_dir(d)[b"SUB"] + 2)
+    d[extent * SECTOR : (extent + 1) * SECTOR] = bytes(SECTOR)
+
+
 def catalog_outside(d: bytearray) -> None:
     at = descriptor(d, 0) + 71
     d[at : at + 4] = (10**6).to_bytes(4, "little")
@@ -477,6 +482,7 @@ DAMAGES = [
     ),
     Damage("file-beyond", "extent of /A.TXT beyond the volume", ("g-plain", "x-jr"), file_beyond),
     Damage("loop", "directory /SUB points to the root", ("g-plain", "g-jr", "x-jr"), loop(1)),
+    Damage("dir-zero", "the sector of directory /SUB zeroed", ("g-plain", "x-jr"), zero_directory),
     Damage(
         "loop-joliet", "Joliet directory /sub points to the Joliet root", ("g-jr", "x-jr"), loop(2)
     ),

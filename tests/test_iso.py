@@ -371,6 +371,27 @@ def test_malformed_directory_record(images: dict[str, Path], tmp_path: Path) -> 
     ]
 
 
+@pytest.mark.parametrize("which", ["root", "sub", "root-length", "joliet-root"])
+def test_directory_without_any_record(images: dict[str, Path], tmp_path: Path, which: str) -> None:
+    """A zeroed directory sector (or a length of 0) reads as an empty directory: files lost.
+
+    pycdlib opens every one of these copies; a directory must begin with '.' and '..'.
+    """
+
+    def edit(d: bytearray) -> None:
+        pvd = (17 if which == "joliet-root" else 16) * SECTOR
+        extent = le32(d, pvd + 156 + 2)
+        if which == "sub":
+            extent = le32(d, root_records(d)["SUB"] + 2)
+        if which == "root-length":
+            d[pvd + 156 + 10 : pvd + 156 + 18] = both32(0)
+        else:
+            d[extent * SECTOR : (extent + 1) * SECTOR] = bytes(SECTOR)
+
+    result = check(damaged(tmp_path, images["jr"], edit))
+    assert ids(result) == ["validator.iso.directory.no_dot"]
+
+
 def test_joliet_tree_is_walked(images: dict[str, Path], tmp_path: Path) -> None:
     def edit(d: bytearray) -> None:
         # The Joliet descriptor follows the primary one; damage a file record of its root.

@@ -331,6 +331,7 @@ class Walker:
             while at < bs and data[at] != 0:
                 rec = self.record(data, at, where, parent_path)
                 if rec is None:
+                    index = max(index, 2)  # reported as a bad record, not again as no '.'
                     break
                 at += data[at]
                 if not f.count_record():
@@ -354,6 +355,10 @@ class Walker:
                     continue
                 if self.check_extent(rec, child_where):
                     out.append((child_where, rec))
+        if index < 2 and not f.walk_stopped:
+            # No '.' and '..' at all: a zeroed directory sector, or a length of 0.  ECMA-119
+            # readers see an empty directory, so every file in it is lost.
+            f.error("validator.iso.directory.no_dot", where)
         return out
 
     # -- Rock Ridge (SUSP) ---------------------------------------------------------------
