@@ -42,7 +42,15 @@ def _free_port() -> int:
 class Live:
     """A server subprocess that can be killed and started again on the same data."""
 
-    def __init__(self, tmp: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        extra_env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.extra_args = extra_args or []
+        #: The server's standard error (its log), for tests that read it.
+        self.log = tmp / "server.log"
         self.data = tmp / "data"
         self.users = tmp / "users"
         lines = [f"{u}:{hash_password(PASSWORD, n=1 << 10)}\n" for u in ("alice", "bob")]
@@ -69,7 +77,10 @@ class Live:
         ]
         for p in plugins:
             args += ["--plugin", p]
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stderr=subprocess.DEVNULL)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*args, *self.extra_args], cwd=ROOT, env=self.env, stderr=log
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:

@@ -18,23 +18,27 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from validator import xmlsafe
 from validator.messages import normalize_locale
@@ -48,124 +52,69 @@ log = logging.getLogger("validator.server")
 SESSION_HEADER = "vmware-api-session-id"
 #: Bytes of an upload collected before they are written (and hashed) in a worker thread.
 UPLOAD_BUFFER = 1 << 20
-Fn = Callable[[Service, Ctx, dict[str, Any]], Any]
 
 
 @dataclass(frozen=True)
 class Op:
+    """A vAPI operation: ``Service.<method>(ctx, *params)``, in the order of ``params``."""
+
     service: str
     name: str
-    fn: Fn
+    method: str
+    #: The names of its ``operation-input`` fields (how every wire form names them).
+    params: tuple[str, ...]
     output: vt.Type
+
+    def __call__(self, service: Service, ctx: Ctx, params: Mapping[str, Any]) -> Any:
+        return getattr(service, self.method)(ctx, *(params.get(n) for n in self.params))
 
 
 _LS = "com.vmware.content.library.item.update_session"
 _FS = "com.vmware.content.library.item.updatesession.file"
 _ITEM = "com.vmware.content.library.item"
 _IFILE = "com.vmware.content.library.item.file"
+_LIB = "com.vmware.content.library"
+_LOCAL = "com.vmware.content.local_library"
+_SID = "update_session_id"
 
-OPS: dict[tuple[str, str], Op] = {}
-
-
-def _op(service: str, name: str, output: vt.Type, fn: Fn) -> None:
-    OPS[(service, name)] = Op(service, name, fn, output)
-
-
-for _svc in ("com.vmware.content.local_library", "com.vmware.content.library"):
-    _op(_svc, "get", vt.LIBRARY_MODEL, lambda s, c, p: s.library_get(c, p.get("library_id")))
-    _op(_svc, "list", vt.Lst(vt.STRING), lambda s, c, p: s.library_list(c))
-_op(
-    "com.vmware.content.local_library",
-    "create",
-    vt.STRING,
-    lambda s, c, p: s.library_create(c, p.get("create_spec"), p.get("client_token")),
-)
-_op(
-    _ITEM,
-    "create",
-    vt.STRING,
-    lambda s, c, p: s.item_create(c, p.get("create_spec"), p.get("client_token")),
-)
-_op(_ITEM, "get", vt.ITEM_MODEL, lambda s, c, p: s.item_get(c, p.get("library_item_id")))
-_op(_ITEM, "list", vt.Lst(vt.STRING), lambda s, c, p: s.item_list(c, p.get("library_id")))
-_op(
-    _IFILE,
-    "list",
-    vt.Lst(vt.ITEM_FILE_INFO),
-    lambda s, c, p: s.item_files(c, p.get("library_item_id")),
-)
-_op(
-    _IFILE,
-    "get",
-    vt.ITEM_FILE_INFO,
-    lambda s, c, p: s.item_file_get(c, p.get("library_item_id"), p.get("name")),
-)
-_op(
-    _LS,
-    "create",
-    vt.STRING,
-    lambda s, c, p: s.session_create(c, p.get("create_spec"), p.get("client_token")),
-)
-_op(
-    _LS,
-    "get",
-    vt.UPDATE_SESSION_MODEL,
-    lambda s, c, p: s.session_get(c, p.get("update_session_id")),
-)
-_op(_LS, "list", vt.Lst(vt.STRING), lambda s, c, p: s.session_list(c, p.get("library_item_id")))
-_op(_LS, "complete", "void", lambda s, c, p: s.complete(c, p.get("update_session_id")))
-_op(
-    _LS,
-    "keep_alive",
-    "void",
-    lambda s, c, p: s.session_keep_alive(c, p.get("update_session_id"), p.get("client_progress")),
-)
-_op(_LS, "cancel", "void", lambda s, c, p: s.session_cancel(c, p.get("update_session_id")))
-_op(
-    _LS,
-    "fail",
-    "void",
-    lambda s, c, p: s.session_fail(c, p.get("update_session_id"), p.get("client_error_message")),
-)
-_op(_LS, "delete", "void", lambda s, c, p: s.session_delete(c, p.get("update_session_id")))
-_op(
-    _LS,
-    "update",
-    "void",
-    lambda s, c, p: s.session_update(c, p.get("update_session_id"), p.get("update_spec")),
-)
-_op(
-    _FS, "validate", vt.VALIDATION_RESULT, lambda s, c, p: s.validate(c, p.get("update_session_id"))
-)
-_op(
-    _FS,
-    "add",
-    vt.SESSION_FILE_INFO,
-    lambda s, c, p: s.file_add(c, p.get("update_session_id"), p.get("file_spec")),
-)
-_op(
-    _FS,
-    "remove",
-    "void",
-    lambda s, c, p: s.file_remove(c, p.get("update_session_id"), p.get("file_name")),
-)
-_op(
-    _FS,
-    "list",
-    vt.Lst(vt.SESSION_FILE_INFO),
-    lambda s, c, p: s.file_list(c, p.get("update_session_id")),
-)
-_op(
-    _FS,
-    "get",
-    vt.SESSION_FILE_INFO,
-    lambda s, c, p: s.file_get(c, p.get("update_session_id"), p.get("file_name")),
-)
+OPS: dict[tuple[str, str], Op] = {
+    (op.service, op.name): op
+    for op in [
+        Op(_LOCAL, "create", "library_create", ("create_spec", "client_token"), vt.STRING),
+        *(
+            o
+            for svc in (_LOCAL, _LIB)
+            for o in (
+                Op(svc, "get", "library_get", ("library_id",), vt.LIBRARY_MODEL),
+                Op(svc, "list", "library_list", (), vt.Lst(vt.STRING)),
+            )
+        ),
+        Op(_ITEM, "create", "item_create", ("create_spec", "client_token"), vt.STRING),
+        Op(_ITEM, "get", "item_get", ("library_item_id",), vt.ITEM_MODEL),
+        Op(_ITEM, "list", "item_list", ("library_id",), vt.Lst(vt.STRING)),
+        Op(_IFILE, "list", "item_files", ("library_item_id",), vt.Lst(vt.ITEM_FILE_INFO)),
+        Op(_IFILE, "get", "item_file_get", ("library_item_id", "name"), vt.ITEM_FILE_INFO),
+        Op(_LS, "create", "session_create", ("create_spec", "client_token"), vt.STRING),
+        Op(_LS, "get", "session_get", (_SID,), vt.UPDATE_SESSION_MODEL),
+        Op(_LS, "list", "session_list", ("library_item_id",), vt.Lst(vt.STRING)),
+        Op(_LS, "complete", "complete", (_SID,), "void"),
+        Op(_LS, "keep_alive", "session_keep_alive", (_SID, "client_progress"), "void"),
+        Op(_LS, "cancel", "session_cancel", (_SID,), "void"),
+        Op(_LS, "fail", "session_fail", (_SID, "client_error_message"), "void"),
+        Op(_LS, "delete", "session_delete", (_SID,), "void"),
+        Op(_LS, "update", "session_update", (_SID, "update_spec"), "void"),
+        Op(_FS, "validate", "validate", (_SID,), vt.VALIDATION_RESULT),
+        Op(_FS, "add", "file_add", (_SID, "file_spec"), vt.SESSION_FILE_INFO),
+        Op(_FS, "remove", "file_remove", (_SID, "file_name"), "void"),
+        Op(_FS, "list", "file_list", (_SID,), vt.Lst(vt.SESSION_FILE_INFO)),
+        Op(_FS, "get", "file_get", (_SID, "file_name"), vt.SESSION_FILE_INFO),
+    ]
+}
 
 # -- legacy /rest: (method, resource, ~action) → (service, op, id parameter) --------
 _LEGACY_RESOURCES: dict[str, tuple[str, str]] = {
-    "content/local-library": ("com.vmware.content.local_library", "library_id"),
-    "content/library": ("com.vmware.content.library", "library_id"),
+    "content/local-library": (_LOCAL, "library_id"),
+    "content/library": (_LIB, "library_id"),
     "content/library/item": (_ITEM, "library_item_id"),
     "content/library/item/file": (_IFILE, "library_item_id"),
     "content/library/item/update-session": (_LS, "update_session_id"),
@@ -189,113 +138,63 @@ _LEGACY_ACTIONS: dict[str, dict[str | None, str]] = {
     "PATCH": {None: "update"},
 }
 
-# -- current /api: (method, regex, action) → (service, op, body parameter) ----------
-_ID = r"(?P<{}>[^/]+)"
+# -- current /api: (method, template, action) → (service, op, body parameter) --------
 _US = "/api/content/library/item/update-session"
-_API_ROUTES: list[tuple[str, re.Pattern[str], str | None, str, str, str | None]] = [
-    (m, re.compile("^" + p + "$"), a, s, o, b)
-    for m, p, a, s, o, b in [
-        (
-            "POST",
-            _US + "/" + _ID.format("update_session_id") + "/file",
-            "validate",
-            _FS,
-            "validate",
-            None,
-        ),
-        (
-            "POST",
-            _US + "/" + _ID.format("update_session_id") + "/file",
-            None,
-            _FS,
-            "add",
-            "file_spec",
-        ),
-        ("GET", _US + "/" + _ID.format("update_session_id") + "/file", None, _FS, "list", None),
-        (
-            "GET",
-            _US + "/" + _ID.format("update_session_id") + "/file/" + _ID.format("file_name"),
-            None,
-            _FS,
-            "get",
-            None,
-        ),
-        (
-            "DELETE",
-            _US + "/" + _ID.format("update_session_id") + "/file/" + _ID.format("file_name"),
-            None,
-            _FS,
-            "remove",
-            None,
-        ),
-        ("POST", _US + "/" + _ID.format("update_session_id"), "complete", _LS, "complete", None),
-        (
-            "POST",
-            _US + "/" + _ID.format("update_session_id"),
-            "keep-alive",
-            _LS,
-            "keep_alive",
-            None,
-        ),
-        ("POST", _US + "/" + _ID.format("update_session_id"), "cancel", _LS, "cancel", None),
-        ("POST", _US + "/" + _ID.format("update_session_id"), "fail", _LS, "fail", None),
-        ("GET", _US + "/" + _ID.format("update_session_id"), None, _LS, "get", None),
-        ("DELETE", _US + "/" + _ID.format("update_session_id"), None, _LS, "delete", None),
-        ("PATCH", _US + "/" + _ID.format("update_session_id"), None, _LS, "update", "update_spec"),
-        ("POST", _US, None, _LS, "create", "create_spec"),
-        ("GET", _US, None, _LS, "list", None),
-        (
-            "GET",
-            "/api/content/library/item/" + _ID.format("library_item_id") + "/file",
-            None,
-            _IFILE,
-            "list",
-            None,
-        ),
-        (
-            "GET",
-            "/api/content/library/item/" + _ID.format("library_item_id"),
-            None,
-            _ITEM,
-            "get",
-            None,
-        ),
-        ("POST", "/api/content/library/item", None, _ITEM, "create", "create_spec"),
-        ("GET", "/api/content/library/item", None, _ITEM, "list", None),
-        (
-            "POST",
-            "/api/content/local-library",
-            None,
-            "com.vmware.content.local_library",
-            "create",
-            "create_spec",
-        ),
-        (
-            "GET",
-            "/api/content/local-library",
-            None,
-            "com.vmware.content.local_library",
-            "list",
-            None,
-        ),
-        (
-            "GET",
-            "/api/content/local-library/" + _ID.format("library_id"),
-            None,
-            "com.vmware.content.local_library",
-            "get",
-            None,
-        ),
-        ("GET", "/api/content/library", None, "com.vmware.content.library", "list", None),
-        (
-            "GET",
-            "/api/content/library/" + _ID.format("library_id"),
-            None,
-            "com.vmware.content.library",
-            "get",
-            None,
-        ),
-    ]
+_USID = _US + "/{update_session_id}"
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    """One ``/api`` form: ``{name}`` in the template is a path parameter (one segment)."""
+
+    method: str
+    template: str
+    action: str | None
+    service: str
+    op: str
+    #: The parameter the JSON body is (``create_spec``…); ``None``: its fields are parameters.
+    body: str | None = None
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return _route_pattern(self.template)
+
+
+@functools.cache
+def _route_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)\}", template)
+    regex = "".join(
+        re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
+    )
+    return re.compile("^" + regex + "$")
+
+
+#: Tried in order: the first route whose method, path and action match answers.
+API_ROUTES: list[ApiRoute] = [
+    ApiRoute("POST", _USID + "/file", "validate", _FS, "validate"),
+    ApiRoute("POST", _USID + "/file", None, _FS, "add", "file_spec"),
+    ApiRoute("GET", _USID + "/file", None, _FS, "list"),
+    ApiRoute("GET", _USID + "/file/{file_name}", None, _FS, "get"),
+    ApiRoute("DELETE", _USID + "/file/{file_name}", None, _FS, "remove"),
+    ApiRoute("POST", _USID, "complete", _LS, "complete"),
+    ApiRoute("POST", _USID, "keep-alive", _LS, "keep_alive"),
+    ApiRoute("POST", _USID, "cancel", _LS, "cancel"),
+    ApiRoute("POST", _USID, "fail", _LS, "fail"),
+    ApiRoute("GET", _USID, None, _LS, "get"),
+    ApiRoute("DELETE", _USID, None, _LS, "delete"),
+    ApiRoute("PATCH", _USID, None, _LS, "update", "update_spec"),
+    ApiRoute("POST", _US, None, _LS, "create", "create_spec"),
+    ApiRoute("GET", _US, None, _LS, "list"),
+    # ``?name=`` makes it the item file service's ``get``.
+    ApiRoute("GET", "/api/content/library/item/{library_item_id}/file", None, _IFILE, "list"),
+    ApiRoute("GET", "/api/content/library/item/{library_item_id}", None, _ITEM, "get"),
+    ApiRoute("POST", "/api/content/library/item", None, _ITEM, "create", "create_spec"),
+    ApiRoute("GET", "/api/content/library/item", None, _ITEM, "list"),
+    ApiRoute("POST", "/api/content/local-library", None, _LOCAL, "create", "create_spec"),
+    ApiRoute("GET", "/api/content/local-library", None, _LOCAL, "list"),
+    ApiRoute("GET", "/api/content/local-library/{library_id}", None, _LOCAL, "get"),
+    ApiRoute("GET", "/api/content/library", None, _LIB, "list"),
+    ApiRoute("GET", "/api/content/library/{library_id}", None, _LIB, "get"),
 ]
 
 _XML_NS = {
@@ -312,6 +211,25 @@ class Server:
         self.max_body = service.config.max_body_bytes
 
     # -- helpers ------------------------------------------------------------
+    def path(self, request: Request, ctx: Ctx) -> str:
+        """The request's path, percent-decoded as UTF-8 (strictly).
+
+        Routing uses this, not ``request.url.path``: that one keeps ``%3F`` and
+        ``%23`` encoded (a file named ``a?b`` would be looked up as ``a%3Fb``),
+        and the server's own decoding replaces bytes that are not UTF-8 with
+        U+FFFD (``%FF`` and ``%FE`` would name the same file).
+        """
+        raw = request.scope.get("raw_path")
+        if not isinstance(raw, bytes):
+            return str(request.scope["path"])
+        try:
+            return unquote_to_bytes(raw.partition(b"?")[0]).decode("utf-8")
+        except UnicodeDecodeError:
+            shown = raw.decode("ascii", "backslashreplace")
+            raise self.service.error(
+                ctx, "invalid_argument", "validator.server.arg.bad_path", shown
+            ) from None
+
     def locale(self, request: Request) -> str | None:
         raw = request.headers.get("accept-language", "")
         first = raw.split(",")[0].split(";")[0].strip()
@@ -343,13 +261,18 @@ class Server:
             raise self.service.error(
                 ctx, "invalid_argument", "validator.server.arg.too_large", self.max_body
             )
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                raise self.service.error(
-                    ctx, "invalid_argument", "validator.server.arg.too_large", self.max_body
-                )
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self.max_body:
+                    raise self.service.error(
+                        ctx, "invalid_argument", "validator.server.arg.too_large", self.max_body
+                    )
+                chunks.append(chunk)
+        except ClientDisconnect:  # nobody reads the answer; not a server failure either
+            raise self.service.error(
+                ctx, "invalid_argument", "validator.server.arg.body_interrupted", size
+            ) from None
         return b"".join(chunks)
 
     def parse_body(self, request: Request, ctx: Ctx, data: bytes) -> Any:
@@ -368,14 +291,21 @@ class Server:
                 ) from None
             return _xml_to_value(tree.getroot())
         try:
-            return json.loads(data)
+            return load_json(data)
         except (ValueError, RecursionError) as exc:
             raise self.service.error(
                 ctx, "invalid_argument", "validator.server.arg.bad_body", describe(exc)
             ) from None
 
+    def not_an_object(self, ctx: Ctx, body: Any) -> VapiError:
+        kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}
+        shown = kind.get(type(body), "number")
+        return self.service.error(
+            ctx, "invalid_argument", "validator.server.arg.body_not_object", shown
+        )
+
     async def call(self, op: Op, ctx: Ctx, params: dict[str, Any]) -> Any:
-        return await run_in_threadpool(op.fn, self.service, ctx, params)
+        return await run_in_threadpool(op, self.service, ctx, params)
 
     def wants_xml(self, request: Request) -> bool:
         accept = request.headers.get("accept", "")
@@ -454,13 +384,13 @@ class Server:
 
     # -- /rest ------------------------------------------------------------------
     async def rest(self, request: Request) -> Response:
-        path = request.url.path
-        if path.rstrip("/") == "/rest/com/vmware/cis/session":
-            return await self.login(request, "rest")
         ctx = self.anonymous(request)
         try:
+            path = self.path(request, ctx)
+            if path.rstrip("/") == "/rest/com/vmware/cis/session":
+                return await self.login(request, "rest")
             ctx = self.ctx(request, await self.user(request))
-            op, params = await self.rest_op(request, ctx)
+            op, params = await self.rest_op(request, ctx, path)
             result = await self.call(op, ctx, params)
             return self.rest_result(request, op, result)
         except VapiError as err:
@@ -468,8 +398,8 @@ class Server:
         except Exception as exc:
             return self.rest_error(request, self.internal(ctx, exc))
 
-    async def rest_op(self, request: Request, ctx: Ctx) -> tuple[Op, dict[str, Any]]:
-        m = _LEGACY_PATH.match(request.url.path)
+    async def rest_op(self, request: Request, ctx: Ctx, path: str) -> tuple[Op, dict[str, Any]]:
+        m = _LEGACY_PATH.match(path)
         resource = _LEGACY_RESOURCES.get(m.group("res")) if m else None
         action = request.query_params.get("~action")
         name: str | None = None
@@ -479,22 +409,18 @@ class Server:
             else:
                 name = _LEGACY_ACTIONS.get(request.method, {}).get(action)
         op = OPS.get((resource[0], name)) if resource and name else None
+        if op is not None and resource and m and m.group("id") and resource[1] not in op.params:
+            op = None  # …/id:{id} names the object the operation is on: list and create have none
         if op is None or m is None or resource is None:
             raise self.service.error(
-                ctx,
-                "not_found",
-                "validator.server.not_found.operation",
-                request.method,
-                request.url.path,
+                ctx, "not_found", "validator.server.not_found.operation", request.method, path
             )
         params: dict[str, Any] = {k: v for k, v in request.query_params.items() if k != "~action"}
         body = self.parse_body(request, ctx, await self.body(request, ctx))
         if isinstance(body, Mapping):
             params.update(body)
         elif body is not None:
-            raise self.service.error(
-                ctx, "invalid_argument", "validator.server.arg.bad_body", type(body).__name__
-            )
+            raise self.not_an_object(ctx, body)
         if m.group("id"):
             params[resource[1]] = m.group("id")
         if name == "get" and resource[0] == _IFILE and "file_name" in params:
@@ -506,45 +432,47 @@ class Server:
 
     # -- /api ---------------------------------------------------------------------
     async def api(self, request: Request) -> Response:
-        path = request.url.path.rstrip("/")
-        if path == "/api/session":
-            return await self.login(request, "api")
         ctx = self.anonymous(request)
         try:
+            path = self.path(request, ctx).rstrip("/")
+            if path == "/api/session":
+                return await self.login(request, "api")
             if path == "/api" and request.method == "POST":
                 return await self.jsonrpc(request)
             ctx = self.ctx(request, await self.user(request))
             action = request.query_params.get("action")
-            for method, pattern, want, service, name, body_param in _API_ROUTES:
-                match = pattern.match(path)
+            for route in API_ROUTES:
+                match = route.pattern.match(path)
                 if (
-                    method != request.method
+                    route.method != request.method
                     or match is None
-                    or (want is not None and want != action)
+                    or (route.action is not None and route.action != action)
                 ):
                     continue
                 params: dict[str, Any] = {
                     k: v for k, v in request.query_params.items() if k != "action"
                 }
-                params.update(match.groupdict())
                 body = self.parse_body(request, ctx, await self.body(request, ctx))
-                if body_param is not None:
-                    params[body_param] = body
+                if route.body is not None:
+                    params[route.body] = body
                 elif isinstance(body, Mapping):
                     params.update(body)
-                if name == "create":
+                elif body is not None:  # the body's fields are the parameters: an object
+                    raise self.not_an_object(ctx, body)
+                params.update(match.groupdict())  # the ids in the path win over the body's
+                if route.op == "create":
                     token = request.headers.get("client-token")
                     if token:
                         params["client_token"] = token
-                op = OPS[(service, name)]
-                if service == _IFILE and "name" in params:
-                    op = OPS[(service, "get")]
+                op = OPS[(route.service, route.op)]
+                if route.service == _IFILE and "name" in params:
+                    op = OPS[(route.service, "get")]
                 result = await self.call(op, ctx, params)
                 if result is None and op.output == "void":
                     return Response(status_code=204)
                 if isinstance(result, ValidationResult):
                     result = result.to_dict()
-                return _json(result, 201 if name == "create" else 200)
+                return _json(result, 201 if route.op == "create" else 200)
             raise self.service.error(
                 ctx, "not_found", "validator.server.not_found.operation", request.method, path
             )
@@ -557,7 +485,7 @@ class Server:
     async def jsonrpc(self, request: Request) -> Response:
         ctx = self.anonymous(request)
         try:
-            raw = json.loads(await self.body(request, ctx))
+            raw = load_json(await self.body(request, ctx))
         except (ValueError, VapiError, RecursionError):
             return _json(
                 {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error"}}
@@ -771,23 +699,13 @@ class Server:
         return _json(info, 200)
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
+        """No route (404) or a method the route does not take (405): ``not_found`` either way."""
         ctx = self.anonymous(request)
+        path = str(request.scope.get("path", ""))
         err = self.service.error(
-            ctx,
-            "not_found",
-            "validator.server.not_found.operation",
-            request.method,
-            request.url.path,
+            ctx, "not_found", "validator.server.not_found.operation", request.method, path
         )
-        if isinstance(exc, HTTPException) and exc.status_code == 405:
-            err = self.service.error(
-                ctx,
-                "not_found",
-                "validator.server.not_found.operation",
-                request.method,
-                request.url.path,
-            )
-        if request.url.path.startswith("/rest"):
+        if path.startswith("/rest"):
             return self.rest_error(request, err)
         return _json(err.to_api_dict(), err.http_status)
 
@@ -800,10 +718,42 @@ def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _not_json(name: str) -> Any:
+    # json.loads takes NaN and Infinity; they are not JSON, and json.dumps would echo them
+    # (a JSON-RPC "id") into an answer that no JSON parser reads.
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(data: bytes) -> Any:
+    """A JSON body; ``ValueError`` also for a string that is not text (a lone surrogate).
+
+    ``"\\udc80"`` is valid JSON syntax, but no UTF-8 encodes it: SQLite, a message and the
+    answer would each fail on it later.
+    """
+    value = json.loads(data, parse_constant=_not_json)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                bad = item[exc.start]
+                raise ValueError(f"a string holds the lone surrogate \\u{ord(bad):04x}") from None
+    return value
+
+
 def _json(value: Any, status: int = 200) -> Response:
-    return Response(
-        json.dumps(value, ensure_ascii=False), status_code=status, media_type="application/json"
-    )
+    try:
+        body = json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate got through: \\udc80 escapes are valid JSON
+        body = json.dumps(value).encode("ascii")
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def _xml_to_value(el: Any) -> Any:
@@ -823,8 +773,18 @@ def _xml_to_value(el: Any) -> Any:
     return out
 
 
+#: What XML 1.0 cannot hold (most C0 controls, surrogates, U+FFFE/U+FFFF): shown escaped.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def _xml_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _NOT_XML.sub(
+        lambda m: (
+            f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}"
+        ),
+        text,
+    )
 
 
 def _xml_lines(name: str, value: Any, pad: str) -> list[str]:
@@ -888,8 +848,35 @@ def make_starlette(server: Server, sweep_seconds: float) -> Starlette:
     return Starlette(
         routes=build_routes(server),
         lifespan=lifespan,
+        middleware=[Middleware(HeaderLimit, server=server)],
         exception_handlers={
             HTTPException: server.not_found,
             Exception: server.server_error,
         },
     )
+
+
+class HeaderLimit:
+    """Refuses a request whose path and headers exceed ``max_header_bytes`` (a vAPI error)."""
+
+    def __init__(self, app: ASGIApp, server: Server) -> None:
+        self.app = app
+        self.server = server
+        self.limit = server.service.config.max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw = scope.get("raw_path") or b""
+            size = len(raw) + len(scope.get("query_string", b""))
+            size += sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+            if size > self.limit:
+                err = self.server.service.error(
+                    None, "invalid_argument", "validator.server.http.headers_too_large", self.limit
+                )
+                if str(scope.get("path", "")).startswith("/rest"):
+                    response = _json(err.to_rest_dict(), err.http_status)
+                else:
+                    response = _json(err.to_api_dict(), err.http_status)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
 import os
 import sys
@@ -122,5 +123,16 @@ def main(argv: Sequence[str]) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(app, host=opts.host, port=opts.port, log_level=opts.log_level, access_log=False)
+    from validator.server.protocol import vapi_protocol
+
+    # A request uvicorn cannot parse (a header block over h11's 16 KiB …) gets a vAPI error too.
+    bad = app.state.service.error(None, "invalid_argument", "validator.server.http.bad_request")
+    uvicorn.run(
+        app,
+        host=opts.host,
+        port=opts.port,
+        log_level=opts.log_level,
+        access_log=False,
+        http=vapi_protocol(json.dumps(bad.to_api_dict()).encode()),
+    )
     return 0

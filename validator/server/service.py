@@ -57,6 +57,7 @@ from validator.session import (
     SessionError,
     SessionFile,
     TransferStatus,
+    display_name,
     is_plain_name,
 )
 
@@ -76,8 +77,8 @@ _WARNING_KEYWORDS = (
     ("expired", "EXPIRED_CERTIFICATE"),
     ("untrusted", "UNTRUSTED_CERTIFICATE"),
 )
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_HEX = re.compile(r"^[0-9a-fA-F]{32,128}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_HEX = re.compile(r"[0-9a-fA-F]{32,128}")
 _METADATA_SUFFIXES = {"ovf": (".mf", ".cert")}
 
 SCHEMA = """
@@ -123,6 +124,9 @@ class ServerConfig:
     session_timeout: float = 300.0
     max_upload_bytes: int = 64 * GiB
     max_body_bytes: int = 1 << 20
+    #: Request line and headers; more is refused whatever way it arrives (h11 alone
+    #: refuses only a block still incomplete after 16 KiB, one read can bring 256 KiB).
+    max_header_bytes: int = 16 << 10
     max_session_files: int = 1000
     #: A login token unused for this long stops working.
     token_idle_seconds: float = 24 * 3600.0
@@ -259,8 +263,8 @@ class Service:
                 log.warning("plugin %s failed in %s: %s", plugin, hook_name, result.error)
 
     def check_id(self, ctx: Ctx, value: Any, what: str) -> str:
-        if not isinstance(value, str) or not _ID.match(value):
-            shown = repr(value) if not isinstance(value, str) else value
+        if not isinstance(value, str) or not _ID.fullmatch(value):  # match's $ allows "id\n"
+            shown = repr(value) if not isinstance(value, str) else display_name(value)
             shown = shown if len(shown) <= 64 else shown[:64] + "…"
             raise self.error(ctx, "invalid_argument", "validator.server.arg.bad_id", shown, what)
         return value
@@ -629,7 +633,7 @@ class Service:
 
     def session_list(self, ctx: Ctx, library_item_id: Any = None) -> list[str]:
         self.expire()
-        if library_item_id is None or library_item_id == "":
+        if library_item_id is None:  # an empty id is not "all": it is not an id
             rows = self._query(
                 "SELECT id FROM sessions WHERE owner = ? ORDER BY created", (ctx.user,)
             )
@@ -776,7 +780,7 @@ class Service:
             alg = info.get("algorithm") or "SHA1"
             checksum = info.get("checksum")
             if alg not in ChecksumAlgorithm.__members__ or not (
-                isinstance(checksum, str) and _HEX.match(checksum)
+                isinstance(checksum, str) and _HEX.fullmatch(checksum)
             ):
                 raise self.error(
                     ctx, "invalid_argument", "validator.server.arg.invalid", "checksum_info", info
