@@ -50,6 +50,7 @@ from validator.server.service import Ctx, Service, iso_time
 log = logging.getLogger("validator.server")
 
 SESSION_HEADER = "vmware-api-session-id"
+OPENAPI_PATH = "/api/openapi.json"
 #: Bytes of an upload collected before they are written (and hashed) in a worker thread.
 UPLOAD_BUFFER = 1 << 20
 
@@ -209,6 +210,7 @@ class Server:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.max_body = service.config.max_body_bytes
+        self._openapi: bytes | None = None
 
     # -- helpers ------------------------------------------------------------
     def path(self, request: Request, ctx: Ctx) -> str:
@@ -698,6 +700,16 @@ class Server:
             return _json({"error_type": "INVALID_ARGUMENT", "messages": [msg]}, 400)
         return _json(info, 200)
 
+    # -- the OpenAPI document ---------------------------------------------------------
+    async def openapi(self, request: Request) -> Response:
+        """``GET /api/openapi.json``: the server's OpenAPI document (no credentials needed)."""
+        if self._openapi is None:
+            from validator.server.openapi import document
+
+            doc = document(self.service.registry.item_types, self.service.config.max_upload_bytes)
+            self._openapi = json.dumps(doc, ensure_ascii=False, indent=1).encode()
+        return Response(self._openapi, media_type="application/json")
+
     async def not_found(self, request: Request, exc: Exception) -> Response:
         """No route (404) or a method the route does not take (405): ``not_found`` either way."""
         ctx = self.anonymous(request)
@@ -822,6 +834,7 @@ def build_routes(server: Server) -> list[Route]:
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     return [
         Route("/rest/{path:path}", server.rest, methods=methods),
+        Route(OPENAPI_PATH, server.openapi, methods=["GET"]),
         Route("/api", server.api, methods=methods),
         Route("/api/{path:path}", server.api, methods=methods),
         Route("/cls/data/{token}", server.upload, methods=["PUT", "POST"]),

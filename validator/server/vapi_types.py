@@ -34,8 +34,16 @@ class Lst:
     element: Type
 
 
+@dataclass(frozen=True)
+class Enum:
+    """A vAPI enumeration: encoded as a string; ``values`` are those the server uses."""
+
+    name: str
+    values: tuple[str, ...]
+
+
 #: A primitive is named by a string: ``string``, ``integer``, ``boolean``, ``secret``, ``void``.
-Type = Struct | Opt | Lst | str
+Type = Struct | Opt | Lst | Enum | str
 
 
 class DecodeError(ValueError):
@@ -89,6 +97,21 @@ def encode(value: Any, typ: Type) -> Any:
 
 
 STRING, INTEGER, BOOLEAN = "string", "integer", "boolean"
+_ITEM = "com.vmware.content.library.item"
+_UPDATESESSION = f"{_ITEM}.updatesession"
+
+SESSION_STATE = Enum(f"{_ITEM}.update_session_model.state", ("ACTIVE", "DONE", "ERROR", "CANCELED"))
+FILE_STATUS = Enum(
+    f"{_UPDATESESSION}.file.status",
+    ("WAITING_FOR_TRANSFER", "TRANSFERRING", "READY", "VALIDATING", "ERROR"),
+)
+SOURCE_TYPE = Enum(f"{_UPDATESESSION}.file.source_type", ("NONE", "PUSH", "PULL"))
+CHECKSUM_ALGORITHM = Enum(f"{_ITEM}.file.checksum_algorithm", ("SHA1", "MD5", "SHA256", "SHA512"))
+PREVIEW_STATE = Enum(
+    f"{_UPDATESESSION}.preview_info.state",
+    ("UNAVAILABLE", "NOT_APPLICABLE", "PREPARING", "AVAILABLE"),
+)
+LIBRARY_TYPE = Enum("com.vmware.content.library_model.library_type", ("LOCAL", "SUBSCRIBED"))
 
 LOCALIZABLE_MESSAGE = Struct(
     "com.vmware.vapi.std.localizable_message",
@@ -100,19 +123,23 @@ LOCALIZABLE_MESSAGE = Struct(
         "localized": Opt(STRING),
     },
 )
-_UPDATESESSION = "com.vmware.content.library.item.updatesession"
 WARNING_BEHAVIOR = Struct(
     f"{_UPDATESESSION}.warning_behavior", {"type": STRING, "ignored": BOOLEAN}
 )
 PREVIEW_WARNING = Struct(
     f"{_UPDATESESSION}.preview_warning_info",
+    # A WarningType (SELF_SIGNED_CERTIFICATE, …) or, for another plugin's warning, its message id.
     {"type": STRING, "message": LOCALIZABLE_MESSAGE, "ignored": BOOLEAN},
+)
+CERTIFICATE_INFO = Struct(
+    f"{_UPDATESESSION}.certificate_info",
+    {"issuer": STRING, "subject": STRING, "self_signed": BOOLEAN, "x509": STRING},
 )
 PREVIEW_INFO = Struct(
     f"{_UPDATESESSION}.preview_info",
     {
-        "state": STRING,
-        "certificate_info": Opt(STRING),
+        "state": PREVIEW_STATE,
+        "certificate_info": Opt(CERTIFICATE_INFO),
         "warnings": Opt(Lst(PREVIEW_WARNING)),
         "cert_chain": Opt(Lst(STRING)),
     },
@@ -125,7 +152,7 @@ UPDATE_SESSION_MODEL = Struct(
         "library_item_content_version": Opt(STRING),
         "error_message": Opt(LOCALIZABLE_MESSAGE),
         "client_progress": Opt(INTEGER),
-        "state": Opt(STRING),
+        "state": Opt(SESSION_STATE),
         "expiration_time": Opt(STRING),
         "preview_info": Opt(PREVIEW_INFO),
         "warning_behavior": Opt(Lst(WARNING_BEHAVIOR)),
@@ -133,7 +160,7 @@ UPDATE_SESSION_MODEL = Struct(
 )
 CHECKSUM_INFO = Struct(
     "com.vmware.content.library.item.file.checksum_info",
-    {"algorithm": Opt(STRING), "checksum": STRING},
+    {"algorithm": Opt(CHECKSUM_ALGORITHM), "checksum": STRING},
 )
 TRANSFER_ENDPOINT = Struct(
     "com.vmware.content.library.item.transfer_endpoint",
@@ -143,13 +170,13 @@ SESSION_FILE_INFO = Struct(
     f"{_UPDATESESSION}.file.info",
     {
         "name": STRING,
-        "source_type": STRING,
+        "source_type": SOURCE_TYPE,
         "size": Opt(INTEGER),
         "checksum_info": Opt(CHECKSUM_INFO),
         "source_endpoint": Opt(TRANSFER_ENDPOINT),
         "upload_endpoint": Opt(TRANSFER_ENDPOINT),
         "bytes_transferred": INTEGER,
-        "status": STRING,
+        "status": FILE_STATUS,
         "error_message": Opt(LOCALIZABLE_MESSAGE),
         "keep_in_storage": Opt(BOOLEAN),
     },
@@ -193,6 +220,14 @@ ITEM_MODEL = Struct(
         "type": Opt(STRING),
     },
 )
+STORAGE_BACKING = Struct(
+    "com.vmware.content.library.storage_backing",
+    {
+        "type": Enum("com.vmware.content.library.storage_backing.type", ("DATASTORE", "OTHER")),
+        "datastore_id": Opt(STRING),
+        "storage_uri": Opt(STRING),
+    },
+)
 LIBRARY_MODEL = Struct(
     "com.vmware.content.library_model",
     {
@@ -200,7 +235,8 @@ LIBRARY_MODEL = Struct(
         "creation_time": Opt(STRING),
         "description": Opt(STRING),
         "name": Opt(STRING),
-        "type": Opt(STRING),
+        "type": Opt(LIBRARY_TYPE),
+        "storage_backings": Opt(Lst(STORAGE_BACKING)),
     },
 )
 CIS_SESSION_INFO = Struct(
