@@ -612,6 +612,93 @@ def test_preview_warning_blocks_complete_until_ignored(
     assert sorted(published["files"]) == ["vm-disk1.vmdk", "vm.ovf"]
 
 
+def _signed_certificate(mf: bytes, *, tamper: bool = False) -> tuple[bytes, bytes]:
+    """A ``vm.cert`` signing ``mf`` with a fresh self-signed RSA certificate, and its PEM."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Corp"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "ovf signer"),
+        ]
+    )
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    signature = key.sign(mf + (b"x" if tamper else b""), padding.PKCS1v15(), hashes.SHA256())
+    return f"SHA256(vm.mf)= {signature.hex()}\n".encode() + pem, pem
+
+
+def test_preview_info_carries_the_certificate_of_a_signed_ovf(server_env: Env) -> None:
+    client, _ = server_env
+    api = Api(client)
+    sid = api.session(api.item())
+    api.push_bundle(sid)
+    cert, pem = _signed_certificate((SAMPLES / "vm.mf").read_bytes())
+    info = api.add(sid, "vm.cert", size=len(cert))
+    assert info["keep_in_storage"] is False
+    assert api.upload(info, cert).status_code == 200
+    r = api.req("POST", f"{API_US}/{sid}/file?action=validate")
+    assert r.json()["has_errors"] is False, r.text
+    preview = api.req("GET", f"{API_US}/{sid}").json()["preview_info"]
+    assert preview["certificate_info"] == {
+        "issuer": "CN=ovf signer,O=Example Corp",
+        "subject": "CN=ovf signer,O=Example Corp",
+        "self_signed": True,
+        "x509": pem.decode(),
+    }
+    assert preview["cert_chain"] == [pem.decode()]
+    assert [w["type"] for w in preview["warnings"]] == ["SELF_SIGNED_CERTIFICATE"]
+    # The same through JSON-RPC, as the bindings' CertificateInfo structure.
+    call = {
+        "jsonrpc": "2.0",
+        "method": "invoke",
+        "id": "1",
+        "params": {
+            "serviceId": "com.vmware.content.library.item.update_session",
+            "operationId": "get",
+            "input": {"STRUCTURE": {"operation-input": {"update_session_id": sid}}},
+            "ctx": {"securityCtx": {"sessionId": api.token}},
+        },
+    }
+    out = client.post("/api", json=call).json()["result"]["output"]
+    model = out["STRUCTURE"]["com.vmware.content.library.item.update_session_model"]
+    preview_rpc = model["preview_info"]["OPTIONAL"]["STRUCTURE"][
+        "com.vmware.content.library.item.updatesession.preview_info"
+    ]
+    info_rpc = preview_rpc["certificate_info"]["OPTIONAL"]["STRUCTURE"][
+        "com.vmware.content.library.item.updatesession.certificate_info"
+    ]
+    assert info_rpc["self_signed"] is True and info_rpc["subject"] == "CN=ovf signer,O=Example Corp"
+    # A signature that does not verify: the certificate is an invalid file, not shown.
+    bad, _ = _signed_certificate((SAMPLES / "vm.mf").read_bytes(), tamper=True)
+    info = api.add(sid, "vm.cert", size=len(bad))
+    assert api.upload(info, bad).status_code == 200
+    r = api.req("POST", f"{API_US}/{sid}/file?action=validate")
+    assert [e["name"] for e in r.json()["invalid_files"]] == ["vm.cert"]
+    preview = api.req("GET", f"{API_US}/{sid}").json()["preview_info"]
+    assert "certificate_info" not in preview and "cert_chain" not in preview
+    # Unsigned: no certificate_info either.
+    api.req("DELETE", f"{API_US}/{sid}/file/vm.cert")
+    assert api.req("POST", f"{API_US}/{sid}/file?action=validate").json()["has_errors"] is False
+    assert "certificate_info" not in api.req("GET", f"{API_US}/{sid}").json()["preview_info"]
+
+
 def test_example_plugin_writes_audit_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log = tmp_path / "audit.jsonl"
     monkeypatch.setenv(example_plugin.ENV, str(log))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -1027,7 +1028,7 @@ class Service:
         except SessionError as exc:
             msg = self.registry.catalogs.message(exc.message_id, exc.args_, ctx.locale)
             raise VapiError("invalid_argument", [msg]) from None
-        self._store_preview(row, result)
+        self._store_preview(row, result, session)
         return result, session
 
     def _preview(self, row: sqlite3.Row, result: ValidationResult) -> dict[str, Any]:
@@ -1046,10 +1047,49 @@ class Service:
             )
         return {"state": "AVAILABLE", "warnings": warnings}
 
-    def _store_preview(self, row: sqlite3.Row, result: ValidationResult) -> None:
+    def _certificate_preview(self, session: Session, result: ValidationResult) -> dict[str, Any]:
+        """``certificate_info`` and ``cert_chain`` of a signed OVF package (REFERENCE §3).
+
+        Only for a certificate the OVF adapter accepted (no invalid-file entry: its
+        signature verified); its self-signed, expired … verdicts are the preview warnings.
+        """
+        if result.item_type != "ovf" or "ovf" not in self.registry.item_types:
+            return {}
+        descriptor = self.registry.item_types["ovf"].primary_file(session)
+        if not descriptor or not descriptor.lower().endswith(".ovf"):
+            return {}
+        name = descriptor[: -len(".ovf")] + ".cert"
+        file = session.get(name)
+        if file is None or file.source is None or any(e.name == name for e in result.invalid_files):
+            return {}
+        try:
+            from cryptography import x509
+
+            # The built-in adapter's own PEM reader and self-signed test (installed as
+            # validator_plugins, registry.DEFAULT_PLUGINS): the same verdict as its warning.
+            certificate = importlib.import_module("validator_plugins.ovf.certificate")
+            with file.source.open() as fh:
+                data = fh.read(self.config.limits.manifest_bytes + 1)
+            if len(data) > self.config.limits.manifest_bytes:
+                return {}
+            blocks: list[bytes] = certificate.pem_certificates(data)
+            leaf = x509.load_pem_x509_certificate(blocks[0])
+            info = {
+                "issuer": leaf.issuer.rfc4514_string(),
+                "subject": leaf.subject.rfc4514_string(),
+                "self_signed": bool(certificate.is_self_signed(leaf)),
+                "x509": blocks[0].decode("ascii"),
+            }
+        except (ImportError, OSError, ValueError, IndexError) as exc:  # accepted, so unexpected
+            log.warning("session %s: no certificate_info for %s: %s", session.origin, name, exc)
+            return {}
+        return {"certificate_info": info, "cert_chain": [b.decode("ascii") for b in blocks]}
+
+    def _store_preview(self, row: sqlite3.Row, result: ValidationResult, session: Session) -> None:
         preview = self._preview(row, result)
         stored = {
             "state": preview["state"],
+            **self._certificate_preview(session, result),
             "warnings": [{k: v for k, v in w.items() if k != "file"} for w in preview["warnings"]],
         }
         with self._tx() as db:
