@@ -276,7 +276,7 @@ def test_complete_refuses_missing_and_invalid_files(server_env: Env) -> None:
     api = Api(client)
     item = api.item()
     sid = api.session(item)
-    api.push_bundle(sid, ("vm.ovf", "vm.mf"))
+    api.push_bundle(sid, ("vm.mf", "vm.ovf"))
     r = api.req("POST", f"{API_US}/{sid}/file?action=validate")
     assert r.json()["missing_files"] == ["vm-disk1.vmdk"]
     r = api.req("POST", f"{REST_US}/id:{sid}?~action=complete")
@@ -321,6 +321,13 @@ def test_uploads_short_too_long_and_checksum(server_env: Env) -> None:
     assert api.upload(info, data).status_code == 200
     # READY: the endpoint does not take new bytes (add the file again for that).
     assert api.upload(info, data).status_code == 400
+    # The manifest comes before the descriptor (vCenter's rule): take the descriptor out first.
+    refused = api.req(
+        "POST", f"{API_US}/{sid}/file", json={"name": "vm.mf", "source_type": "PUSH"}
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["messages"][0]["id"] == "validator.server.arg.metadata_after_descriptor"
+    assert api.req("DELETE", f"{API_US}/{sid}/file/vm.ovf").status_code == 204
     bad = api.add(sid, "vm.mf", checksum_info={"algorithm": "SHA256", "checksum": "ab" * 32})
     assert bad["keep_in_storage"] is False
     r = api.upload(bad, (SAMPLES / "vm.mf").read_bytes())
@@ -648,11 +655,12 @@ def test_preview_info_carries_the_certificate_of_a_signed_ovf(server_env: Env) -
     client, _ = server_env
     api = Api(client)
     sid = api.session(api.item())
-    api.push_bundle(sid)
+    api.push_bundle(sid, ("vm.mf",))
     cert, pem = _signed_certificate((SAMPLES / "vm.mf").read_bytes())
     info = api.add(sid, "vm.cert", size=len(cert))
     assert info["keep_in_storage"] is False
     assert api.upload(info, cert).status_code == 200
+    api.push_bundle(sid, ("vm.ovf", "vm-disk1.vmdk"))
     r = api.req("POST", f"{API_US}/{sid}/file?action=validate")
     assert r.json()["has_errors"] is False, r.text
     preview = api.req("GET", f"{API_US}/{sid}").json()["preview_info"]
@@ -687,8 +695,10 @@ def test_preview_info_carries_the_certificate_of_a_signed_ovf(server_env: Env) -
     assert info_rpc["self_signed"] is True and info_rpc["subject"] == "CN=ovf signer,O=Example Corp"
     # A signature that does not verify: the certificate is an invalid file, not shown.
     bad, _ = _signed_certificate((SAMPLES / "vm.mf").read_bytes(), tamper=True)
+    api.req("DELETE", f"{API_US}/{sid}/file/vm.ovf")  # a certificate comes before the descriptor
     info = api.add(sid, "vm.cert", size=len(bad))
     assert api.upload(info, bad).status_code == 200
+    api.push_bundle(sid, ("vm.ovf",))
     r = api.req("POST", f"{API_US}/{sid}/file?action=validate")
     assert [e["name"] for e in r.json()["invalid_files"]] == ["vm.cert"]
     preview = api.req("GET", f"{API_US}/{sid}").json()["preview_info"]

@@ -406,7 +406,7 @@ def test_slow_uploads_and_cut_uploads_while_others_are_served(live: Live) -> Non
     c = live.client()
     disk = (SAMPLES / "vm-disk1.vmdk").read_bytes()
     sid = c.new_session(c.new_item())
-    c.push(sid, ("vm.ovf", "vm.mf"))
+    c.push(sid, ("vm.mf", "vm.ovf"))
     slow = c.req(
         "POST", f"{API_US}/{sid}/file", json={"name": "vm-disk1.vmdk", "size": len(disk)}
     ).json()

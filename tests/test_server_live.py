@@ -147,7 +147,7 @@ class Client:
         assert r.status_code == 201, r.text
         return str(r.json())
 
-    def push(self, sid: str, names: tuple[str, ...] = ("vm.ovf", "vm-disk1.vmdk", "vm.mf")) -> None:
+    def push(self, sid: str, names: tuple[str, ...] = ("vm.mf", "vm.ovf", "vm-disk1.vmdk")) -> None:
         for name in names:
             data = (SAMPLES / name).read_bytes()
             r = self.req(
@@ -243,10 +243,10 @@ def test_official_bindings(live: Live) -> None:
     assert nf.value.messages[0].args == ["obj-103"]
 
     # Validate before the bytes arrived: NotAllowedInCurrentState.
-    info = files.add(sid, File.AddSpec(name="vm.ovf", source_type=File.SourceType.PUSH))
+    info = files.add(sid, File.AddSpec(name="vm-disk1.vmdk", source_type=File.SourceType.PUSH))
     with pytest.raises(NotAllowedInCurrentState):
         files.validate(sid)
-    for name in ("vm.ovf", "vm-disk1.vmdk", "vm.mf"):
+    for name in ("vm.mf", "vm.ovf", "vm-disk1.vmdk"):
         data = (SAMPLES / name).read_bytes()
         info = files.add(
             sid, File.AddSpec(name=name, source_type=File.SourceType.PUSH, size=len(data))

@@ -17,7 +17,7 @@ from validator.server.service import ServerConfig, Service
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
-BUNDLE = ("vm.ovf", "vm-disk1.vmdk", "vm.mf")
+BUNDLE = ("vm.mf", "vm.ovf", "vm-disk1.vmdk")  # metadata before the descriptor, as vCenter wants
 PASSWORD = "s3cret-pw"
 
 

@@ -81,6 +81,10 @@ _WARNING_KEYWORDS = (
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _HEX = re.compile(r"[0-9a-fA-F]{32,128}")
 _METADATA_SUFFIXES = {"ovf": (".mf", ".cert")}
+#: As vCenter does, an OVF item's manifest or certificate may not be added once
+#: its descriptor is in the session (they must come first: the descriptor's
+#: arrival is what a client's upload order keys on).
+_DESCRIPTOR_SUFFIXES = {"ovf": ".ovf"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS libraries (
@@ -815,6 +819,23 @@ class Service:
                     "validator.server.arg.too_many_files",
                     self.config.max_session_files,
                 )
+            descriptor_suffix = _DESCRIPTOR_SUFFIXES.get(str(item["type"]))
+            if not keep and descriptor_suffix is not None:
+                names = db.execute(
+                    "SELECT name FROM session_files WHERE session_id = ?", (row["id"],)
+                ).fetchall()
+                first = next(
+                    (n["name"] for n in names if n["name"].lower().endswith(descriptor_suffix)),
+                    None,
+                )
+                if first is not None:
+                    raise self.error(
+                        ctx,
+                        "invalid_argument",
+                        "validator.server.arg.metadata_after_descriptor",
+                        name,
+                        first,
+                    )
             seq = old["seq"] if old is not None else count["m"] + 1
             db.execute(
                 "INSERT OR REPLACE INTO session_files (session_id, name, seq, source_type, size,"
