@@ -27,15 +27,26 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def median_seconds(cmd: list[str], runs: int) -> float:
-    subprocess.run(cmd, check=False, capture_output=True, cwd=ROOT, env=ENV)  # warm caches
-    times = []
+def run_once(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   cwd=ROOT, env=ENV)
+    return time.perf_counter() - start
+
+
+def medians(cmds: list[list[str]], runs: int) -> list[float]:
+    """Median wall time of each command, the commands run in turn (round robin).
+
+    Interleaving keeps a change in the machine's load (a neighbour's work) from
+    landing on one command only: the ratios stay meaningful on a busy machine.
+    """
+    for cmd in cmds:
+        subprocess.run(cmd, check=False, capture_output=True, cwd=ROOT, env=ENV)  # warm caches
+    times: list[list[float]] = [[] for _ in cmds]
     for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       cwd=ROOT, env=ENV)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for i, cmd in enumerate(cmds):
+            times[i].append(run_once(cmd))
+    return [statistics.median(t) for t in times]
 
 
 FLOOR = (
@@ -46,9 +57,14 @@ FLOOR = (
 
 def main() -> int:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 15
-    bare = median_seconds([sys.executable, "-c", "pass"], runs)
-    floor = median_seconds([sys.executable, "-c", FLOOR], runs)
-    cli = median_seconds([sys.executable, "-m", "validator", "samples/vm.ovf"], runs)
+    bare, floor, cli = medians(
+        [
+            [sys.executable, "-c", "pass"],
+            [sys.executable, "-c", FLOOR],
+            [sys.executable, "-m", "validator", "samples/vm.ovf"],
+        ],
+        runs,
+    )
     print(f"python -c pass                      {bare * 1000:7.1f} ms")
     print(f"dependencies only (floor)           {floor * 1000:7.1f} ms  {floor / bare:5.2f}x")
     print(f"python -m validator samples/vm.ovf  {cli * 1000:7.1f} ms  {cli / bare:5.2f}x"
