@@ -345,3 +345,20 @@ def test_disk_check_problems_are_capped_on_an_ova_from_a_pipe(root: Path) -> Non
     result = engine.validate(open_stream(io.BytesIO(raw.getvalue()), "-", Limits()))
     ids = [e.error_message.id for e in result.invalid_files]
     assert ids == [BAD_LINE] * PER_KIND + [NOT_LISTED]
+
+
+def test_the_vmdk_checker_itself_keeps_only_the_first_of_a_kind(root: Path) -> None:
+    """The checker counts what it does not keep: memory and time stay bounded by the
+    cap, not by the number of bad lines (the engine-level caps came after it)."""
+    from validator_plugins.ovf.vmdk import VmdkChecker
+
+    d = noisy_disk(root / "noisy-checker")
+    checker = VmdkChecker(DISK)
+    data = (d / DISK).read_bytes()
+    for at in range(0, len(data), 4096):
+        checker.feed(data[at : at + 4096])
+    assert len(checker.problems) == PER_KIND
+    problems = checker.close()
+    assert [mid for mid, _ in problems] == [BAD_LINE] * PER_KIND + [NOT_LISTED]
+    assert problems[-1][1] == (DISK, 1000 - PER_KIND, BAD_LINE, PER_KIND)
+    assert checker.close() == problems  # closing again adds no second summary

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 
 from validator.checks import Reporter, StreamCheck
 
+from .problems import NOT_LISTED, PER_KIND, Tally
+
 SECTOR = 512
 MAGIC = b"KDMV"
 GD_AT_END = 0xFFFFFFFFFFFFFFFF
@@ -193,6 +195,10 @@ class VmdkChecker:
         self.max_descriptor = max_descriptor
         self.max_grain_directory = max_grain_directory
         self.problems: list[Problem] = []
+        # The first PER_KIND problems of each kind are kept, the rest only counted (a
+        # descriptor of a megabyte of bad lines must not build half a million of them).
+        self._tally: Tally[str] = Tally()
+        self._summarized = False
         self.pos = 0
         self.header: Header | None = None
         self.dead = False  # not a VMDK: the rest is only counted
@@ -221,7 +227,8 @@ class VmdkChecker:
 
     # -- problems -----------------------------------------------------------
     def _add(self, message_id: str, *args: object) -> None:
-        self.problems.append((message_id, (self.name, *args)))
+        if self._tally.admit(message_id):
+            self.problems.append((message_id, (self.name, *args)))
 
     # -- feeding --------------------------------------------------------------
     def feed(self, data: bytes | bytearray | memoryview) -> None:
@@ -552,7 +559,19 @@ class VmdkChecker:
 
     # -- the end -------------------------------------------------------------
     def close(self) -> list[Problem]:
-        """Finish: the checks that need the whole file; returns every problem found."""
+        """Finish: the checks that need the whole file; returns the problems found.
+
+        Past :data:`~.problems.PER_KIND` of one kind, one ``NOT_LISTED`` problem
+        at the end says how many more there were.
+        """
+        problems = self._close()
+        if not self._summarized:
+            self._summarized = True
+            for message_id, count in self._tally.not_listed():
+                problems.append((NOT_LISTED, (self.name, count, message_id, PER_KIND)))
+        return problems
+
+    def _close(self) -> list[Problem]:
         if self.dead:
             return self.problems
         total = self.pos
