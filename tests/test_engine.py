@@ -385,3 +385,27 @@ def test_generator_raising_while_read_is_reported(make_registry) -> None:  # typ
         for e in result.invalid_files
         if e.error_message.id == "validator.core.plugin.failed"
     )[0] == "gen"
+
+
+def test_session_lookup_follows_appends_replacements_and_new_lists() -> None:
+    """``Session.get`` is indexed (large sessions were quadratic) and stays exact."""
+    from validator.session import Session, SessionFile
+
+    s = Session(origin="t")
+    assert s.get("a") is None
+    a, b = SessionFile("a", None), SessionFile("b", None)
+    s.files.append(a)  # adapters append directly
+    assert s.get("a") is a and s.get("b") is None
+    s.files.append(b)
+    assert s.get("b") is b
+    b2 = SessionFile("b", None)
+    s.add(b2)  # re-adding a name replaces it in place
+    assert s.get("b") is b2 and s.names() == ["a", "b"]
+    s.files[0] = SessionFile("c", None)  # replaced in place under another name
+    assert s.get("a") is None and s.get("c") is s.files[0]
+    s.files.pop()
+    assert s.get("b") is None
+    s.files = [SessionFile("z", None)]
+    assert s.get("c") is None and s.get("z") is s.files[0]
+    dup = Session(origin="d", files=[SessionFile("x", None), SessionFile("x", None)])
+    assert dup.get("x") is dup.files[0]  # the first of a name, as a scan finds it

@@ -205,23 +205,47 @@ class Session:
     rejected: list[Rejected] = field(default_factory=list)
     sequential: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    # name → position in ``files``, kept up to date lazily: ``files`` may be
+    # appended to directly (adapters build sessions that way); replace a file
+    # through :meth:`add`.  Without it ``get`` per file made large sessions
+    # quadratic (10,000 files: half of a 2.3 s validation).
+    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _indexed: int = field(default=0, init=False, repr=False, compare=False)
+    _indexed_list: list[SessionFile] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def names(self) -> list[str]:
         return [f.name for f in self.files]
 
+    def _position(self, name: str) -> int | None:
+        files = self.files
+        if self._indexed_list is not files or self._indexed > len(files):
+            # another list, or a shorter one: start again
+            self._index.clear()
+            self._indexed = 0
+            self._indexed_list = files
+        for at in range(self._indexed, len(files)):
+            self._index.setdefault(files[at].name, at)  # the first of a name wins, as before
+        self._indexed = len(files)
+        found = self._index.get(name)
+        if found is not None and files[found].name != name:  # replaced in place: rebuild
+            self._index.clear()
+            self._indexed = 0
+            return self._position(name)
+        return found
+
     def get(self, name: str) -> SessionFile | None:
-        for f in self.files:
-            if f.name == name:
-                return f
-        return None
+        i = self._position(name)
+        return self.files[i] if i is not None else None
 
     def add(self, file: SessionFile) -> None:
         """Add a file; re-adding a name replaces it (as ``File.add`` does)."""
-        for i, f in enumerate(self.files):
-            if f.name == file.name:
-                self.files[i] = file
-                return
-        self.files.append(file)
+        i = self._position(file.name)
+        if i is not None:
+            self.files[i] = file
+        else:
+            self.files.append(file)
 
     def offer(self, entry: SessionFile | Rejected) -> None:
         """Take what :func:`file_from_path` made: a file joins, a refused entry is recorded."""
