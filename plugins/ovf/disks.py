@@ -129,30 +129,15 @@ class CheckConsumer:
     """
 
     def __init__(self, check: StreamCheck, plugin: str = "ovf") -> None:
-        self.check = check
-        self.plugin = plugin
-        self.failure: BaseException | None = None
-
-    def _failed(self, exc: BaseException) -> list[Problem]:
-        label = self.check.label or type(self.check).__name__
-        return [("validator.core.check.failed", (self.plugin, label, describe(exc)))]
+        # The guarding is OwnedCheck's; the stream names the file, so no name here.
+        self._owned = OwnedCheck(check, plugin, "")
 
     def feed(self, data: memoryview, /) -> None:
-        if self.failure is not None:
-            return
-        try:
-            self.check.update(data)
-        except PLUGIN_ERRORS as exc:
-            self.failure = exc
+        self._owned.update(data)
 
     def close(self) -> list[Problem]:
-        if self.failure is not None:
-            return self._failed(self.failure)
         report = Reporter()
-        try:
-            self.check.finish(report)
-        except PLUGIN_ERRORS as exc:
-            return self._failed(exc)
+        self._owned.finish(report)
         return [(p.message_id, p.args) for p in report.problems]
 
 
