@@ -319,3 +319,34 @@ def test_links_in_a_bundle_are_refused_not_followed(tmp_path: Path) -> None:
         assert ids(result) == ["validator.core.file.link"]
         assert result.invalid_files[0].name == "vm-disk1.vmdk"
         assert result.missing_files == ("vm-disk1.vmdk",)
+
+
+def test_a_lone_ovf_is_read_and_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening a lone .ovf reads its descriptor; the validation reuses those bytes and
+    that parse (the digest for the manifest comes from the same bytes)."""
+    import validator_plugins.ovf.descriptor as descriptor_mod
+
+    import validator.session as session_mod
+    from validator.engine import Engine
+
+    from .conftest import SAMPLES
+
+    parses: list[str] = []
+    opens: list[str] = []
+    real_parse, real_open = descriptor_mod.read_descriptor, session_mod.open_regular_file
+
+    def parse(name: str, *args: object, **kwargs: object) -> object:
+        parses.append(name)
+        return real_parse(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    def open_file(path: object) -> object:
+        opens.append(str(path))
+        return real_open(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(descriptor_mod, "read_descriptor", parse)
+    monkeypatch.setattr(session_mod, "open_regular_file", open_file)
+    engine = Engine()
+    result = engine.validate(engine.open(SAMPLES / "vm.ovf"))
+    assert not result.has_errors  # the manifest's digest of vm.ovf matched
+    assert parses == ["vm.ovf"]
+    assert [Path(p).name for p in opens].count("vm.ovf") == 1

@@ -151,6 +151,24 @@ class PathSource:
         return open_regular_file(self.path)
 
 
+@dataclass(frozen=True, slots=True)
+class MemorySource:
+    """Bytes already in memory (a small archive member; a descriptor read to open a session)."""
+
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def seekable(self) -> bool:
+        return True
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data)
+
+
 @dataclass(slots=True)
 class SessionFile:
     """One file of the session (``File.Info`` of the API, plus its bytes)."""

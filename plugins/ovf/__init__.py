@@ -19,6 +19,7 @@ from validator.hookspecs import hookimpl
 from validator.limits import Limits
 from validator.messages import CatalogSource
 from validator.session import (
+    MemorySource,
     Rejected,
     Session,
     SessionError,
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 DESCRIPTOR_SUFFIX = ".ovf"
 OVA_SUFFIX = ".ova"
 _CACHE_KEY = "ovf.descriptor"
+#: session.meta: (bytes, limits, descriptor) of the lone .ovf that opened the session.
+_OPENED_KEY = "ovf.opened_descriptor"
 
 
 def descriptors(session: Session) -> list[str]:
@@ -81,7 +84,13 @@ def descriptor_of(session: Session, ctx: CheckContext) -> Descriptor | None:
         if file is None or file.source is None:
             return None
         data = ctx.read_small(file, ctx.limits.descriptor_bytes)
-        from .descriptor import read_descriptor
+        from .descriptor import Descriptor, read_descriptor
+
+        opened = session.meta.get(_OPENED_KEY)
+        if opened is not None and opened[0] == data and opened[1] == ctx.limits:
+            found = opened[2]  # the parse validator_open_session made of these same bytes
+            if isinstance(found, Descriptor):
+                return found
 
         return read_descriptor(file.name, data, ctx.limits)
 
@@ -118,9 +127,12 @@ def validator_open_session(path: Path, limits: Limits) -> Session | None:
     assert first.source is not None
     with first.source.open() as fh:
         data = fh.read(limits.descriptor_bytes + 1)
-    desc = read_descriptor(
-        path.name, data if len(data) <= limits.descriptor_bytes else None, limits
-    )
+    small = len(data) <= limits.descriptor_bytes
+    desc = read_descriptor(path.name, data if small else None, limits)
+    if small:
+        # Read and parsed once: the validation hashes these bytes and reuses the parse.
+        first.source = MemorySource(data)
+        session.meta[_OPENED_KEY] = (data, limits, desc)
     wanted: list[str] = list(metadata_names(path.name))
     for ref in desc.files:
         if not ref.usable:

@@ -34,6 +34,7 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from validator.limits import Limits
 from validator.session import (
+    MemorySource,
     RangeSource,
     Rejected,
     Session,
@@ -337,24 +338,6 @@ class _StreamInput:
                 break
             done += got
         return done
-
-
-@dataclass(frozen=True, slots=True)
-class MemorySource:
-    """A small member read into memory (descriptor, manifest, certificate)."""
-
-    data: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    @property
-    def seekable(self) -> bool:
-        return True
-
-    def open(self) -> BinaryIO:
-        return io.BytesIO(self.data)
 
 
 class _MemberReader(io.RawIOBase):
