@@ -72,6 +72,11 @@ def _load(path: Path, max_bytes: int) -> Any:
             ) from exc
     import yaml
 
+    # A safe loader only (libyaml's when present): plain YAML types, no Python
+    # tags, nothing constructed from the input's choice.  Nesting is checked
+    # first (below); an alias is the same object again, never a copy, and the
+    # entries are then checked one by one against max_files (tests/test_limits.py:
+    # an alias bomb ends in exit 2 within 200 MiB).
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         _check_yaml_depth(yaml, text, loader, path)
