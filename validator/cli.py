@@ -399,10 +399,8 @@ def _limits(argv: list[str]) -> int:
     argparse.ArgumentParser(
         prog="validator limits", description="List resource limits and defaults."
     ).parse_args(argv)
-    import dataclasses
-
     from validator.limits import Limits
 
-    for f in dataclasses.fields(Limits):
-        print(f"{f.name}={f.default}")
+    for name, default in Limits.defaults().items():
+        print(f"{name}={default}")
     return EXIT_VALID

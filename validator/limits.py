@@ -3,19 +3,21 @@
 Each has a documented default; the CLI changes one with ``--limit NAME=VALUE``
 (``validator limits`` lists them) and a server passes its own :class:`Limits`.
 Exceeding a limit is a clear invalid-file message, never a crash or a silent pass.
+
+:class:`Limits` is a ``NamedTuple``, not a frozen dataclass, because every run
+defines it: on Python 3.11 a frozen dataclass costs 0.5-0.9 ms to define, a
+NamedTuple about 60 us (docs/performance.md, "Start-up").
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MiB = 1 << 20
 GiB = 1 << 30
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
+class Limits(NamedTuple):
     #: Files (and rejected entries) in one session.
     max_files: int = 10_000
     #: Size of an OVF descriptor, in bytes.
@@ -50,10 +52,15 @@ class Limits:
 
     @classmethod
     def names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+        return list(cls._fields)
+
+    @classmethod
+    def defaults(cls) -> dict[str, int]:
+        """Every limit's name and default, in declaration order."""
+        return dict(cls._field_defaults)
 
     def replace(self, **changes: int) -> Limits:
-        return dataclasses.replace(self, **changes)
+        return self._replace(**changes)
 
     def with_assignment(self, text: str) -> Limits:
         """Apply ``NAME=VALUE`` (``ValueError`` with a one-line reason if it is not one)."""

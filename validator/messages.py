@@ -24,9 +24,8 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -43,8 +42,7 @@ CATALOG_SUFFIX = ".toml"
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
 
 
-@dataclass(frozen=True, slots=True)
-class CatalogSource:
+class CatalogSource(NamedTuple):
     """A plugin's catalogs: the id ``namespace`` it owns and the folder of ``<locale>.toml``."""
 
     namespace: str

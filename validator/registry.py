@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import pluggy
 
@@ -50,8 +50,7 @@ PLUGIN_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, Generat
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
 
-@dataclass(frozen=True, slots=True)
-class PluginInfo:
+class PluginInfo(NamedTuple):
     name: str
     version: str
     builtin: bool
@@ -59,8 +58,7 @@ class PluginInfo:
     item_types: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class HookFailure:
+class HookFailure(NamedTuple):
     """A hook implementation raised or returned something of the wrong type."""
 
     plugin: str

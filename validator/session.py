@@ -22,7 +22,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, cast, runtime_checkable
+from typing import Any, BinaryIO, NamedTuple, Protocol, cast, runtime_checkable
 
 
 class TransferStatus(enum.StrEnum):
@@ -48,8 +48,7 @@ class ChecksumAlgorithm(enum.StrEnum):
         return self.value.lower()
 
 
-@dataclass(frozen=True, slots=True)
-class ChecksumInfo:
+class ChecksumInfo(NamedTuple):
     algorithm: ChecksumAlgorithm
     checksum: str
 
@@ -132,8 +131,7 @@ def open_regular_file(path: Path) -> BinaryIO:
         raise
 
 
-@dataclass(frozen=True, slots=True)
-class PathSource:
+class PathSource(NamedTuple):
     """A regular file on disk (checked with ``lstat`` when the session is built)."""
 
     path: Path
@@ -151,8 +149,7 @@ class PathSource:
         return open_regular_file(self.path)
 
 
-@dataclass(frozen=True, slots=True)
-class MemorySource:
+class MemorySource(NamedTuple):
     """Bytes already in memory (a small archive member; a descriptor read to open a session)."""
 
     data: bytes
@@ -361,8 +358,7 @@ class _RangeReader(io.RawIOBase):
             super().close()
 
 
-@dataclass(frozen=True, slots=True)
-class RangeSource:
+class RangeSource(NamedTuple):
     """A byte range of a regular file: a member of an archive, read in place.
 
     ``open`` gives a seekable reader of just that range (opened like a

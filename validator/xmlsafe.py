@@ -7,21 +7,21 @@ refused outright.  Size, element count and depth are bounded by the caller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
 from lxml import etree
 
 
-@dataclass(frozen=True, slots=True)
 class XmlRejected(Exception):
     """Why a document was refused: ``kind`` is one of ``malformed``, ``doctype``,
     ``entity``, ``elements``, ``depth``; ``line`` is 0 when unknown."""
 
-    kind: str
-    detail: str
-    line: int = 0
+    def __init__(self, kind: str, detail: str, line: int = 0) -> None:
+        super().__init__(kind, detail, line)
+        self.kind = kind
+        self.detail = detail
+        self.line = line
 
 
 def _line_of(data: bytes, needle: bytes) -> int:

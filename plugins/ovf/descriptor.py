@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -76,8 +77,7 @@ def chunk_name(href: str, index: int) -> str:
     return f"{href}.{index:0{CHUNK_DIGITS}d}"
 
 
-@dataclass(slots=True)
-class Disk:
+class Disk(NamedTuple):
     id: str
     line: int
     file_ref: str | None

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from validator.checks import CheckContext, Reporter, StreamCheck
 from validator.registry import PLUGIN_ERRORS, HookFailure, _as_list, describe
@@ -68,8 +67,7 @@ class ProblemCheck(StreamCheck):
             report.warning(self.name, message_id, *args)
 
 
-@dataclass(frozen=True, slots=True)
-class DiskFile:
+class DiskFile(NamedTuple):
     """A disk's file as the descriptor declares it."""
 
     href: str

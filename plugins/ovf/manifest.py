@@ -24,6 +24,7 @@ from __future__ import annotations
 import hmac
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from validator.checks import CheckContext, Reporter
 from validator.limits import Limits
@@ -46,8 +47,7 @@ _DEFERRED = "ovf.manifest.deferred"
 Problem = tuple[str, tuple[object, ...]]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     algorithm: str  # SHA1 | SHA256 | SHA512
     name: str
     digest: str  # lower-case hex

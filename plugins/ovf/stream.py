@@ -62,8 +62,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from validator.checks import CheckContext, Reporter, StreamCheck
 from validator.limits import Limits
@@ -117,8 +116,7 @@ def stored_parts(ref: FileRef, session: Session, limits: Limits) -> list[str]:
     return chunk_parts(ref, session, limits)
 
 
-@dataclass(slots=True)
-class _Part:
+class _Part(NamedTuple):
     name: str
     start: int
     size: int

@@ -40,7 +40,7 @@ import heapq
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from validator.checks import Reporter, StreamCheck
 
@@ -87,8 +87,7 @@ _KEY = re.compile(r"^(?P<key>[A-Za-z0-9_.]+)\s*=\s*(?P<value>.*?)\s*$")
 Problem = tuple[str, tuple[object, ...]]
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(NamedTuple):
     """The fields of a sparse extent header (or of a streamOptimized footer)."""
 
     magic: bytes
