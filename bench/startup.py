@@ -60,10 +60,7 @@ MINIMUM = (
     "import importlib.metadata, pluggy\n"
     "importlib.metadata.entry_points(group='validator.plugins')"
 )
-FLOOR = (
-    "import argparse, hashlib, importlib.metadata, tomllib, lxml.etree, pluggy\n"
-    "importlib.metadata.entry_points(group='validator.plugins')"
-)
+FLOOR = "import argparse, hashlib, tomllib, lxml.etree\n" + MINIMUM
 
 
 def main() -> int:

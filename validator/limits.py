@@ -5,8 +5,9 @@ Each has a documented default; the CLI changes one with ``--limit NAME=VALUE``
 Exceeding a limit is a clear invalid-file message, never a crash or a silent pass.
 
 :class:`Limits` is a ``NamedTuple``, not a frozen dataclass, because every run
-defines it: on Python 3.11 a frozen dataclass costs 0.5-0.9 ms to define, a
-NamedTuple about 60 us (docs/performance.md, "Start-up").
+defines it: on Python 3.11 a frozen dataclass costs 0.6-0.9 ms to define, a
+NamedTuple about 0.1 ms (README, "Performance"; the other value records on the
+start-up path are NamedTuples for the same reason).
 """
 
 from __future__ import annotations
