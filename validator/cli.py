@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     from validator.engine import Engine
     from validator.registry import Registry
     from validator.results import ValidationResult
+    from validator.session import Session
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-COMMANDS = ("plugins", "hooks", "limits", "serve")
+COMMANDS = ("plugins", "hooks", "limits", "serve", "batch")
 
 DESCRIPTION = """\
 Validate content-library items offline, as the update session's `validate`
@@ -34,6 +35,11 @@ other commands:
   validator plugins [--format text|json]   list plugins: name, version, item types, hooks
   validator hooks                          print the hook reference
   validator limits                         list resource limits and their defaults
+  validator batch CATALOG                  validate a folder, glob or list of inputs
+                                           (JSON Lines; see `validator batch --help`)
+
+A PATH may be a URL (https://…, s3://…, file://…; the `remote` extra): it is
+read in place by range requests, never downloaded whole.
 """
 
 EPILOG = """\
@@ -262,7 +268,7 @@ def _validate_one(
 
     msg = engine.message
     try:
-        session = engine.open(Path(raw))
+        session = open_input(engine, raw)
         result = engine.validate(session, opts.item_type)
     except SessionError as exc:
         _pause_progress(engine)
@@ -283,6 +289,19 @@ def _validate_one(
     _pause_progress(engine)
     _emit(engine, raw, result, opts, colors, several, len(session.files))
     return EXIT_INVALID if result.has_errors else EXIT_VALID
+
+
+def open_input(engine: Engine, raw: str) -> Session:
+    """A local path, or a URL (:mod:`validator.remote`, imported only for one)."""
+    if "://" in raw:
+        from validator.remote import is_url, local_path, open_url
+
+        local = local_path(raw)
+        if local is not None:
+            return engine.open(Path(local))
+        if is_url(raw):
+            return open_url(engine, raw)
+    return engine.open(Path(raw))
 
 
 def _emit(
@@ -339,6 +358,10 @@ def _command(name: str, argv: list[str]) -> int:
         from validator.server import cli_main
 
         return cli_main(argv)
+    if name == "batch":
+        from validator.batch import main as batch_main
+
+        return batch_main(argv)
     return EXIT_USAGE
 
 

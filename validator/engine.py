@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from validator.checks import CheckContext, FileCheck, ReaderCheck, Reporter, StreamCheck
 from validator.limits import Limits
@@ -40,6 +40,9 @@ from validator.results import (
     ValidationResult,
 )
 from validator.session import Session, SessionError, SessionFile
+
+if TYPE_CHECKING:
+    from validator.remote import RemoteLocation
 
 Progress = Callable[[int], None]
 #: Below this many bytes in all, files are read in the calling thread.
@@ -230,9 +233,15 @@ class Engine:
     # -- inputs -----------------------------------------------------------
     def open(self, path: Path) -> Session:
         """Turn a path into a session (``validator_open_session``); ``SessionError`` if not."""
-        for plugin, result in self.registry.call_each(
-            "validator_open_session", {"path": path, "limits": self.limits}, invoke=self.invoke
-        ):
+        return self._open("validator_open_session", {"path": path, "limits": self.limits}, path)
+
+    def open_remote(self, location: RemoteLocation) -> Session:
+        """Turn a URL into a session (``validator_open_remote``); ``SessionError`` if not."""
+        kwargs = {"location": location, "limits": self.limits}
+        return self._open("validator_open_remote", kwargs, location.url)
+
+    def _open(self, hook: str, kwargs: dict[str, Any], path: object) -> Session:
+        for plugin, result in self.registry.call_each(hook, kwargs, invoke=self.invoke):
             if isinstance(result, HookFailure):
                 if isinstance(result.exception, SessionError):
                     raise result.exception
