@@ -31,6 +31,7 @@ Exit status 0 when every target is met, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -41,6 +42,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,6 +264,74 @@ def cases(built: dict[str, Any]) -> list[Case]:
     ]
 
 
+@contextlib.contextmanager
+def _nginx(root: Path, tmp: Path) -> Iterator[str | None]:
+    """The tests' nginx (tests/servers.py) serving ``root``, or ``None`` without nginx."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from tests.servers import nginx_available, start_nginx
+    finally:
+        sys.path.pop(0)
+    if not nginx_available():
+        print("bench: no nginx (apt-get install nginx-light), the http case is skipped")
+        yield None
+        return
+    with start_nginx(root, tmp) as base:
+        yield base
+
+
+def _http_cases(built: dict[str, Any], base: str) -> list[Case]:
+    """The same .ova over HTTP from the local nginx, against openssl on the local file."""
+    ova = built["ova"]
+    url = f"{base}/pkg/{ova.name}"
+    return [Case("ova-http", [*VALIDATOR, url], ["openssl", "dgst", "-sha256", str(ova)], 1.0)]
+
+
+def _small_catalog(tmp: Path, count: int) -> Path:
+    """``count`` copies of the sample package, each in its own folder (hard links)."""
+    cat = tmp / "catalog"
+    cat.mkdir(exist_ok=True)
+    for i in range(count):
+        folder = cat / f"pkg{i:04d}"
+        if folder.exists():
+            continue
+        folder.mkdir()
+        for name in ("vm.ovf", "vm.mf", "vm-disk1.vmdk"):
+            os.link(ROOT / "samples" / name, folder / name)
+    return cat
+
+
+def batch_scaling(tmp: Path, count: int, runs: int) -> dict[str, Any]:
+    """``validator batch`` over ``count`` small packages with 1 and 2 workers (target ≥ 1.7×)."""
+    cat = _small_catalog(tmp, count)
+    out: dict[str, Any] = {"items": count}
+    for workers in (1, 2):
+        cmd = [sys.executable, "-m", "validator", "batch", str(cat), "-w", str(workers), "-q"]
+        got = median(cmd, runs)
+        out[f"w{workers}_s"] = round(got.seconds, 3)
+        out[f"w{workers}_items_per_s"] = round(count / got.seconds, 1)
+    out["speedup"] = round(out["w1_s"] / out["w2_s"], 2)
+    return out
+
+
+def per_item_overhead(runs: int = 200) -> float:
+    """Seconds per ``validate_item`` of samples/vm.ovf in one process (target ≤ 5 ms)."""
+    code = (
+        "import time\n"
+        "from validator.batch import Item, Settings, validate_item\n"
+        "from validator.limits import Limits\n"
+        f"item, s = Item({str(ROOT / 'samples' / 'vm.ovf')!r}), Settings(Limits())\n"
+        "validate_item(item, s)\n"
+        "t = time.perf_counter()\n"
+        f"for _ in range({runs}): validate_item(item, s)\n"
+        f"print((time.perf_counter() - t) / {runs})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return float(done.stdout.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size-mib", type=int, default=1024, help="capacity of each disk (MiB)")
@@ -270,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     p.add_argument("--reuse", type=Path, help="measure a folder kept by --keep (no build)")
     p.add_argument("--no-iso", action="store_true", help="leave out the ISO case")
+    p.add_argument("--no-http", action="store_true", help="leave out the .ova over HTTP case")
+    p.add_argument("--no-batch", action="store_true", help="leave out the batch measurements")
+    p.add_argument("--batch-items", type=int, default=200, help="packages in the batch case")
+    p.add_argument("--only", help="comma-separated case names to run (default: all)")
     opts = p.parse_args(argv)
     tmp = opts.reuse or Path(tempfile.mkdtemp(prefix="validator-bench-"))
     if opts.reuse:
@@ -279,7 +353,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         built = found(tmp) if opts.reuse else build(tmp, opts.size_mib)
+        server = contextlib.ExitStack()
+        base = None if opts.no_http else server.enter_context(_nginx(tmp, tmp / "nginx"))
         all_cases = cases(built) + ([] if opts.no_iso else _iso_cases(tmp, opts.size_mib))
+        if base is not None:
+            all_cases += _http_cases(built, base)
+        if opts.only:
+            wanted = set(opts.only.split(","))
+            all_cases = [c for c in all_cases if c.name in wanted]
         ssl = subprocess.run(["openssl", "version"], capture_output=True, text=True)
         ssl_version = ssl.stdout.strip()
         print(
@@ -311,6 +392,20 @@ def main(argv: list[str] | None = None) -> int:
                  "cpu_s": round(got.cpu, 3), "openssl_cpu_s": round(ref.cpu, 3),
                  "status": got.status}
             )
+        server.close()
+        if not opts.no_batch:
+            scaling = batch_scaling(tmp, opts.batch_items, opts.runs)
+            overhead = per_item_overhead()
+            passed = scaling["speedup"] >= 1.7 and overhead <= 0.005
+            ok = ok and passed
+            print(
+                f"batch of {scaling['items']} small packages: 1 worker {scaling['w1_s']:.2f} s "
+                f"({scaling['w1_items_per_s']} items/s), 2 workers {scaling['w2_s']:.2f} s "
+                f"({scaling['w2_items_per_s']} items/s): {scaling['speedup']:.2f}x (target "
+                f">= 1.7); per item in one process {overhead * 1000:.2f} ms (target <= 5)  "
+                + ("ok" if passed else "MISSED")
+            )
+            rows.append({"case": "batch", **scaling, "per_item_ms": round(overhead * 1000, 2)})
         print(f"load average at the end {os.getloadavg()[0]:.2f} (others' work skews the ratios)")
         if opts.json:
             print(json.dumps(rows, indent=2))
