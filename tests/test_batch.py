@@ -211,21 +211,20 @@ def _descendants(pid: int) -> set[int]:
 
 
 def _pool_workers(pid: int) -> set[int]:
-    """The pool's worker processes: the forkserver's children (not the forkserver itself)."""
-    kids = _descendants(pid)
-    return {p for p in kids if _descendants(p) == set() and p not in _direct_children(pid)}
-
-
-def _direct_children(pid: int) -> set[int]:
-    return {p for p in _descendants(pid) if _ppid(p) == pid}
-
-
-def _ppid(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return -1
+    """The pool's worker processes: the leaves under the batch process (forked directly,
+    or the forkserver's children), never multiprocessing's resource tracker."""
+    found = set()
+    for child in _descendants(pid):
+        if _descendants(child):
+            continue
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as fh:
+                if b"resource_tracker" in fh.read():
+                    continue
+        except OSError:
+            continue
+        found.add(child)
+    return found
 
 
 def _kill_workers_during(proc: subprocess.Popen[str], kills: int) -> None:

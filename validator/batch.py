@@ -139,7 +139,6 @@ def _lost(item: Item, settings: Settings, reason: str) -> dict[str, Any]:
         record["mtime"] = item.mtime
     if item.etag is not None:
         record["etag"] = item.etag
-    from validator.messages import Catalogs  # noqa: F401 (the registry's catalogs below)
     from validator.registry import default_registry
 
     msg = default_registry().catalogs.message(
@@ -352,9 +351,14 @@ def run_inline(items: Iterable[Item], settings: Settings, emit: Emit) -> None:
 
 
 def _mp_context() -> Any:
+    """``fork`` while this process has a single thread: workers start warm (modules, plugin
+    registry and engine already loaded) in about a millisecond; else ``forkserver`` (a
+    remote catalog's listing left fsspec's I/O thread running), or ``spawn``."""
     import multiprocessing
 
     methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
@@ -373,6 +377,7 @@ def run_pool(items: Iterable[Item], settings: Settings, emit: Emit, workers: int
             workers, mp_context=_mp_context(), initializer=_warm, initargs=(settings,)
         )
 
+    _engine(settings)  # built once here: forked workers inherit it
     pending = deque(items)
     retry: deque[Item] = deque()
     running: dict[Future[dict[str, Any]], tuple[Item, int]] = {}

@@ -608,7 +608,7 @@ class RemoteLocation:
     plain file name, so nothing outside the input's own folder is ever reached.
     """
 
-    def __init__(self, url: str, client: Client, limits: Limits | None = None) -> None:
+    def __init__(self, url: str, client: Client) -> None:
         self.url = url
         self.client = client
         self._info: RemoteInfo | None = None
