@@ -181,168 +181,237 @@ class Client:
 
 
 class HttpClient(Client):
-    """HTTP(S) with range requests of our own on fsspec's aiohttp session and loop."""
+    """HTTP(S): requests on the standard library's ``http.client``, listings through fsspec.
+
+    Every request is ours, so that each answer is checked (a ``Range`` request
+    answered with 200 is refused, a body shorter than asked is an error,
+    redirects leave the first host only when allowed), and a long read is one
+    streamed response read with ``readinto`` straight into the engine's
+    buffers: 0.3 s of CPU per GiB here against 1.0 s through aiohttp and
+    fsspec's event loop (measured on loopback nginx; it decides the speed of
+    a remote ``.ova``).  Connections are kept per thread and origin.
+    Credentials come from ``~/.netrc`` (``NETRC``), for the first host only.
+    Folder listings (HTML links) are fsspec's HTTP filesystem (aiohttp).
+    """
 
     def __init__(self, options: RemoteOptions) -> None:
-        import aiohttp
-        import fsspec
-
         self.options = options
-        self._aiohttp = aiohttp
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=options.timeout, sock_read=options.timeout
-        )
-        self.fs = fsspec.filesystem(
-            "http",
-            client_kwargs={"timeout": timeout, "trust_env": True, "auto_decompress": False},
-            allow_redirects=False,
-            skip_instance_cache=True,
-        )
+        self._local = threading.local()
+        self._fs: Any = None
+        self._auth: dict[tuple[str, str, int | None], str | None] = {}
 
-    def _sync(self, coro: Any) -> Any:
-        from fsspec.asyn import sync
+    # -- connections ------------------------------------------------------------
+    def _connection(self, origin: tuple[str, str, int | None]) -> Any:
+        import http.client
 
-        return sync(self.fs.loop, lambda: coro)
+        pool: dict[tuple[str, str, int | None], Any] = self._local.__dict__.setdefault("pool", {})
+        conn = pool.pop(origin, None)
+        if conn is not None:
+            return conn
+        scheme, host, port = origin
+        if scheme == "https":
+            import ssl
 
-    def _failure(self, exc: BaseException, url: str) -> RemoteError:
-        aiohttp = self._aiohttp
+            return http.client.HTTPSConnection(
+                host, port, timeout=self.options.timeout, context=ssl.create_default_context()
+            )
+        return http.client.HTTPConnection(host, port, timeout=self.options.timeout)
+
+    def _keep(self, origin: tuple[str, str, int | None], conn: Any) -> None:
+        self._local.__dict__.setdefault("pool", {})[origin] = conn
+
+    def _authorization(self, origin: tuple[str, str, int | None]) -> str | None:
+        if origin not in self._auth:
+            value = None
+            try:
+                import netrc
+
+                found = netrc.netrc().authenticators(origin[1])
+            except (OSError, netrc.NetrcParseError):
+                found = None
+            if found is not None and found[2] is not None:
+                import base64
+
+                pair = f"{found[0]}:{found[2]}".encode()
+                value = "Basic " + base64.b64encode(pair).decode("ascii")
+            self._auth[origin] = value
+        return self._auth[origin]
+
+    def _failure(self, exc: BaseException) -> RemoteError:
+        import http.client
+        import ssl
+
         if isinstance(exc, RemoteError):
             return exc
         if isinstance(exc, TimeoutError):
             return RemoteError(
                 f"no answer from the server within {self.options.timeout:g} s", transient=True
             )
-        if isinstance(exc, aiohttp.ClientPayloadError):
-            return RemoteError(f"the response was cut short ({_short(exc)})", transient=True)
-        if isinstance(exc, aiohttp.ClientConnectionError):
+        if isinstance(exc, ssl.SSLError):
+            return RemoteError(f"TLS failed ({_short(exc)})")
+        if isinstance(exc, ConnectionError | http.client.HTTPException):
             return RemoteError(f"connection failed ({_short(exc)})", transient=True)
-        if isinstance(exc, aiohttp.ClientError | ValueError):
-            return RemoteError(f"request failed ({_short(exc)})")
+        if isinstance(exc, OSError):
+            return RemoteError(f"connection failed ({exc.strerror or _short(exc)})")
         return RemoteError(f"{type(exc).__name__}: {_short(exc)}")
 
-    async def _request(self, method: str, url: str, headers: dict[str, str]) -> Any:
-        """The response to ``method url`` after same-host redirects (the caller closes it)."""
-        session = await self.fs.set_session()
+    def _request(self, method: str, url: str, headers: dict[str, str]) -> tuple[Any, Any, Any, str]:
+        """``(origin, connection, response, url)`` after same-host redirects; body unread."""
         first = _origin(url)
         for _ in range(10):
-            response = await session.request(method, url, headers=headers, allow_redirects=False)
-            if response.status not in _REDIRECTS or "Location" not in response.headers:
-                return response
-            target = urljoin(url, response.headers["Location"])
-            response.release()
-            if _origin(target) != first and not self.options.follow_redirects:
+            origin = _origin(url)
+            parts = urlsplit(url)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            sent = dict(headers)
+            auth = self._authorization(origin) if origin == first else None
+            if auth is not None:
+                sent["Authorization"] = auth
+            conn = self._connection(origin)
+            try:
+                conn.request(method, target, headers=sent)
+                response = conn.getresponse()
+            except Exception:
+                conn.close()
+                # a kept connection the server has closed meanwhile: once more, afresh
+                conn = self._connection(origin)
+                try:
+                    conn.request(method, target, headers=sent)
+                    response = conn.getresponse()
+                except Exception:
+                    conn.close()
+                    raise
+            location = response.getheader("Location")
+            if response.status not in _REDIRECTS or not location:
+                return origin, conn, response, url
+            response.read(64 * 1024)  # a redirect's small body, so the connection stays usable
+            self._release(origin, conn, response)
+            url = urljoin(url, location)
+            if _origin(url) != first and not self.options.follow_redirects:
                 raise RemoteError(
-                    f"redirected to another host ({_strip_query(target)}); "
+                    f"redirected to another host ({_strip_query(url)}); "
                     "-o remote.follow_redirects=true allows it"
                 )
-            url = target
         raise RemoteError("too many redirects")
+
+    def _release(self, origin: tuple[str, str, int | None], conn: Any, response: Any) -> None:
+        """Keep the connection if the response was read to its end, else close it."""
+        if response.isclosed() and not response.will_close:
+            self._keep(origin, conn)
+        else:
+            conn.close()
 
     @staticmethod
     def _status_error(response: Any) -> RemoteError:
         status = int(response.status)
-        reason = response.reason or ""
-        return RemoteError(f"HTTP {status} {reason}".strip(), transient=status >= 500)
+        return RemoteError(
+            f"HTTP {status} {response.reason or ''}".strip(), transient=status >= 500
+        )
 
+    # -- what the sources need ----------------------------------------------------
     def info(self, url: str) -> RemoteInfo | None:
-        async def head() -> RemoteInfo | None:
-            response = await self._request("HEAD", url, {"Accept-Encoding": "identity"})
-            async with response:
-                if response.status in (404, 410):
-                    return None
-                if response.status >= 400:
-                    raise self._status_error(response)
-                headers = response.headers
-                size = None
-                encoding = headers.get("Content-Encoding", "identity")
-                if "Content-Length" in headers and encoding in ("identity", ""):
-                    size = int(headers["Content-Length"])
-                final = str(response.url)
-                directory = urlsplit(final).path.endswith("/")
-                mtime = None
-                if "Last-Modified" in headers:
-                    from email.utils import parsedate_to_datetime
-
-                    try:
-                        mtime = parsedate_to_datetime(headers["Last-Modified"]).timestamp()
-                    except (TypeError, ValueError):
-                        mtime = None
-                etag = headers.get("ETag")
-                return RemoteInfo(size, directory, etag, mtime, final)
-
         def call() -> RemoteInfo | None:
             try:
-                return cast(RemoteInfo | None, self._sync(head()))
+                origin, conn, response, final = self._request(
+                    "HEAD", url, {"Accept-Encoding": "identity"}
+                )
             except Exception as exc:
-                raise self._failure(exc, url) from exc
+                raise self._failure(exc) from exc
+            response.read()
+            self._release(origin, conn, response)
+            if response.status in (404, 410):
+                return None
+            if response.status >= 400:
+                raise self._status_error(response)
+            size = None
+            length = response.getheader("Content-Length")
+            if (
+                length is not None
+                and length.isdigit()
+                and (response.getheader("Content-Encoding", "identity") in ("identity", ""))
+            ):
+                size = int(length)
+            mtime = None
+            modified = response.getheader("Last-Modified")
+            if modified:
+                from email.utils import parsedate_to_datetime
+
+                try:
+                    mtime = parsedate_to_datetime(modified).timestamp()
+                except (TypeError, ValueError):
+                    mtime = None
+            directory = urlsplit(final).path.endswith("/")
+            return RemoteInfo(size, directory, response.getheader("ETag"), mtime, final)
 
         return cast(RemoteInfo | None, _with_retries(self.options, call))
+
+    def _open_range(self, url: str, start: int, end: int) -> tuple[Any, Any, Any]:
+        """A response to ``Range: bytes=start-(end-1)`` whose status says it is that range."""
+        headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
+        try:
+            origin, conn, response, _final = self._request("GET", url, headers)
+        except Exception as exc:
+            raise self._failure(exc) from exc
+        if response.status == 206:
+            got = _content_range_start(response.getheader("Content-Range", ""))
+            if got == start:
+                return origin, conn, response
+            conn.close()
+            raise RemoteError(f"the server answered another range than bytes={start}-")
+        conn.close()  # never read a body that was not asked for
+        if response.status == 200:
+            raise RemoteError(
+                "the server ignores range requests (HTTP 200 to a Range request), "
+                "so the input cannot be read in place"
+            )
+        if response.status == 416:
+            raise RemoteError(f"bytes {start}-{end - 1} are past the end (HTTP 416)")
+        raise self._status_error(response)
 
     def read(self, url: str, start: int, end: int) -> bytes | bytearray:
         want = end - start
         if want <= 0:
             return b""
 
-        async def get() -> bytearray:
-            headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
-            response = await self._request("GET", url, headers)
-            async with response:
-                if response.status == 200:
-                    response.close()  # never read a whole body that was not asked for
-                    raise RemoteError(
-                        "the server ignores range requests (HTTP 200 to a Range request), "
-                        "so the input cannot be read in place"
-                    )
-                if response.status == 416:
-                    raise RemoteError(f"bytes {start}-{end - 1} are past the end (HTTP 416)")
-                if response.status != 206:
-                    raise self._status_error(response)
-                got = _content_range_start(response.headers.get("Content-Range", ""))
-                if got != start:
-                    raise RemoteError(f"the server answered another range than bytes={start}-")
-                buf = bytearray(want)
-                got = 0
-                try:
-                    while got < want:
-                        chunk = await response.content.read(want - got)
-                        if not chunk:
-                            break
-                        buf[got : got + len(chunk)] = chunk
-                        got += len(chunk)
-                except TimeoutError as exc:
-                    raise RemoteError(
-                        f"no data from the server for {self.options.timeout:g} s "
-                        f"after {got} of {want} bytes",
-                        transient=True,
-                    ) from exc
-                except self._aiohttp.ClientPayloadError as exc:
-                    raise RemoteError(
-                        f"the connection closed after {got} of {want} bytes", transient=True
-                    ) from exc
-                if got < want:
-                    raise RemoteError(
-                        f"the response ended after {got} of {want} bytes", transient=True
-                    )
-                return buf
-
         def call() -> bytearray:
+            buf = bytearray(want)
+            stream = _HttpStream(self, url, start, end)
             try:
-                return cast(bytearray, self._sync(get()))
-            except Exception as exc:
-                raise self._failure(exc, url) from exc
+                view = memoryview(buf)
+                got = 0
+                while got < want:
+                    n = stream.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+            finally:
+                stream.close()
+            return buf
 
         return cast(bytearray, _with_retries(self.options, call))
 
+    def stream(self, url: str, start: int, end: int) -> _HttpStream:
+        """``[start, end)`` as one streamed response (read it with ``readinto``)."""
+        return _HttpStream(self, url, start, end)
+
     def listdir(self, url: str) -> list[tuple[str, str]]:
         folder = url if url.endswith("/") else url + "/"
+        if self._fs is None:
+            import fsspec
+
+            self._fs = fsspec.filesystem(
+                "http",
+                client_kwargs={"trust_env": True},
+                allow_redirects=False,
+                skip_instance_cache=True,
+            )
 
         def call() -> list[Any]:
             try:
-                return cast(list[Any], self.fs.ls(folder, detail=False))
+                return cast(list[Any], self._fs.ls(folder, detail=False))
             except FileNotFoundError as exc:
                 raise RemoteError("HTTP 404 Not Found") from exc
             except Exception as exc:
-                raise self._failure(exc, url) from exc
+                raise RemoteError(f"{type(exc).__name__}: {_short(exc)}") from exc
 
         found: list[tuple[str, str]] = []
         seen: set[str] = set()
@@ -364,12 +433,63 @@ class HttpClient(Client):
         return sorted(found)
 
     def join(self, folder_url: str, name: str) -> str:
-        return self.parent(folder_url + "x") + quote(name)
+        return self.parent(folder_url + "x") + quote(name, errors="surrogateescape")
 
     def parent(self, url: str) -> str:
         parts = urlsplit(url)
         path = parts.path[: parts.path.rfind("/") + 1] or "/"
         return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+class _HttpStream:
+    """``[start, end)`` of a URL as one streamed range response, read with ``readinto``.
+
+    A failure mid-way says how far it got (``the connection closed after N of
+    M bytes``, ``no data from the server for T s after N of M bytes``).
+    """
+
+    def __init__(self, client: HttpClient, url: str, start: int, end: int) -> None:
+        self.client = client
+        self.want = end - start
+        self.got = 0
+        self.origin, self.conn, self.response = client._open_range(url, start, end)
+
+    def readinto(self, view: memoryview) -> int:
+        import http.client
+
+        left = self.want - self.got
+        if left <= 0:
+            return 0
+        if len(view) > left:
+            view = view[:left]
+        timeout = self.client.options.timeout
+        try:
+            n = self.response.readinto(view)
+        except TimeoutError as exc:
+            raise RemoteError(
+                f"no data from the server for {timeout:g} s after {self.got} of {self.want} bytes",
+                transient=True,
+            ) from exc
+        except (http.client.IncompleteRead, ConnectionError, http.client.HTTPException) as exc:
+            raise RemoteError(
+                f"the connection closed after {self.got} of {self.want} bytes", transient=True
+            ) from exc
+        except OSError as exc:
+            raise self.client._failure(exc) from exc
+        if not n:
+            raise RemoteError(
+                f"the connection closed after {self.got} of {self.want} bytes", transient=True
+            )
+        self.got += n
+        if self.got >= self.want:
+            self.client._release(self.origin, self.conn, self.response)
+            self.conn = None
+        return int(n)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 def _content_range_start(value: str) -> int | None:
@@ -520,12 +640,17 @@ def client_for(url: str, options: RemoteOptions) -> Client:
 class _RemoteReader(io.RawIOBase):
     """``[offset, offset + length)`` of a remote object as a seekable stream.
 
-    Reads are served from one window fetched by a range request: a read after
-    a seek fetches :data:`MIN_WINDOW` (a tar header, an ISO sector and what
-    follows), each further sequential read doubles the next request up to
-    :data:`MAX_WINDOW`, so a member or a disk is streamed in few requests and
-    metadata costs little.
+    A read after a seek fetches :data:`MIN_WINDOW` by one range request (a tar
+    header, an ISO sector and what follows) and keeps it; reads that go on
+    double the next request up to :data:`MAX_WINDOW`.  Over HTTP a large or
+    continuing read instead opens one streamed response to the end of the
+    range and reads it straight into the caller's buffer (a member or a disk
+    is one request); a transient failure in the middle reopens the stream
+    where it stopped, ``remote.retries`` times.
     """
+
+    #: Reads of at least this many bytes (or continuing ones) stream over HTTP.
+    STREAM_MIN = 256 * 1024
 
     def __init__(self, source: RemoteSource) -> None:
         super().__init__()
@@ -534,6 +659,9 @@ class _RemoteReader(io.RawIOBase):
         self._buf: memoryview = memoryview(b"")
         self._buf_at = 0
         self._window = MIN_WINDOW
+        self._stream: _HttpStream | None = None
+        self._stream_at = -1
+        self._retries = 0
 
     def readable(self) -> bool:
         return True
@@ -548,21 +676,65 @@ class _RemoteReader(io.RawIOBase):
             return 0
         n = min(len(view), left)
         at = self._pos - self._buf_at
-        if not (0 <= at < len(self._buf)):
-            sequential = len(self._buf) and self._pos == self._buf_at + len(self._buf)
-            if sequential:
-                self._window = min(MAX_WINDOW, max(self._window, len(self._buf)) * 2)
-            else:
-                self._window = MIN_WINDOW
-            size = min(left, max(n, self._window))
-            start = self._src.offset + self._pos
-            self._buf = memoryview(self._src.client.read(self._src.url, start, start + size))
-            self._buf_at = self._pos
-            at = 0
-        n = min(n, len(self._buf) - at)
-        view[:n] = self._buf[at : at + n]
+        if 0 <= at < len(self._buf):
+            n = min(n, len(self._buf) - at)
+            view[:n] = self._buf[at : at + n]
+            self._pos += n
+            return n
+        sequential = bool(len(self._buf)) and self._pos == self._buf_at + len(self._buf)
+        client = self._src.client
+        if isinstance(client, HttpClient) and (
+            self._stream_at == self._pos
+            or n >= self.STREAM_MIN
+            or (sequential and self._window >= MAX_WINDOW // 8)
+        ):
+            return self._from_stream(client, view[:n])
+        if sequential:
+            self._window = min(MAX_WINDOW, max(self._window, len(self._buf)) * 2)
+        else:
+            self._window = MIN_WINDOW
+        size = min(left, max(n, self._window))
+        start = self._src.offset + self._pos
+        self._buf = memoryview(client.read(self._src.url, start, start + size))
+        self._buf_at = self._pos
+        n = min(n, len(self._buf))
+        view[:n] = self._buf[:n]
         self._pos += n
         return n
+
+    def _from_stream(self, client: HttpClient, view: memoryview) -> int:
+        while True:
+            if self._stream is None or self._stream_at != self._pos:
+                self._close_stream()
+                start = self._src.offset + self._pos
+                end = self._src.offset + self._src.length
+                try:
+                    self._stream = client.stream(self._src.url, start, end)
+                except RemoteError as exc:
+                    if not exc.transient or self._retries >= client.options.retries:
+                        raise
+                    self._retries += 1
+                    continue
+                self._stream_at = self._pos
+            try:
+                n = self._stream.readinto(view)
+            except RemoteError as exc:
+                self._close_stream()
+                if not exc.transient or self._retries >= client.options.retries:
+                    raise
+                self._retries += 1
+                time.sleep(min(2.0, 0.1 * 2**self._retries))
+                continue
+            self._pos += n
+            self._stream_at = self._pos
+            self._buf = memoryview(b"")
+            return n
+
+    def _close_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        self._stream_at = -1
 
     def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._src.length}[whence]
@@ -573,6 +745,7 @@ class _RemoteReader(io.RawIOBase):
         return self._pos
 
     def close(self) -> None:
+        self._close_stream()
         self._buf = memoryview(b"")
         super().close()
 
