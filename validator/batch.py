@@ -367,8 +367,40 @@ def _warm(settings: Settings) -> None:
     _engine(settings)
 
 
+#: Items of at most this many bytes may share one task (fewer round trips to the workers).
+SMALL_ITEM = 1 << 20
+#: At most this many small items per task.
+MAX_CHUNK = 8
+
+
+def validate_items(items: tuple[Item, ...], settings: Settings) -> list[dict[str, Any]]:
+    """:func:`validate_item` for each of a few small items (one task of the local pool)."""
+    return [validate_item(item, settings) for item in items]
+
+
+def _chunk(pending: deque[Item], workers: int) -> tuple[Item, ...]:
+    """The next task: one item, or several small ones while plenty are left."""
+    size = max(1, min(MAX_CHUNK, len(pending) // (4 * workers)))
+    out = [pending.popleft()]
+    while (
+        len(out) < size
+        and pending
+        and (out[0].size or 0) <= SMALL_ITEM
+        and (pending[0].size or 0) <= SMALL_ITEM
+        and out[0].size is not None
+        and pending[0].size is not None
+    ):
+        out.append(pending.popleft())
+    return tuple(out)
+
+
 def run_pool(items: Iterable[Item], settings: Settings, emit: Emit, workers: int) -> None:
-    """On ``workers`` local processes; an item whose worker died is retried once, alone."""
+    """On ``workers`` local processes; an item whose worker died is retried once, alone.
+
+    Small items (≤ :data:`SMALL_ITEM` bytes) travel up to :data:`MAX_CHUNK` to a
+    task while many are left; a task lost with its worker has each of its items
+    retried on its own.
+    """
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -380,29 +412,30 @@ def run_pool(items: Iterable[Item], settings: Settings, emit: Emit, workers: int
     _engine(settings)  # built once here: forked workers inherit it
     pending = deque(items)
     retry: deque[Item] = deque()
-    running: dict[Future[dict[str, Any]], tuple[Item, int]] = {}
+    running: dict[Future[list[dict[str, Any]]], tuple[tuple[Item, ...], int]] = {}
     executor = pool()
     try:
         while pending or retry or running:
             if retry and not running:  # a retried item runs alone: its crash is its own
-                item = retry.popleft()
-                running[executor.submit(validate_item, item, settings)] = (item, 1)
+                task: tuple[Item, ...] = (retry.popleft(),)
+                running[executor.submit(validate_items, task, settings)] = (task, 1)
             while not retry and pending and len(running) < 2 * workers:
-                item = pending.popleft()
-                running[executor.submit(validate_item, item, settings)] = (item, 0)
+                task = _chunk(pending, workers)
+                running[executor.submit(validate_items, task, settings)] = (task, 0)
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             broken = False
             for future in done:
-                item, attempt = running.pop(future)
+                task, attempt = running.pop(future)
                 try:
-                    emit(future.result())
-                except BrokenProcessPool as exc:
+                    for record in future.result():
+                        emit(record)
+                except BrokenProcessPool:
                     broken = True
-                    _lost_once(item, attempt, retry, settings, emit, exc)
+                    _lost_once(task, attempt, retry, settings, emit)
             if broken:
-                for future, (item, attempt) in list(running.items()):
+                for future, (task, attempt) in list(running.items()):
                     future.cancel()
-                    _lost_once(item, attempt, retry, settings, emit, None)
+                    _lost_once(task, attempt, retry, settings, emit)
                 running.clear()
                 executor.shutdown(wait=True, cancel_futures=True)
                 executor = pool()
@@ -411,17 +444,13 @@ def run_pool(items: Iterable[Item], settings: Settings, emit: Emit, workers: int
 
 
 def _lost_once(
-    item: Item,
-    attempt: int,
-    retry: deque[Item],
-    settings: Settings,
-    emit: Emit,
-    exc: BaseException | None,
+    task: tuple[Item, ...], attempt: int, retry: deque[Item], settings: Settings, emit: Emit
 ) -> None:
-    if attempt == 0:
-        retry.append(item)
-    else:
-        emit(_lost(item, settings, "the worker process ended unexpectedly"))
+    for item in task:
+        if attempt == 0:
+            retry.append(item)
+        else:
+            emit(_lost(item, settings, "the worker process ended unexpectedly"))
 
 
 def run_dask(
