@@ -9,11 +9,14 @@ process, serving ``root`` with range requests on ``127.0.0.1:PORT``:
 | ``/pkg/…`` | the files under ``root``, with ranges and folder listings (autoindex) |
 | ``/norange/…`` | the same files, but every ``Range`` header is ignored (``max_ranges 0``) |
 | ``/elsewhere/…`` | a redirect to ``localhost`` (another host) on the same port |
+| ``/elsewhere-private/…`` | a redirect to ``localhost``'s ``/private/…`` |
 | ``/moved/…`` | a redirect to ``/pkg/…`` on the same host |
 | ``/short/…`` | the files through a proxy whose upstream stalls after 16 KiB: the body ends |
 |  | before its ``Content-Length`` (nginx closes the connection after ``proxy_read_timeout``) |
 | ``/forbidden/…`` | 403 |
 | ``/slow/…`` | the files at 4 MiB/s (a long-running item for the batch tests) |
+| ``/private/…`` | the files behind HTTP basic authentication: user :data:`USER`, password |
+|  | :data:`PASSWORD` (its hash made by ``openssl passwd -apr1``) |
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+USER, PASSWORD = "reader", "s3cret-for-tests"
 
 
 def free_port() -> int:
@@ -61,8 +67,16 @@ http {{
         location /elsewhere/ {{
             rewrite ^/elsewhere/(.*)$ http://localhost:{port}/pkg/$1 redirect;
         }}
+        location /elsewhere-private/ {{
+            rewrite ^/elsewhere-private/(.*)$ http://localhost:{port}/private/$1 redirect;
+        }}
         location /moved/ {{ rewrite ^/moved/(.*)$ /pkg/$1 permanent; }}
         location /slow/ {{ alias {root}/; limit_rate 4m; }}
+        location /private/ {{
+            alias {root}/;
+            auth_basic "tests";
+            auth_basic_user_file {tmp}/htpasswd;
+        }}
         location /stall/ {{ alias {root}/; limit_rate_after 16k; limit_rate 1; }}
         location /short/ {{
             proxy_pass http://127.0.0.1:{port}/stall/;
@@ -79,6 +93,10 @@ def start_nginx(root: Path, tmp: Path) -> Iterator[str]:
     """nginx serving ``root``; yields ``http://127.0.0.1:PORT``."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    hashed = subprocess.run(
+        ["openssl", "passwd", "-apr1", PASSWORD], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    (tmp / "htpasswd").write_text(f"{USER}:{hashed}\n", encoding="utf-8")
     conf = tmp / "nginx.conf"
     conf.write_text(CONFIG.format(tmp=tmp, port=port, root=root), encoding="utf-8")
     proc = subprocess.Popen(

@@ -27,7 +27,7 @@ from validator.session import SessionError
 
 from .adversarial.cases import CASES, Case
 from .conftest import ROOT, SAMPLES
-from .servers import nginx_available, start_nginx
+from .servers import PASSWORD, USER, nginx_available, start_nginx
 
 pytest.importorskip("fsspec")
 pytest.importorskip("aiohttp")
@@ -139,8 +139,11 @@ def test_ova_over_http_is_valid_and_read_by_ranges(served_ova: tuple[Path, str])
     assert outcome(url)["value"]["has_errors"] is False
 
 
-def cli_run(*args: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
+def cli_run(
+    *args: str, timeout: int = 60, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("LANG", "LC_ALL", "LC_MESSAGES")}
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "validator", *args],
         capture_output=True,
@@ -262,3 +265,28 @@ def test_plain_runs_do_not_import_the_remote_stack() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+def test_credentials_come_from_netrc(
+    served_ova: tuple[Path, str], www: Any, tmp_path: Path
+) -> None:
+    folder, _url = served_ova
+    _root, base = www
+    url = f"{base}/private/{folder.name}/vm.ova"
+    one_line_error(cli_run(url, extra_env={"NETRC": str(tmp_path / "none")}), "HTTP 401")
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login {USER} password {PASSWORD}\n")
+    netrc.chmod(0o600)
+    proc = cli_run(url, extra_env={"NETRC": str(netrc)})
+    assert proc.returncode == 0, proc.stderr
+    assert PASSWORD not in proc.stdout + proc.stderr
+    # credentials go to the input's own host only, not to another one a redirect names
+    netrc.write_text(
+        f"machine 127.0.0.1 login {USER} password {PASSWORD}\n"
+        f"machine localhost login {USER} password {PASSWORD}\n"
+    )
+    proc = cli_run(
+        "-o", "remote.follow_redirects=true", f"{base}/elsewhere-private/{folder.name}/vm.ova",
+        extra_env={"NETRC": str(netrc)},
+    )  # fmt: skip
+    one_line_error(proc, "HTTP 401")

@@ -9,13 +9,15 @@ byte ranges (small ones for seeks, larger ones as a read goes on), so the
 engine reads an archive's members in place and in parallel, an ISO image's
 metadata with a handful of requests, and a disk once, in order.
 
-- ``http``/``https``: aiohttp through fsspec's HTTP filesystem (its client
-  session and event loop), with requests of our own so that the answer to a
-  ``Range`` request is checked: a server that ignores ranges (``200`` with
-  the whole body) is an error, never a silent download of everything; a body
-  shorter than asked is an error; a redirect to another host (scheme, host or
-  port) is refused unless ``-o remote.follow_redirects=true``.
-  Credentials come from ``~/.netrc`` (``trust_env``), never from the URL.
+- ``http``/``https``: requests of our own on the standard library's
+  ``http.client`` (:class:`HttpClient`), so that every answer is checked: a
+  server that ignores ranges (``200`` with the whole body) is an error, never
+  a silent download of everything; a body shorter than asked is an error; a
+  redirect to another host (scheme, host or port) is refused unless
+  ``-o remote.follow_redirects=true``.  A long read is one streamed response.
+  Folder listings are fsspec's HTTP filesystem (aiohttp: the ``remote`` extra).
+  Credentials come from ``~/.netrc`` (or the file ``NETRC`` names), for the
+  input's own host only, never from the URL.
 - ``s3://`` (the ``s3`` extra: s3fs) and any other fsspec protocol: the
   filesystem's own ``info``/``cat_file``/``ls``; credentials from where the
   library reads them (environment, ``~/.aws`` files, instance roles).
@@ -29,7 +31,7 @@ with a one-line reason: while a session is opened it becomes a
 :class:`~validator.session.SessionError` (exit status 2), while a file is
 read the engine reports ``validator.core.file.read_error`` for that file.
 
-fsspec and aiohttp are imported only here, and only for a URL.
+fsspec and aiohttp are imported only here, and only for a URL that needs them.
 """
 
 from __future__ import annotations
@@ -225,8 +227,9 @@ class HttpClient(Client):
             value = None
             try:
                 import netrc
+                import os
 
-                found = netrc.netrc().authenticators(origin[1])
+                found = netrc.netrc(os.environ.get("NETRC") or None).authenticators(origin[1])
             except (OSError, netrc.NetrcParseError):
                 found = None
             if found is not None and found[2] is not None:
@@ -396,7 +399,12 @@ class HttpClient(Client):
     def listdir(self, url: str) -> list[tuple[str, str]]:
         folder = url if url.endswith("/") else url + "/"
         if self._fs is None:
-            import fsspec
+            try:
+                import fsspec
+            except ImportError as exc:
+                raise SessionError(
+                    "validator.core.remote.needs_extra", url, "remote", exc.name or exc
+                ) from exc
 
             self._fs = fsspec.filesystem(
                 "http",
