@@ -349,3 +349,11 @@ def test_dask_worker_killed_mid_item(
 def test_list_items_of_a_folder(catalog: Path) -> None:
     names = [Path(i.input).name for i in list_items(str(catalog), {})]
     assert names == ["good1", "good2", "junk.ova", "missing", "vm.ova"]
+
+
+def test_progress_on_standard_error_when_asked(catalog: Path) -> None:
+    proc = batch(str(catalog / "good1"), "-w", "0", "--progress", "always")
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stderr.split("\r")[1]
+    assert "1/1 items" in line and "MiB/s" in line and "ETA 0:00" in line, proc.stderr
+    assert proc.stdout.count("\n") == 1  # the records stay clean on standard output
