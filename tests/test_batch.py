@@ -358,3 +358,18 @@ def test_progress_on_standard_error_when_asked(catalog: Path) -> None:
     line = next(x for x in proc.stderr.splitlines() if "items," in x)
     assert "1/1 items" in line and "MiB/s" in line and "ETA 0:00" in line, proc.stderr
     assert proc.stdout.count("\n") == 1  # the records stay clean on standard output
+
+
+def test_an_unreachable_scheduler_is_one_line(catalog: Path) -> None:
+    pytest.importorskip("distributed")
+    from .servers import free_port
+
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "validator", "batch", str(catalog / "good1"),
+         "--scheduler", f"tcp://127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Cannot reach the Dask scheduler" in lines[0], proc.stderr

@@ -453,10 +453,12 @@ def _lost_once(
             emit(_lost(item, settings, "the worker process ended unexpectedly"))
 
 
-def run_dask(
-    items: Iterable[Item], settings: Settings, emit: Emit, address: str, timeout: float = 30
-) -> None:
-    """Each item a task on the Dask cluster at ``address``; a lost worker's item retried once."""
+def run_dask(items: Iterable[Item], settings: Settings, emit: Emit, address: str) -> None:
+    """Each item a task on the Dask cluster at ``address``; a lost worker's item retried once.
+
+    Connecting waits as long as Dask's ``distributed.comm.timeouts.connect`` says (30 s;
+    ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s`` changes it).
+    """
     from validator.session import SessionError
 
     try:
@@ -465,7 +467,7 @@ def run_dask(
         raise SessionError("validator.core.batch.needs_dask", exc.name or exc) from exc
     try:
         client: Any = getattr(distributed, "Client")(  # noqa: B009 (untyped)
-            address, timeout=timeout, set_as_default=False
+            address, set_as_default=False
         )
     except (OSError, TimeoutError) as exc:
         raise SessionError("validator.core.batch.scheduler_unreachable", address, exc) from exc
