@@ -373,3 +373,24 @@ def test_an_unreachable_scheduler_is_one_line(catalog: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Cannot reach the Dask scheduler" in lines[0], proc.stderr
+
+
+def test_a_forked_worker_does_not_wait_for_its_parents_hook_threads() -> None:
+    """Hook threads are reused; a forked child must not hand calls to the parent's."""
+    from validator.engine import Engine
+
+    engine = Engine(limits=Limits().replace(plugin_seconds=5))
+    engine.validate(engine.open(SAMPLES / "vm.ovf"))  # the parent now has idle helpers
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(read)
+        started = time.monotonic()
+        result = engine.validate(engine.open(SAMPLES / "vm.ovf"))
+        os.write(write, f"{result.has_errors} {time.monotonic() - started:.3f}".encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    errors, seconds = os.read(read, 100).decode().split()
+    os.close(read)
+    assert errors == "False" and float(seconds) < 3, seconds

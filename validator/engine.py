@@ -225,6 +225,16 @@ class _HookThread:
                 box.done.set()
 
 
+def _forget_hook_threads() -> None:
+    """In a forked child the helpers' threads do not exist: never hand a call to one."""
+    _HookThread._idle = []
+    _HookThread._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_hook_threads)
+
+
 class _UnitState:
     """Per work unit: one reporter per check (a shared check reports once), failures."""
 
