@@ -46,7 +46,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         pytest.fail(f"could not install the example plugin: {proc.stderr.decode()[-2000:]}")
     env = {k: v for k, v in os.environ.items() if k not in ("LANG", "LC_ALL", "LC_MESSAGES")}
     env["PYTHONPATH"] = str(target)
-    env.pop("VALIDATOR_LOAD_PLUGINS", None)
+    # Named, not left unset: the suite never loads what else happens to be installed.
+    env["VALIDATOR_LOAD_PLUGINS"] = "acme-notes,acme-policy"
     return env
 
 

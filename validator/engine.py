@@ -39,7 +39,7 @@ from validator.results import (
     ValidationError,
     ValidationResult,
 )
-from validator.session import Session, SessionError, SessionFile
+from validator.session import DamagedInput, Session, SessionError, SessionFile
 
 Progress = Callable[[int], None]
 #: Below this many bytes in all, files are read in the calling thread.
@@ -229,11 +229,18 @@ class Engine:
 
     # -- inputs -----------------------------------------------------------
     def open(self, path: Path) -> Session:
-        """Turn a path into a session (``validator_open_session``); ``SessionError`` if not."""
+        """Turn a path into a session (``validator_open_session``); ``SessionError`` if not.
+
+        A damaged input (:class:`~validator.session.DamagedInput`: an archive cut
+        short…) is a session all the same, whose validation reports the damage.
+        """
         for plugin, result in self.registry.call_each(
             "validator_open_session", {"path": path, "limits": self.limits}, invoke=self.invoke
         ):
             if isinstance(result, HookFailure):
+                if isinstance(result.exception, DamagedInput):
+                    damage = result.exception
+                    return Session(origin=str(path), item_type=damage.item_type, damage=damage)
                 if isinstance(result.exception, SessionError):
                     raise result.exception
                 if isinstance(result.exception, PluginTimeout):
@@ -312,10 +319,16 @@ class Engine:
             raise NotAllowedInCurrentState(messages)
 
     def validate(self, session: Session, item_type: str | None = None) -> ValidationResult:
-        """Validate a session; raises ``NotAllowedInCurrentState`` or ``SessionError``."""
+        """Validate a session; raises ``NotAllowedInCurrentState`` or ``SessionError``.
+
+        A damaged input (found when it was opened, or while a sequential session
+        is read) gives a result with that one problem and nothing else.
+        """
         if item_type is not None:
             session.item_type = item_type
         kind = self.detect(session)
+        if session.damage is not None:
+            return self._damaged(session.damage, kind)
         if not session.sequential:
             self.check_received(session)
         ctx = CheckContext(
@@ -334,7 +347,15 @@ class Engine:
         if not isinstance(primary, str):
             primary = None
         run = _Run(self, session, kind, ctx, primary or (session.names() or [session.origin])[0])
-        return run.execute()
+        try:
+            return run.execute()
+        except DamagedInput as damage:
+            session.damage = damage
+            return self._damaged(damage, kind)
+
+    def _damaged(self, damage: DamagedInput, kind: str) -> ValidationResult:
+        entry = ValidationError(damage.name, self.message(damage.message_id, damage.args_))
+        return ValidationResult(invalid_files=(entry,), item_type=kind)
 
 
 class _Run:

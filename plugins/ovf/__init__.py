@@ -73,6 +73,14 @@ def validator_message_catalogs() -> Iterable[CatalogSource]:
     return [CatalogSource("validator.ovf", Path(__file__).parent / "catalogs")]
 
 
+@hookimpl
+def validator_option_keys() -> Iterable[str]:
+    """``-o ovf.trust_store=PEM-FILE``: the CA certificates a signed package is checked
+    against (``certificate.TRUST_STORE_OPTION``; named here so that listing the keys does
+    not import the certificate module)."""
+    return ["ovf.trust_store"]
+
+
 def descriptor_of(session: Session, ctx: CheckContext) -> Descriptor | None:
     """The session's parsed descriptor (the first ``.ovf``), parsed once per validation."""
 
