@@ -392,7 +392,9 @@ class _Run:
             order=order,
         )
 
-    def _session_hook(self, hook: str, phase: int) -> None:
+    def _session_hook(self, hook: str, phase: int, defer: list[Reporter] | None = None) -> None:
+        """Call a session hook's implementations; ``defer``: keep their reporters there
+        (their problems are added later) instead of adding the problems now."""
         kwargs = {"item_type": self.kind, "session": self.session, "ctx": self.ctx}
         for index, impl in enumerate(self.registry.impls(hook)):
             report = Reporter((phase, index))
@@ -408,23 +410,40 @@ class _Run:
                         HookFailure(impl.plugin_name, hook, describe(exc), exc),
                     )
                 )
-            self._add(report.problems)
+            if defer is not None:
+                defer.append(report)
+            else:
+                self._add(report.problems)
 
     def execute(self) -> ValidationResult:
-        for i, rej in enumerate(self.session.rejected):
-            self._add([Problem(rej.name, rej.message_id, rej.args, order=(PHASE_REJECTED, i))])
-        self._session_hook("validator_prepare_session", PHASE_PREPARE)
-        if self.session.sequential:
+        """The phases in order.  A sequential session (an archive on a pipe) learns its
+        members during the pass: its refused entries, and what prepare reports (a plugin
+        may report into its prepare reporter until ``validator_check_session`` returns),
+        are collected at the end, so that the verdict is the one of the same files at rest.
+        """
+        sequential = self.session.sequential
+        prepared: list[Reporter] | None = [] if sequential else None
+        if not sequential:
+            self._rejected()
+        self._session_hook("validator_prepare_session", PHASE_PREPARE, prepared)
+        if sequential:
             # Read once, in stream order: the archive's members arrive one by one.
             self._process_sequential()
             self.engine.check_received(self.session)
+            self._rejected()
         else:
             self._process_files()
         required = self._required()
         self._session_hook("validator_check_session", PHASE_SESSION)
+        for report in prepared or ():
+            self._add(report.problems)
         present = set(self.session.names())
         missing = tuple(sorted(n for n in required if n not in present))
         return self._result(missing)
+
+    def _rejected(self) -> None:
+        for i, rej in enumerate(self.session.rejected):
+            self._add([Problem(rej.name, rej.message_id, rej.args, order=(PHASE_REJECTED, i))])
 
     def _required(self) -> set[str]:
         required: set[str] = set()

@@ -457,9 +457,7 @@ class StreamSession(Session):
             if refused is None and member.name.lower().endswith(".ovf"):
                 self._late_descriptor(member.name)
             if refused is not None:
-                self.meta.setdefault(PROBLEMS_KEY, []).append(
-                    (refused.name, refused.message_id, refused.args)
-                )
+                self.rejected.append(refused)  # reported as a file's (the engine: after the pass)
                 walker.skip_data(member)
             elif _small_metadata(member, self.limits):
                 data = walker.read_exact(member.size, member.header_at)
