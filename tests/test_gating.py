@@ -232,6 +232,9 @@ def test_a_plugin_that_fails_to_import_fails_the_run(  # type: ignore[no-untyped
     assert body["value"]["messages"][0]["id"] == "validator.core.registry.load_failed"
     root = etree.fromstring(cli("-f", "xml", SAMPLES / "vm.ovf").out.encode())
     assert root.findtext("value/messages-array/array-item/args-array/array-item") == "acme-broken"
+    several = cli("-f", "xml", SAMPLES / "vm.ovf", SAMPLES / "vm.ovf")
+    assert several.code == 2
+    assert etree.fromstring(several.out.encode()).tag == f"{{{ERRORS_NS}}}Error"
 
 
 def test_deselecting_the_broken_plugin_runs_without_it(  # type: ignore[no-untyped-def]
@@ -262,9 +265,7 @@ def test_a_third_party_cannot_take_a_builtin_plugin_name(  # type: ignore[no-unt
     reg = build_registry(environ={})
     assert "evil" not in reg.item_types
     assert reg.item_type_plugin["ovf"] == "ovf"
-    assert reg.load_errors == [
-        ("validator.core.registry.duplicate_plugin", (name, "evil-dist"))
-    ]
+    assert reg.load_errors == [("validator.core.registry.duplicate_plugin", (name, "evil-dist"))]
 
 
 def test_a_third_party_cannot_take_a_builtin_item_type(  # type: ignore[no-untyped-def]

@@ -153,6 +153,13 @@ def _corrupt(data: bytes) -> bytes:
     return bytes(out)
 
 
+def _chunked(d: Path) -> Path:
+    _chunks(sample_package(d, manifest=False), DISK_BYTES, 20000)
+    write_ovf(d, file_xml(size=65536, chunk=20000))
+    write_manifest(d)
+    return d
+
+
 def _sized_chunks(sizes: list[int]) -> Callable[[Path], Path]:
     def build(d: Path) -> Path:
         sample_package(d, manifest=False)
@@ -168,7 +175,9 @@ def _sized_chunks(sizes: list[int]) -> Callable[[Path], Path]:
     return build
 
 
-def _vmdk(edit: Callable[[Path], None] | None = None, compression: bool = False) -> Callable[..., Path]:
+def _vmdk(
+    edit: Callable[[Path], None] | None = None, compression: bool = False
+) -> Callable[..., Path]:
     def build(d: Path) -> Path:
         d.mkdir(parents=True, exist_ok=True)
         disk = make_vmdk(d, "disk.vmdk", "streamOptimized", size=1 << 20)
@@ -180,7 +189,9 @@ def _vmdk(edit: Callable[[Path], None] | None = None, compression: bool = False)
             disk.write_bytes(data)
         text = ovf_text("disk.vmdk", len(data), 1 << 20, STREAM)
         if compression:
-            text = text.replace('ovf:href="disk.vmdk"', 'ovf:href="disk.vmdk" ovf:compression="gzip"')
+            text = text.replace(
+                'ovf:href="disk.vmdk"', 'ovf:href="disk.vmdk" ovf:compression="gzip"'
+            )
         (d / "vm.ovf").write_text(text, encoding="utf-8")
         return d
 
@@ -189,8 +200,8 @@ def _vmdk(edit: Callable[[Path], None] | None = None, compression: bool = False)
 
 def _samples(name: str) -> Callable[[Path], Path]:
     def build(d: Path) -> Path:
-        shutil.copytree(SAMPLES / name if name else SAMPLES, d, ignore=shutil.ignore_patterns(
-            "broken", "*.yaml"))  # fmt: skip
+        ignore = shutil.ignore_patterns("broken", "*.yaml")
+        shutil.copytree(SAMPLES / name if name else SAMPLES, d, ignore=ignore)
         return d
 
     return build
@@ -203,9 +214,7 @@ OWN: list[Fixture] = [
     Fixture("sample-broken-hostile", _samples("broken/hostile")),
     Fixture("size-mismatch", lambda d: _pkg(d, file_xml(size=65537))),
     Fixture("manifest-ok", lambda d: _pkg(d, file_xml(size=65536), manifest=True)),
-    Fixture("chunked", lambda d: (_chunks(sample_package(d, manifest=False), DISK_BYTES, 20000),
-                                   write_ovf(d, file_xml(size=65536, chunk=20000)),
-                                   write_manifest(d), d)[-1]),  # type: ignore[index]  # fmt: skip
+    Fixture("chunked", _chunked),
     Fixture("chunk-wrong-size", _sized_chunks([20000, 25536, 20000])),
     Fixture("chunk-last-too-big", _sized_chunks([20000, 20000, 25536])),
     Fixture("chunk-extra", _sized_chunks([20000, 20000, 20000, 5536, 100])),
@@ -220,14 +229,21 @@ OWN: list[Fixture] = [
     Fixture("gzip-chunked", lambda d: _gzip_package(d, GZ, chunk=100)),
     Fixture("gzip-chunked-truncated", lambda d: _gzip_package(d, GZ[:-10], chunk=100)),
     Fixture("vmdk-ok", _vmdk(), tools=("qemu-img",)),
-    Fixture("vmdk-not-vmdk", _vmdk(lambda p: p.write_bytes(b"XXXX" + p.read_bytes()[4:])),
-            tools=("qemu-img",)),  # fmt: skip
-    Fixture("vmdk-truncated", _vmdk(lambda p: truncate(p, p.stat().st_size - 700)),
-            tools=("qemu-img",)),  # fmt: skip
+    Fixture(
+        "vmdk-not-vmdk",
+        _vmdk(lambda p: p.write_bytes(b"XXXX" + p.read_bytes()[4:])),
+        tools=("qemu-img",),
+    ),
+    Fixture(
+        "vmdk-truncated", _vmdk(lambda p: truncate(p, p.stat().st_size - 700)), tools=("qemu-img",)
+    ),
     Fixture("vmdk-bad-version", _vmdk(lambda p: patch_header(p, version=9)), tools=("qemu-img",)),
     Fixture("vmdk-gzip", _vmdk(compression=True), tools=("qemu-img",)),
-    Fixture("vmdk-gzip-bad-version", _vmdk(lambda p: patch_header(p, version=9), True),
-            tools=("qemu-img",)),  # fmt: skip
+    Fixture(
+        "vmdk-gzip-bad-version",
+        _vmdk(lambda p: patch_header(p, version=9), True),
+        tools=("qemu-img",),
+    ),
 ]
 
 

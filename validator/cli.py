@@ -1,8 +1,11 @@
 """Command line: ``validator PATH…`` (or ``python -m validator``), ``validator plugins``, ….
 
-Exit status: 0 every input is valid, 1 some input has errors, 2 usage error
-or an input that cannot be read or validated (not received, unknown type).
-Imports are lazy: ``--help`` and small bundles start fast.
+Exit status: 0 every input is valid, 1 some input has errors (a damaged
+archive included: it is a finding about the item), 2 usage error, an input
+that cannot be validated at all (no such path, unknown type, not received)
+or a plugin that cannot be loaded.  With ``--format json``/``xml`` every input
+gets a document, a vAPI error body when it cannot be validated (README,
+"Output formats").  Imports are lazy: ``--help`` and small bundles start fast.
 """
 
 from __future__ import annotations
@@ -38,12 +41,16 @@ other commands:
 """
 
 EPILOG = """\
-exit status: 0 all inputs valid, 1 some input has errors, 2 usage error or an
-input that cannot be read or validated.
+exit status: 0 all inputs valid, 1 some input has errors (a damaged archive,
+cut short or not a tar, too), 2 usage error, an input that cannot be validated
+(no such path, unknown type, not received) or a plugin that cannot be loaded.
+json/xml: a document for every input (a vAPI error body when it cannot be
+validated); several inputs: each says which input it is.
 
 environment: VALIDATOR_LOAD_PLUGINS=a,b loads only these third-party plugins
-(empty: none); NO_COLOR disables colour; LC_ALL/LC_MESSAGES/LANG choose the
-language of `localized` messages when --locale is not given.
+(empty: none); a plugin that fails to load stops the run unless left out of it.
+NO_COLOR disables colour; LC_ALL/LC_MESSAGES/LANG choose the language of
+`localized` messages when --locale is not given.
 """
 
 
@@ -79,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=("text", "json", "xml"),
         default="text",
         help="text for people (default); json/xml: the seed's representations "
-        "(json: one document per line when several inputs are given)",
+        "(several inputs: json one line per input, xml one document; each names its input)",
     )
     p.add_argument(
         "-t",
@@ -107,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="an option for plugins (for example ovf.trust_store=ca.pem)",
+        help="an option for plugins (for example ovf.trust_store=ca.pem); "
+        "unknown keys are refused",
     )
     p.add_argument(
         "--color",
@@ -247,8 +255,10 @@ class _Output:
         elif self.fmt == "xml":
             from validator.results import vapi_error_to_xml
 
-            several = self.several and raw is not None
-            self._xml(vapi_error_to_xml(err, input=raw if several else None, declaration=not several))
+            if raw is None or not self.several:  # the run's own error, or the only input
+                sys.stdout.write(vapi_error_to_xml(err))
+            else:
+                self.xml.append(vapi_error_to_xml(err, input=raw, declaration=False))
 
     def _xml(self, text: str) -> None:
         if self.several:
@@ -313,7 +323,9 @@ def _validate(argv: list[str]) -> int:
         for key in options:
             if key not in known:
                 shown = ", ".join(sorted(known)) or "-"
-                text = reg.catalogs.message("validator.core.cli.unknown_option", (key, shown), locale)
+                text = reg.catalogs.message(
+                    "validator.core.cli.unknown_option", (key, shown), locale
+                )
                 print(f"validator: {text.text()}", file=sys.stderr)
                 return EXIT_USAGE
     progress = None
