@@ -133,3 +133,13 @@ def test_readme_shows_the_tested_example() -> None:
         'acme-notes = "acme_validator.notes"' in readme
         and 'acme-notes = "acme_validator.notes"' in toml
     )
+
+
+def test_ci_installs_the_example_with_the_readme_command() -> None:
+    """The suite runs with the example plugin installed: the README's test command and
+    ``.ci/run`` are one command, and it installs ``examples/acme-validator``."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    command = next(line for line in readme.splitlines() if line.endswith("python -m pytest"))
+    assert command in ci.splitlines()
+    assert "pip install -e '.[test]' ./examples/acme-validator" in command
