@@ -190,11 +190,12 @@ def _prepare_session(session: Session, ctx: CheckContext, report: Reporter) -> N
 
     for message_id, args in desc.problems:
         report.error(desc.name, message_id, *args)
-    referenced = referenced_names(desc, session, ctx)
-    allowed = {desc.name, *metadata_names(desc.name), *names[1:]}
-    for name in session.names():
-        if name not in referenced and name not in allowed:
-            report.error(name, "validator.ovf.file.unreferenced", name, desc.name)
+    if desc.parsed:  # a descriptor that cannot be read says nothing about the other files
+        referenced = referenced_names(desc, session, ctx)
+        allowed = {desc.name, *metadata_names(desc.name), *names[1:]}
+        for name in session.names():
+            if name not in referenced and name not in allowed:
+                report.error(name, "validator.ovf.file.unreferenced", name, desc.name)
     ctx.store["ovf.names_checked"] = set(session.names())
     attach_disk_checks(desc, session, ctx, report)
     # Sizes, chunks, manifest and certificate: metadata only, before the pass
@@ -291,7 +292,7 @@ def _check_session(session: Session, ctx: CheckContext, report: Reporter) -> Non
     for name, message_id, args in session.meta.pop("ova.problems", []):
         report.error(name, message_id, *args)
     desc = descriptor_of(session, ctx)
-    if desc is None:
+    if desc is None or not desc.parsed:
         return
     checked = ctx.store.get("ovf.names_checked", set())
     referenced = referenced_names(desc, session, ctx)
