@@ -264,7 +264,7 @@ def test_content_ids_are_unique_among_siblings_only(tmp_path: Path) -> None:
     nested = (
         '<VirtualSystemCollection ovf:id="vm"><Info>All</Info>'
         + SYSTEM
-        + f'<VirtualSystemCollection ovf:id="inner"><Info>x</Info>'
+        + '<VirtualSystemCollection ovf:id="inner"><Info>x</Info>'
         + SYSTEM.replace('ovf:id="vm"', 'ovf:id="other"')
         + f'<VirtualSystem ovf:id="vm"><Info>same id, other collection</Info>{HW}</VirtualSystem>'
         + "</VirtualSystemCollection></VirtualSystemCollection>"

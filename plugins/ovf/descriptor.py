@@ -9,7 +9,6 @@ one helps.  Nothing here opens a file: hrefs are only checked as names.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import NamedTuple

@@ -11,6 +11,7 @@ understood, a foreign extension marked ``ovf:required="false"`` is ignored.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
@@ -187,7 +188,7 @@ def read(r: _Reader, section: etree._Element, kind: str, scope: Scope) -> None:
         if not any(_all_text(el) for el in _own(r, section, "License")):
             r.add("validator.ovf.eula.no_license", section.sourceline or 0)
     elif kind == "AnnotationSection":
-        if next(_own(r, section, "Annotation"), None) is None:
+        if not _own(r, section, "Annotation"):
             r.add("validator.ovf.annotation.missing", section.sourceline or 0)
     elif kind == "OperatingSystemSection":
         _operating_system(r, section)
@@ -296,7 +297,9 @@ def _startup(r: _Reader, section: etree._Element, scope: Scope) -> None:
                 r.add("validator.ovf.startup.bad_attribute", iid or "?", name, value, line)
         waiting = r.attr(item, "waitingForGuest")
         if waiting is not None and not _boolean(waiting):
-            r.add("validator.ovf.startup.bad_attribute", iid or "?", "waitingForGuest", waiting, line)
+            r.add(
+                "validator.ovf.startup.bad_attribute", iid or "?", "waitingForGuest", waiting, line
+            )
 
 
 # -- VirtualHardwareSection ---------------------------------------------------------------
@@ -402,7 +405,12 @@ def _item(
         value = text(types[0])
         number = int(value) if _UNSIGNED.match(value) else -1
         if not (1 <= number <= 35 or 32768 <= number <= 65535):
-            r.add("validator.ovf.hardware.bad_resource_type", label, value, types[0].sourceline or line)
+            r.add(
+                "validator.ovf.hardware.bad_resource_type",
+                label,
+                value,
+                types[0].sourceline or line,
+            )
     for el in fields.get("Parent", ()):
         parents.append((label, text(el), el.sourceline or line))
     numbers: dict[str, int] = {}
@@ -412,12 +420,18 @@ def _item(
             if _UNSIGNED.match(value):
                 numbers[name] = int(value)
             elif not _PROPERTY_REF.match(value):
-                r.add("validator.ovf.hardware.bad_number", label, name, value, el.sourceline or line)
+                r.add(
+                    "validator.ovf.hardware.bad_number", label, name, value, el.sourceline or line
+                )
     for el in fields.get("AddressOnParent", ()):
         value = text(el)
         if value.startswith("-") and _INT.match(value):
             r.add(
-                "validator.ovf.hardware.bad_number", label, "AddressOnParent", value, el.sourceline or line
+                "validator.ovf.hardware.bad_number",
+                label,
+                "AddressOnParent",
+                value,
+                el.sourceline or line,
             )
     for el in fields.get("HostResource", ()):
         m = _HOST_RESOURCE.match(text(el))
@@ -437,7 +451,9 @@ def _item(
     return _Bounded(instance, bound, numbers, line)
 
 
-def _check_range(r: _Reader, instance: str, bounded: list[_Bounded], normal: _Bounded | None) -> None:
+def _check_range(
+    r: _Reader, instance: str, bounded: list[_Bounded], normal: _Bounded | None
+) -> None:
     """``ovf:bound`` items of one InstanceID: min ≤ normal ≤ max for each value they give."""
     by_bound = {b.bound: b for b in bounded}
     if normal is not None:
@@ -449,7 +465,7 @@ def _check_range(r: _Reader, instance: str, bounded: list[_Bounded], normal: _Bo
             for b in _BOUNDS
             if b in by_bound and name in by_bound[b].numbers
         ]
-        for (low, _), (high, line) in zip(values, values[1:], strict=False):
+        for (low, _), (high, line) in pairwise(values):
             if low > high:
                 r.add("validator.ovf.hardware.bound_order", instance, name, line)
                 break
@@ -569,7 +585,9 @@ def _check_value(
             limit = _number(arg) or 0.0
             ok = number >= limit if name == "MinValue" else number <= limit
         elif name == "ValueMap" and mapping and not any(".." in e for e in mapping):
-            ok = value in mapping or (number is not None and any(_number(e) == number for e in mapping))
+            ok = value in mapping or (
+                number is not None and any(_number(e) == number for e in mapping)
+            )
         if not ok:
             shown = f"{name}{{{','.join(mapping)}}}" if mapping is not None else f"{name}({arg})"
             r.add("validator.ovf.product.value_qualifier", key, value, shown, line)
