@@ -11,9 +11,9 @@ understood, a foreign extension marked ``ovf:required="false"`` is ignored.
 from __future__ import annotations
 
 import math
-from itertools import pairwise
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TYPE_CHECKING, NamedTuple
 
 from lxml import etree
