@@ -218,7 +218,7 @@ class _Reader:
                 if seen_content:
                     after.append(("validator.ovf.envelope.section_after_content", kind, line))
                 continue
-            else:
+            elif not (seen_content and ns == self.ns):  # else: after_content says it
                 self.other(c, "Envelope", kind, ns)
             if seen_content and ns == self.ns and kind != "Strings":
                 after.append(("validator.ovf.envelope.after_content", kind, line))

@@ -333,7 +333,7 @@ def _hardware(r: _Reader, section: etree._Element, scope: Scope) -> None:
             if systems > 1:
                 r.add("validator.ovf.hardware.system_duplicate", child.sourceline or 0)
             fields = {local(f.tag): f for f in elements(child)}
-            if "InstanceID" not in fields:
+            if "InstanceID" not in fields and not r.legacy:  # 0.9 may omit it
                 r.add("validator.ovf.hardware.system_no_instance_id", child.sourceline or 0)
             found = fields.get("VirtualSystemType")
             if found is not None and systems == 1:
@@ -375,18 +375,18 @@ def _item(
     if count == 0:
         r.add("validator.ovf.hardware.item_empty", kind, line)
         return None
-    found = fields.get("InstanceID")
+    found = fields.get("InstanceID") or fields.get("InstanceId")  # 0.9 wrote InstanceId
     instance = text(found[0]) if found else ""
     label = instance or "?"
     if not instance:
         r.add("validator.ovf.hardware.no_instance_id", kind, line)
-    bound = r.attr(item, "bound") or ""
-    if bound and bound not in _BOUNDS:
-        r.add("validator.ovf.hardware.bad_bound", label, bound, line)
-        bound = ""
+    raw_bound = r.attr(item, "bound") or ""
+    bound = raw_bound if raw_bound in _BOUNDS else ""
+    if raw_bound and not bound:
+        r.add("validator.ovf.hardware.bad_bound", label, raw_bound, line)
     configs = _configurations(r, item, f"{kind} {label}", line)
     if instance:
-        key = (instance, bound or "normal")
+        key = (instance, raw_bound or "normal")
         if key in used:
             before = used[key]
             if before is None or configs is None or not before.isdisjoint(configs):
@@ -446,7 +446,7 @@ def _item(
         value = text(el)
         if value and value not in r.networks and not _PROPERTY_REF.match(value):
             r.add("validator.ovf.hardware.unknown_network", label, value, el.sourceline or line)
-    if not instance:
+    if not instance or (raw_bound and not bound):
         return None
     return _Bounded(instance, bound, numbers, line)
 
