@@ -274,8 +274,9 @@ def test_content_ids_are_unique_among_siblings_only(tmp_path: Path) -> None:
 
 def test_host_resource_must_point_at_declared_disk_or_file(tmp_path: Path) -> None:
     system = SYSTEM.replace("ovf:/disk/vmdisk1", "ovf:/disk/nodisk").replace(
-        "</Item>", "</Item><Item><rasd:HostResource>ovf:/file/nofile</rasd:HostResource>"
-        "<rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>15</rasd:ResourceType></Item>"
+        "</Item>",
+        "</Item><Item><rasd:HostResource>ovf:/file/nofile</rasd:HostResource>"
+        "<rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>15</rasd:ResourceType></Item>",
     )
     assert check(tmp_path, REFS + DISKS + system) == [
         "validator.ovf.hardware.unknown_disk",

@@ -16,9 +16,13 @@ def ids_reported() -> set[str]:
     found: set[str] = set()
     for path in CHECKS:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                if node.value.startswith("validator.ovf.") and " " not in node.value:
-                    found.add(node.value)
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and node.value.startswith("validator.ovf.")
+                and " " not in node.value
+            ):
+                found.add(node.value)
     return found
 
 
