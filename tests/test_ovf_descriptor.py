@@ -370,3 +370,43 @@ def test_a_lone_ovf_is_read_and_parsed_once(monkeypatch: pytest.MonkeyPatch) -> 
     assert not result.has_errors  # the manifest's digest of vm.ovf matched
     assert parses == ["vm.ovf"]
     assert [Path(p).name for p in opens].count("vm.ovf") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "limits", "expected"),
+    [
+        ("<Envelope", Limits(), "validator.ovf.xml.malformed"),
+        (
+            envelope(REFS + DISKS + SYSTEM),
+            Limits(descriptor_bytes=100),
+            "validator.ovf.limit.descriptor_size",
+        ),
+        ("<html/>", Limits(), "validator.ovf.envelope.not_envelope"),
+    ],
+)
+def test_an_unreadable_descriptor_does_not_judge_the_other_files(
+    tmp_path: Path, text: str, limits: Limits, expected: str
+) -> None:
+    """No 'not referenced by the descriptor' advice when the descriptor cannot be read."""
+    path = write(tmp_path, text)
+    (path.parent / "notes.txt").write_text("x", encoding="utf-8")
+    assert ids(validate(path.parent, limits=limits)) == [expected]
+
+
+def test_xsi_typed_section_and_content_in_ovf_1_and_2(tmp_path: Path) -> None:
+    for ns in (OVF1, OVF2):
+        body = (
+            REFS + '<Section xsi:type="ovf:DiskSection_Type"><Info>Disks</Info>'
+            '<Disk ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:capacity="67108864"/></Section>'
+            + SYSTEM.replace(
+                "<VirtualSystem ", '<Content xsi:type="ovf:VirtualSystem_Type" '
+            ).replace("</VirtualSystem>", "</Content>")
+        )
+        assert check(tmp_path, body, ns) == [], ns
+
+
+def test_empty_file_ref_is_a_blank_disk(tmp_path: Path) -> None:
+    disks = DISKS.replace(
+        "</DiskSection>", '<Disk ovf:diskId="blank" ovf:fileRef="" ovf:capacity="1"/></DiskSection>'
+    )
+    assert check(tmp_path, REFS + disks + SYSTEM) == []

@@ -28,9 +28,16 @@ VALID = [
     "rhcos-style.ovf",
     "open-vmdk-style.ovf",
     "openstack-style-minimal.ovf",
+    "vmware-appliance-vsphere-types.ovf",
 ]
 #: (file, text in it, replacement or None for the file as is, the id it must give)
 INVALID: list[tuple[str, str, str | None, str]] = [
+    (
+        "vmware-appliance-vsphere-types.ovf",
+        'ovf:type="int" ovf:qualifiers="MinValue(1) MaxValue(10000000)" ovf:value="2048"',
+        'ovf:type="int" ovf:qualifiers="MinValue(1) MaxValue(10000000)" ovf:value="2k"',
+        "validator.ovf.product.bad_value",
+    ),
     ("ovirt-style-namespace.ovf", "", None, "validator.ovf.envelope.bad_namespace"),
     (
         "vcenter-vm-ovf10.ovf",

@@ -294,7 +294,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "validator.ovf.product.bad_type",
         "DSP0243 §9.5 Table 7",
-        "`ovf:type` is a property type (or VMware's expression, ip, ip:NETWORK)",
+        "`ovf:type` is a property type (or vSphere's int, real, password, ip, ip:NETWORK, "
+        "expression)",
     ),
     Rule(
         "validator.ovf.product.bad_value",

@@ -115,9 +115,11 @@ _CHILDREN_1X: dict[str, frozenset[str]] = {
 _ITEMS_2X = frozenset({"StorageItem", "EthernetPortItem"})
 ITEMS = frozenset({"Item"}) | _ITEMS_2X
 
-#: ``ovf:type`` of a Property: DSP0243 1.1 Table 7, plus VMware's dynamic ``expression``
-#: and its ``ip`` / ``ip:NETWORK`` types.
+#: ``ovf:type`` of a Property: DSP0243 1.1 Table 7, plus the vSphere vApp property types
+#: VMware's own appliances and vCenter write (``int``, ``real``, ``password``, ``ip``,
+#: ``ip:NETWORK``, ``expression``).
 _INTS = {
+    "int": (-(2**63), 2**64 - 1),
     "uint8": (0, 2**8 - 1),
     "sint8": (-(2**7), 2**7 - 1),
     "uint16": (0, 2**16 - 1),
@@ -127,15 +129,16 @@ _INTS = {
     "uint64": (0, 2**64 - 1),
     "sint64": (-(2**63), 2**63 - 1),
 }
-_REALS = frozenset({"real32", "real64"})
-_TEXTS = frozenset({"string", "expression", "ip"})
+_REALS = frozenset({"real32", "real64", "real"})
+_TEXTS = frozenset({"string", "expression", "ip", "password"})
 _BOOLEANS = frozenset({"true", "false", "1", "0"})
 
 _INT = re.compile(r"^[+-]?[0-9]{1,40}$")
 _UNSIGNED = re.compile(r"^\+?[0-9]{1,20}$")
 _PROPERTY_REF = re.compile(r"^\$\{[^{}]+\}$")
 _HOST_RESOURCE = re.compile(r"^(?:ovf:)?/{1,2}(disk|file)/(.+)$")
-_QUALIFIER = re.compile(r"\s*([A-Za-z]+)\s*(?:\(([^()]*)\)|\{([^{}]*)\})\s*(?:,|$)")
+#: One qualifier; they are separated by commas (DSP0243) or blanks (seen in VMware's own).
+_QUALIFIER = re.compile(r"\s*([A-Za-z]+)\s*(?:\(([^()]*)\)|\{([^{}]*)\})\s*,?")
 _MAP_ENTRY = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|([^,"]*?))\s*(?:,|$)')
 #: Numeric RASD elements (xs:unsignedLong / unsignedInt in CIM_ResourceAllocationSettingData).
 _NUMBERS = ("VirtualQuantity", "Reservation", "Limit", "Weight")
@@ -155,6 +158,7 @@ def children(version: str) -> dict[str, frozenset[str]]:
         return _CHILDREN_1X
     out = dict(_CHILDREN_1X)
     out[HARDWARE] = out[HARDWARE] | _ITEMS_2X | {"BootDeviceSection"}
+    out["ResourceAllocationSection"] = out["ResourceAllocationSection"] | _ITEMS_2X
     return out
 
 
