@@ -1,9 +1,13 @@
 """The OVF descriptor: safe parsing, a small model, and the structural checks.
 
-OVF 0.9 (VMware's pre-standard namespace, sections as ``Section
-xsi:type="ovf:…_Type"``), 1.x and 2.x are accepted (REFERENCE §4).  Every
-problem is a ``(message id, args)`` pair; args end with the line number where
-one helps.  Nothing here opens a file: hrefs are only checked as names.
+OVF 0.9 (VMware's pre-standard namespace), 1.x and 2.x are accepted
+(REFERENCE §4); ``Section``/``Content`` with ``xsi:type="ovf:…_Type"`` are
+read as the section or content they name in every namespace.  The envelope is
+walked once (:class:`_Reader`); the sections' own rules are in
+:mod:`.sections` and the catalogue of rules in :mod:`.rules`
+(docs/ovf-descriptor-rules.md).  Every problem is a ``(message id, args)``
+pair; args end with the line number where one helps.  Nothing here opens a
+file: hrefs are only checked as names.
 """
 
 from __future__ import annotations
