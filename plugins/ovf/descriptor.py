@@ -144,6 +144,8 @@ class _Reader:
         #: Ids of the files and disks declared so far (``HostResource`` names one).
         self.file_ids: set[str] = set()
         self.disk_ids: set[str] = set()
+        #: Tag (Clark notation) → (local name, namespace) of the elements met in sections.
+        self.tags: dict[object, tuple[str, str]] = {}
         #: Attribute name → its Clark name in the envelope's namespace.
         self._attr_names: dict[str, str] = {}
 
@@ -349,9 +351,13 @@ class _Reader:
             scope.seen.add(kind)
         children = self.children.get(kind)
         if children is not None:
+            tags = self.tags
             for child in elements(section):
-                name = local(child.tag)
-                ns = namespace(child.tag)
+                tag = child.tag
+                known = tags.get(tag)  # a few distinct tags, repeated (Item, Disk…)
+                if known is None:
+                    known = tags[tag] = (local(tag), namespace(tag))
+                name, ns = known
                 if ns != self.ns or name not in children:
                     self.other(child, kind, name, ns)
         if kind == "DiskSection":

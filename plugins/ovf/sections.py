@@ -328,9 +328,13 @@ def _hardware(r: _Reader, section: etree._Element, scope: Scope) -> None:
     ranges: dict[str, list[_Bounded]] = {}
     normals: dict[str, _Bounded] = {}
     items = ITEMS if r.version == "2.x" else frozenset({"Item"})
+    tags = r.tags
     for child in elements(section):
-        name = local(child.tag)
-        if namespace(child.tag) != r.ns:
+        known = tags.get(child.tag)
+        if known is None:
+            known = tags[child.tag] = (local(child.tag), namespace(child.tag))
+        name, ns = known
+        if ns != r.ns:
             continue  # an extension (vmw:Config, vmw:ExtraConfig…): read_section judged it
         if name == "System":
             systems += 1
@@ -368,10 +372,14 @@ def _item(
     line = item.sourceline or 0
     fields: dict[str, list[etree._Element]] = {}
     count = 0
+    tags = r.tags
     for f in elements(item):
         count += 1
-        name = local(f.tag)
-        ns = namespace(f.tag)
+        tag = f.tag
+        known = tags.get(tag)  # a few distinct tags, repeated in every item
+        if known is None:
+            known = tags[tag] = (local(tag), namespace(tag))
+        name, ns = known
         if ns.startswith(CIM_PREFIX):
             fields.setdefault(name, []).append(f)
         else:
