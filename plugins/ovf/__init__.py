@@ -245,11 +245,12 @@ def _prepare_session(session: Session, ctx: CheckContext, report: Reporter) -> N
 
     for message_id, args in desc.problems:
         report.error(desc.name, message_id, *args)
-    referenced = referenced_names(desc, session, ctx)
-    allowed = {desc.name, *metadata_names(desc.name), *names[1:]}
-    for name in session.names():
-        if name not in referenced and name not in allowed:
-            report.error(name, "validator.ovf.file.unreferenced", name, desc.name)
+    if desc.parsed:  # a descriptor that cannot be read says nothing about the other files
+        referenced = referenced_names(desc, session, ctx)
+        allowed = {desc.name, *metadata_names(desc.name), *names[1:]}
+        for name in session.names():
+            if name not in referenced and name not in allowed:
+                report.error(name, "validator.ovf.file.unreferenced", name, desc.name)
     attach_disk_checks(desc, session, ctx, report)
     # Sizes, chunks, manifest and certificate: metadata only, before the pass
     # (the manifest asks for the digests the pass computes).

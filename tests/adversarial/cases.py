@@ -186,7 +186,13 @@ def _xinclude(d: Path, o: Path) -> Path:
         f'<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="{o / "canary.txt"}" '
         'parse="text"/>'
     )
-    return package(d, descriptor(system_extra=f"<Annotation>{inc}</Annotation>"))
+    return package(
+        d,
+        descriptor(
+            system_extra=f"<AnnotationSection><Info>a</Info><Annotation>{inc}</Annotation>"
+            "</AnnotationSection>"
+        ),
+    )
 
 
 @case("xml-stylesheet-pi-not-fetched", "xml", ids=())
