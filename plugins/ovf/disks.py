@@ -105,7 +105,6 @@ def vmdk_disk_checks(
         return [ProblemCheck(name, [("validator.ovf.vmdk.bad_variant", (name, disk_format))])]
     checker = VmdkChecker(
         name,
-        name,
         declared_capacity=capacity,
         disk_id=disk_id,
         variant=variant,

@@ -28,9 +28,17 @@ What is checked (REFERENCE §5):
   outside the metadata;
 - the embedded descriptor, case-sensitively, duplicate keys refused, keys that
   differ from a known key only by case refused (the CVE-2022-47951 trick),
-  exactly one SPARSE extent naming the disk itself whose size is the header's
-  capacity, no parent, ``createType`` streamOptimized or monolithicSparse and
-  agreeing with the header;
+  exactly one SPARSE extent whose size is the header's capacity, no parent,
+  ``createType`` streamOptimized or monolithicSparse and agreeing with the
+  header.  The extent's file name is not compared with anything: in a
+  single-file disk the one sparse extent is the file itself, readers never
+  open a file by that name, and producers write whatever they like there
+  (VMware ``generated-stream.vmdk``, open-vmdk ``disk``, VMDKstream
+  ``call-me-stream.vmdk``, qemu-img the name at conversion time), and a disk
+  is renamed after conversion as a rule.  What keeps another file out is the
+  rest: one extent, of type SPARSE, no FLAT/VMFS/ZERO extent, no parent, a
+  single-file ``createType`` and a header capacity > 0 (QEMU reads the extent
+  lines of an embedded descriptor only when the capacity is 0);
 - the header capacity against the capacity the OVF descriptor declares.
 """
 
@@ -160,8 +168,7 @@ class VmdkChecker:
     """Checks one VMDK disk from its bytes, fed in order.
 
     ``name`` is the file problems are about (the first argument of every
-    message); ``href`` is the name the embedded extent must carry (the disk's
-    own file name in the package); ``declared_capacity`` is the Disk's
+    message); ``declared_capacity`` is the Disk's
     capacity in bytes from the OVF descriptor (``None``: unknown); ``variant``
     is the fragment of the OVF format URI (``streamOptimized``,
     ``monolithicSparse`` or ``sparse``).
@@ -178,7 +185,6 @@ class VmdkChecker:
     def __init__(
         self,
         name: str,
-        href: str | None = None,
         *,
         declared_capacity: int | None = None,
         disk_id: str = "",
@@ -187,7 +193,6 @@ class VmdkChecker:
         max_grain_directory: int = MAX_GRAIN_DIRECTORY_BYTES,
     ) -> None:
         self.name = name
-        self.href = href if href is not None else name
         self.declared_capacity = declared_capacity
         self.disk_id = disk_id
         self.variant = variant
@@ -543,15 +548,14 @@ class VmdkChecker:
             if kind != "SPARSE":
                 self._add("validator.ovf.vmdk.bad_extent_type", kind, number)
                 continue
+            if ext.group("file") is None:
+                # QEMU refuses a SPARSE extent line without a file name; no producer writes one.
+                self._add("validator.ovf.vmdk.descriptor_bad_line", number, ext.group(0)[:80])
+                continue
             if ext.group("access") not in ALLOWED_EXTENT_ACCESS:
                 self._add("validator.ovf.vmdk.bad_extent_access", ext.group("access"), number)
-            target = ext.group("file")
-            if target != self.href:
-                self._add(
-                    "validator.ovf.vmdk.extent_other_file",
-                    target if target is not None else "",
-                    number,
-                )
+            # The file name is never used to find data: in a single-file disk the one
+            # SPARSE extent is the file itself, whatever its name (see the class docstring).
             sectors = int(ext.group("sectors"))
             if sectors != h.capacity:
                 self._add("validator.ovf.vmdk.extent_size_mismatch", sectors, h.capacity, number)
