@@ -19,7 +19,9 @@ What is checked (REFERENCE §5):
   compression, grain directory offset (``0xFFFFFFFFFFFFFFFF`` only with
   markers);
 - streams with markers: every marker walked (grain markers inside the
-  capacity, known metadata markers, nothing after end-of-stream); when the
+  capacity, known metadata markers, only zero bytes after end-of-stream: QEMU
+  pads its last grain's cluster with zeros, which read as an end-of-stream
+  marker); when the
   grain directory is "at the end" the stream must finish with a footer marker,
   a footer that agrees with the header and an end-of-stream marker; a stream
   cut short inside a grain is reported as such (QEMU writes its grain
@@ -69,6 +71,8 @@ KNOWN_FLAGS = FLAG_NEWLINE_TEST | FLAG_REDUNDANT_GT | FLAG_ZERO_GTE | FLAG_COMPR
 MARKER_EOS, MARKER_GT, MARKER_GD, MARKER_FOOTER = 0, 1, 2, 3
 COMPRESS_NONE, COMPRESS_DEFLATE = 0, 1
 GTES_PER_GT = 512
+#: Bytes after the end of a stream checked for zeros at once (bounds the copy).
+TAIL_SCAN = 64 << 10
 
 ALLOWED_CREATE_TYPES = ("streamOptimized", "monolithicSparse")
 #: Keys of the descriptor header QEMU and VMware read (case-sensitively).
@@ -225,6 +229,7 @@ class VmdkChecker:
         self._grain = 1  # grain size in sectors for the walk (1 if the header's is 0)
         self._biggest = 0  # largest compressed grain a marker may announce
         self._eos_at: int | None = None
+        self._nonzero_at: int | None = None  # first non-zero byte after the end of the stream
         self._footer: Header | None = None
         self._footer_at: int | None = None
         self._gd_marker_sector: int | None = None
@@ -276,11 +281,30 @@ class VmdkChecker:
                 if self._walk(view, start, end, stop):
                     continue
             if not ready:
+                if self._eos_at is not None and self._nonzero_at is None:
+                    self._scan_tail(view, start, end)
                 return
             at, _, cap = heapq.heappop(ready)
             self._at = at
             data, cap.buf = bytes(cap.buf), bytearray()
             cap.done(data)
+
+    def _scan_tail(self, view: memoryview, start: int, end: int) -> None:
+        """Look for a non-zero byte after the end of the stream (zero padding is fine).
+
+        QEMU ends a streamOptimized file with the zero-filled rest of the last
+        grain's cluster and no end-of-stream marker: the walk reads those zeros
+        as one, so whatever follows an end-of-stream must be zeros.
+        """
+        assert self._eos_at is not None
+        at = max(start, self._eos_at + 16)
+        while at < end:
+            upto = min(end, at + TAIL_SCAN)
+            block = view[at - start : upto - start].tobytes()
+            if block.count(0) != len(block):
+                self._nonzero_at = at + len(block) - len(block.lstrip(b"\0"))
+                return
+            at = upto
 
     def _fill(self, view: memoryview, start: int, end: int) -> None:
         """Copy this piece's bytes into the regions it covers; queue the complete ones."""
@@ -630,8 +654,8 @@ class VmdkChecker:
         if cut and not at_end:
             self._add("validator.ovf.vmdk.truncated", max(self._mpos, total + 1), total)
             return True
-        if self._eos_at is not None and self._eos_at + SECTOR < total:
-            self._add("validator.ovf.vmdk.data_after_eos", total - self._eos_at - SECTOR)
+        if self._eos_at is not None and self._nonzero_at is not None:
+            self._add("validator.ovf.vmdk.data_after_eos", self._eos_at, self._nonzero_at)
         if not at_end:
             return False
         # grain directory at the end: footer marker, footer, end-of-stream marker.
