@@ -49,6 +49,7 @@ from __future__ import annotations
 import heapq
 import re
 import struct
+import zlib
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -73,6 +74,8 @@ COMPRESS_NONE, COMPRESS_DEFLATE = 0, 1
 GTES_PER_GT = 512
 #: Bytes after the end of a stream checked for zeros at once (bounds the copy).
 TAIL_SCAN = 64 << 10
+#: Most bytes one call inflates a grain into (the output is counted, then dropped).
+INFLATE_PIECE = 256 << 10
 
 ALLOWED_CREATE_TYPES = ("streamOptimized", "monolithicSparse")
 #: Keys of the descriptor header QEMU and VMware read (case-sensitively).
@@ -195,6 +198,7 @@ class VmdkChecker:
         variant: str | None = None,
         max_descriptor: int = MAX_DESCRIPTOR_BYTES,
         max_grain_directory: int = MAX_GRAIN_DIRECTORY_BYTES,
+        inflate: bool = True,
     ) -> None:
         self.name = name
         self.declared_capacity = declared_capacity
@@ -202,6 +206,7 @@ class VmdkChecker:
         self.variant = variant
         self.max_descriptor = max_descriptor
         self.max_grain_directory = max_grain_directory
+        self.inflate = inflate
         self.problems: list[Problem] = []
         # The first PER_KIND problems of each kind are kept, the rest only counted (a
         # descriptor of a megabyte of bad lines must not build half a million of them).
@@ -233,6 +238,16 @@ class VmdkChecker:
         self._footer: Header | None = None
         self._footer_at: int | None = None
         self._gd_marker_sector: int | None = None
+        # the compressed grain being inflated (deep grain check)
+        self._inflating = False  # the header says deflate grains, and `inflate` is on
+        self._z: zlib._Decompress | None = None
+        self._z_at = 0  # its marker's stream position
+        self._z_lba = 0
+        self._z_pos = 0  # next stream position of its data to inflate
+        self._z_end = 0  # end of its data
+        self._z_out = 0  # bytes it inflated to so far
+        self._z_failed = False
+        self._grain_problems: list[Problem] = []
 
     # -- problems -----------------------------------------------------------
     def _add(self, message_id: str, *args: object) -> None:
@@ -394,6 +409,7 @@ class VmdkChecker:
             self._mpos = h.overhead * SECTOR
             self._grain = h.grain_size if h.grain_size > 0 else 1
             self._biggest = self._grain * SECTOR * 2 + 4096
+            self._inflating = self.inflate and h.compressed and h.compress == COMPRESS_DEFLATE
 
     def _want_gd(self, gd_sector: int, h: Header) -> None:
         count = h.grain_tables()
@@ -439,6 +455,8 @@ class VmdkChecker:
         """
         h = self.header
         assert h is not None
+        if self._z is not None:
+            self._inflate_from(view, start, end)
         mpos = self._mpos
         if self._mbuf:
             # a marker across pieces: gather its 16 bytes
@@ -449,10 +467,14 @@ class VmdkChecker:
                     self._mbuf += view[have - start :]
                 return False
             self._mbuf += view[have - start : done_at - start]
-            val, size, kind = _MARKER.unpack(self._mbuf)
+            raw = bytes(self._mbuf)
+            val, size, kind = _MARKER.unpack(raw)
             self._mbuf.clear()
             self._at = done_at
             self._marker(mpos, val, size, kind, h)
+            if self._z is not None and self._z_at == mpos:
+                # a grain's data starts inside the marker's 16 bytes
+                self._inflate_from(memoryview(raw), mpos, done_at)
             return True
         capacity = h.capacity
         grain = self._grain
@@ -462,7 +484,10 @@ class VmdkChecker:
         while mpos <= last:
             val, size, kind = unpack(view, mpos - start)
             if size and val < capacity and not val % grain and size <= biggest:
-                # the common case, a grain: skip its compressed data
+                # the common case, a grain: skip (or inflate) its compressed data
+                if self._inflating:
+                    self._grain_begin(mpos, val, size)
+                    self._inflate_from(view, start, end)
                 mpos += (12 + size + SECTOR - 1) // SECTOR * SECTOR
                 continue
             self._mpos = mpos
@@ -485,6 +510,8 @@ class VmdkChecker:
                 self._add("validator.ovf.vmdk.grain_marker_size", at, size)
                 self._mstop = True
                 return
+            if self._inflating:
+                self._grain_begin(at, val, size)
             self._mpos = at + -(-(12 + size) // SECTOR) * SECTOR
             return
         if kind == MARKER_EOS:
@@ -507,6 +534,69 @@ class VmdkChecker:
             self._footer_at = at
             self._want(data_at, SECTOR, "footer", self._footer_block)
         self._mpos = data_at + val * SECTOR
+
+    # -- the deep grain check ---------------------------------------------------
+    def _grain_begin(self, at: int, lba: int, size: int) -> None:
+        """A compressed grain's marker at ``at``: its ``size`` bytes of data follow."""
+        self._z = zlib.decompressobj()
+        self._z_at = at
+        self._z_lba = lba
+        self._z_pos = at + 12
+        self._z_end = at + 12 + size
+        self._z_out = 0
+        self._z_failed = False
+
+    def _inflate_from(self, view: memoryview, start: int, end: int) -> None:
+        """Inflate the current grain's bytes that lie in ``[start, end)``."""
+        lo = max(self._z_pos, start)
+        hi = min(self._z_end, end)
+        if lo < hi:
+            self._z_pos = hi
+            if not self._z_failed:
+                self._inflate(view[lo - start : hi - start])
+        if self._z_pos >= self._z_end:
+            self._grain_end()
+
+    def _inflate(self, data: memoryview) -> None:
+        z = self._z
+        assert z is not None
+        h = self.header
+        assert h is not None
+        cap = h.grain_size * SECTOR
+        buf: memoryview | bytes = data
+        while buf and not z.eof:
+            try:
+                # At most one piece at a time, counted and dropped: memory stays bounded.
+                self._z_out += len(z.decompress(buf, INFLATE_PIECE))
+            except zlib.error as exc:
+                self._grain_problem("validator.ovf.vmdk.grain_corrupt", _zlib_detail(exc))
+                return
+            if self._z_out > cap:
+                self._grain_problem("validator.ovf.vmdk.grain_too_long", cap)
+                return
+            buf = z.unconsumed_tail
+
+    def _grain_end(self) -> None:
+        z = self._z
+        self._z = None
+        if z is None or self._z_failed:
+            return
+        h = self.header
+        assert h is not None
+        if not z.eof:
+            self._grain_problem("validator.ovf.vmdk.grain_corrupt", "incomplete or truncated stream")
+            return
+        cap = h.grain_size * SECTOR
+        # The grain that holds the disk's last sector may be short: VMDKstream compresses
+        # the rest of an input whose size is not a multiple of the grain (not even of 512).
+        left = (h.capacity - self._z_lba) * SECTOR
+        if self._z_out != cap and not (left < cap and left - SECTOR < self._z_out <= cap):
+            self._grain_problem("validator.ovf.vmdk.grain_too_short", self._z_out, cap)
+
+    def _grain_problem(self, message_id: str, *args: object) -> None:
+        self._z_failed = True
+        if self._tally.admit(message_id):
+            self._grain_problems.append((message_id, (self.name, self._z_at, self._z_lba, *args)))
 
     def _footer_block(self, data: bytes) -> None:
         self._footer = Header.parse(data)
@@ -643,6 +733,10 @@ class VmdkChecker:
             )
         if self._grain_low is not None:
             self._add("validator.ovf.vmdk.grain_in_metadata", self._grain_low, h.overhead)
+        # Found in the walk's order (the same however the bytes are cut), listed last; a
+        # grain the stream ends inside is left to the messages about the cut.
+        self.problems.extend(self._grain_problems)
+        self._grain_problems = []
         return self.problems
 
     def _close_stream(self, h: Header, total: int) -> bool:
@@ -682,6 +776,12 @@ class VmdkChecker:
         elif self._gd_marker_sector is not None and footer.gd_offset != self._gd_marker_sector:
             self._add("validator.ovf.vmdk.footer_gd", footer.gd_offset, self._gd_marker_sector)
         return False
+
+
+def _zlib_detail(exc: zlib.error) -> str:
+    text = str(exc)
+    # "Error -3 while decompressing data: invalid block type" → "invalid block type"
+    return text.split(": ", 1)[1] if ": " in text else text
 
 
 class VmdkCheck(StreamCheck):
