@@ -42,7 +42,7 @@ class Disk:
 
 def verdict(data: bytes, cuts: Sequence[int] = ()) -> Problems:
     """What the checker reports with the bytes cut at ``cuts`` (ascending positions)."""
-    checker = VmdkChecker(NAME, declared_capacity=CAPACITY, variant=None)
+    checker = VmdkChecker(NAME, declared_capacity=CAPACITY, variant=None, inflate=True)
     view = memoryview(data)
     prev = 0
     for at in [*cuts, len(data)]:
@@ -114,6 +114,7 @@ def damaged_copies(disks: dict[str, Disk]) -> dict[str, tuple[bytes, list[str]]]
     both = _put(both, desc_at, text.replace(b"createType=", b"CREATETYPE=", 1))
     vmware = disks["vmware-stream"].data
     footer = len(vmware) - 2 * SECTOR
+    first = stream.markers[0]  # a grain: 12 bytes of marker, then its deflate data
     return {
         # the descriptor's problems (sector 1) before the marker's (further on)
         "descriptor-and-marker": (both, [
@@ -129,6 +130,14 @@ def damaged_copies(disks: dict[str, Disk]) -> dict[str, tuple[bytes, list[str]]]
                             ["validator.ovf.vmdk.footer_mismatch"]),
         "overhead-zero": (_put(stream.data, 64, struct.pack("<Q", 0)),
                           ["validator.ovf.vmdk.grain_marker_lba"]),
+        # the deep grain check: problems in walk order, after the structural ones
+        "garbled-grains": (_put(_put(stream.data, first + 52, b"\xff" * 8),
+                                stream.markers[1] + 52, b"\xff" * 8),
+                           ["validator.ovf.vmdk.grain_corrupt"] * 2),
+        "vmware-garbled-grain": (_put(vmware, 128 * SECTOR + 52, b"\xff" * 8),
+                                 ["validator.ovf.vmdk.grain_corrupt"]),
+        "data-after-padding": (stream.data + bytes(1000) + b"\x01" + bytes(23),
+                               ["validator.ovf.vmdk.data_after_eos"]),
     }  # fmt: skip
 
 
