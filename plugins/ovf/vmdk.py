@@ -80,6 +80,7 @@ GTES_PER_GT = 512
 TAIL_SCAN = 64 << 10
 #: Most bytes one call inflates a grain into (the output is counted, then dropped).
 INFLATE_PIECE = 256 << 10
+INCOMPLETE = "incomplete or truncated stream"
 
 ALLOWED_CREATE_TYPES = ("streamOptimized", "monolithicSparse")
 #: Keys of the descriptor header QEMU and VMware read (case-sensitively).
@@ -591,7 +592,8 @@ class VmdkChecker:
         h = self.header
         assert h is not None
         if not z.eof:
-            self._grain_problem("validator.ovf.vmdk.grain_corrupt", "incomplete or truncated stream")
+            # zlib's own words for a deflate stream that stops short (``zlib.decompress``)
+            self._grain_problem("validator.ovf.vmdk.grain_corrupt", INCOMPLETE)
             return
         cap = h.grain_size * SECTOR
         # The grain that holds the disk's last sector may be short: VMDKstream compresses
