@@ -7,6 +7,7 @@ import shutil
 import struct
 import subprocess
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,46 @@ def vmware_stream(
         out += bytes(SECTOR)  # end-of-stream marker
     path.write_bytes(bytes(out))
     return path
+
+
+def raw_image(path: Path, size: int, writes: Sequence[tuple[int, bytes]] = ()) -> Path:
+    """A raw image of ``size`` bytes, zero but for ``writes`` (offset, bytes)."""
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+        for at, data in writes:
+            fh.seek(at)
+            fh.write(data)
+    return path
+
+
+def qemu_convert(
+    src: Path, out: Path, subformat: str | None = "streamOptimized", *options: str,
+    src_format: str = "raw",
+) -> Path:  # fmt: skip
+    """``qemu-img convert -f SRC_FORMAT -O vmdk -o subformat=…,OPTIONS src out``."""
+    opts = ",".join([*([f"subformat={subformat}"] if subformat else []), *options])
+    command = [qemu_img(), "convert", "-q", "-f", src_format, "-O", "vmdk"]
+    if opts:
+        command += ["-o", opts]
+    subprocess.run([*command, str(src), str(out)], check=True)
+    return out
+
+
+#: Debian's python3-vmdkstream: VMDKstream, the streamOptimized writer of Red Hat's Image
+#: Factory and Ubuntu's cloud images (VMware's layout: grain tables and directory after
+#: the grains, footer, end-of-stream marker; extent "call-me-stream.vmdk", RDONLY).
+VMDKSTREAM = Path("/usr/lib/python3/dist-packages/VMDKstream.py")
+
+
+def vmdkstream(raw: Path, out: Path) -> Path:
+    """``VMDKstream.convert_to_stream(raw, out)``: a real VMware-layout stream producer."""
+    if not VMDKSTREAM.is_file():
+        pytest.skip("VMDKstream is not installed (apt-get install python3-vmdkstream)")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("VMDKstream", VMDKSTREAM)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.convert_to_stream(str(raw), str(out))
+    return out
