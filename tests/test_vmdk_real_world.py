@@ -290,9 +290,7 @@ def test_data_appended_after_a_vmware_stream(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("layout", ["qemu", "vmware"])
-def test_garbled_grain_needs_the_deep_check(
-    qemu_stream: Path, tmp_path: Path, layout: str
-) -> None:
+def test_garbled_grain_needs_the_deep_check(qemu_stream: Path, tmp_path: Path, layout: str) -> None:
     """Without a manifest, only inflating finds a garbled grain; nothing else changes."""
     if layout == "qemu":
         disk = tmp_path / "garbled.vmdk"
@@ -327,7 +325,10 @@ def test_grain_that_inflates_short(qemu_stream: Path, tmp_path: Path) -> None:
     outcome = check(folder, options=INFLATE)
     assert outcome.ids == [f"{VM}.grain_too_short"]
     assert outcome.args(f"{VM}.grain_too_short")[0][1:] == (
-        str(at), str(4 * MiB // SECTOR - 128), str(32 * KiB), str(64 * KiB)
+        str(at),
+        str(4 * MiB // SECTOR - 128),
+        str(32 * KiB),
+        str(64 * KiB),
     )
 
 
