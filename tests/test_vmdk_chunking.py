@@ -71,16 +71,20 @@ def marker_offsets(data: bytes) -> tuple[int, ...]:
     return tuple(out)
 
 
-def qemu_disk(folder: Path, subformat: str) -> bytes:
-    """A qemu-img disk of CAPACITY bytes: random grains at the start and at the end."""
+def qemu_disk(folder: Path, subformat: str, padded: bool = False) -> bytes:
+    """A qemu-img disk of CAPACITY bytes: random grains at the start and at the end.
+
+    ``padded``: the last grain compresses well, so the file ends with the zero-filled
+    rest of its cluster (which the walk reads as an end-of-stream marker).
+    """
     rng = random.Random(subformat)
-    raw = folder / f"{subformat}.raw"
+    raw = folder / f"{subformat}{'-padded' if padded else ''}.raw"
     with open(raw, "wb") as fh:
         fh.truncate(CAPACITY)
         fh.write(rng.randbytes(192 << 10))
         fh.seek(CAPACITY - (64 << 10))
-        fh.write(rng.randbytes(64 << 10))
-    out = folder / f"{subformat}.vmdk"
+        fh.write(b"compressible " * 5000 if padded else rng.randbytes(64 << 10))
+    out = raw.with_suffix(".vmdk")
     subprocess.run([qemu_img(), "convert", "-q", "-f", "raw", "-O", "vmdk", "-o",
                     f"subformat={subformat}", str(raw), str(out)], check=True)  # fmt: skip
     edit_descriptor(out, f'"{out.name}"', f'"{NAME}"')  # the extent names the disk
@@ -92,8 +96,12 @@ def disks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Disk]:
     folder = tmp_path_factory.mktemp("vmdk-chunking")
     stream = qemu_disk(folder, "streamOptimized")
     vmware = vmware_stream(folder / "vmware.vmdk", NAME, capacity_sectors=CAPACITY // SECTOR)
+    padded = qemu_disk(folder, "streamOptimized", padded=True)
+    # the walk stops at the zero padding, well before the end of the file
+    assert marker_offsets(padded)[-1] < len(padded) - 8 * SECTOR and not any(padded[-4096:])
     return {
         "qemu-stream": Disk(stream, marker_offsets(stream)),
+        "qemu-padded": Disk(padded, marker_offsets(padded)),
         "qemu-sparse": Disk(qemu_disk(folder, "monolithicSparse"), ()),
         "vmware-stream": Disk(vmware.read_bytes(), marker_offsets(vmware.read_bytes())),
     }
@@ -138,6 +146,8 @@ def damaged_copies(disks: dict[str, Disk]) -> dict[str, tuple[bytes, list[str]]]
                                  ["validator.ovf.vmdk.grain_corrupt"]),
         "data-after-padding": (stream.data + bytes(1000) + b"\x01" + bytes(23),
                                ["validator.ovf.vmdk.data_after_eos"]),
+        "data-in-qemu-padding": (_put(disks["qemu-padded"].data, len(disks["qemu-padded"].data)
+                                      - 5000, b"\x07"), ["validator.ovf.vmdk.data_after_eos"]),
     }  # fmt: skip
 
 
@@ -231,7 +241,7 @@ EXAMPLES = int(os.environ.get("VMDK_CHUNKING_EXAMPLES", "200"))
 DERANDOMIZE = "VMDK_CHUNKING_EXAMPLES" not in os.environ
 
 
-@pytest.mark.parametrize("name", ["qemu-stream", "qemu-sparse", "vmware-stream"])
+@pytest.mark.parametrize("name", ["qemu-stream", "qemu-padded", "qemu-sparse", "vmware-stream"])
 def test_random_cuts_of_damaged_disks_give_the_whole_verdict(
     disks: dict[str, Disk], name: str
 ) -> None:
