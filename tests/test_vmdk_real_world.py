@@ -352,3 +352,31 @@ def test_other_qemu_subformats_are_not_single_file_disks(tmp_path: Path) -> None
     shutil.copy(tmp_path / "flat.vmdk", folder / DISK)
     write_ovf(folder, file_xml(DISK, size=(folder / DISK).stat().st_size))
     assert check(folder).ids == [f"{VM}.not_vmdk"]  # a text file of more than 512 bytes
+
+
+def _ova(folder: Path, dest: Path) -> Path:
+    """The package as an OVA: descriptor first, then the rest (Python's tarfile, ustar)."""
+    import tarfile
+
+    with tarfile.open(dest, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in ["vm.ovf", *sorted(p.name for p in folder.iterdir() if p.name != "vm.ovf")]:
+            tar.add(folder / name, arcname=name, recursive=False)
+    return dest
+
+
+def test_deep_check_in_an_ova_and_on_standard_input(qemu_stream: Path, tmp_path: Path) -> None:
+    """The option reaches the disk check of an archive read in place and of one on a pipe."""
+    disk = tmp_path / "garbled.vmdk"
+    data = bytearray(qemu_stream.read_bytes())
+    at = _first_grain(qemu_stream)
+    data[at + 40 : at + 48] = b"\xff" * 8
+    disk.write_bytes(bytes(data))
+    folder = package(tmp_path / "pkg", disk)
+    (folder / "vm.mf").unlink()
+    ova = _ova(folder, tmp_path / "vm.ova")
+    for args, stdin in (([ova], None), (["-"], ova.read_bytes())):
+        plain = run_module("--format", "json", *args, input=stdin)
+        assert plain.returncode == 0, plain.stdout + plain.stderr
+        deep = run_module("--format", "json", "-o", "ovf.inflate=true", *args, input=stdin)
+        assert deep.returncode == 1, deep.stdout + deep.stderr
+        assert b'"validator.ovf.vmdk.grain_corrupt"' in deep.stdout
