@@ -380,3 +380,62 @@ def test_deep_check_in_an_ova_and_on_standard_input(qemu_stream: Path, tmp_path:
         deep = run_module("--format", "json", "-o", "ovf.inflate=true", *args, input=stdin)
         assert deep.returncode == 1, deep.stdout + deep.stderr
         assert b'"validator.ovf.vmdk.grain_corrupt"' in deep.stdout
+
+
+def _regrain(disk: Path, at: int, stream: bytes, resize: bool = False) -> None:
+    """Put ``stream`` as the data of the grain whose marker is at ``at``.
+
+    The marker keeps its size field (zeros fill the rest of the data), or with ``resize``
+    takes the stream's length (the grain must keep its number of sectors).
+    """
+    data = bytearray(disk.read_bytes())
+    lba, size = struct.unpack_from("<QI", data, at)
+    assert len(stream) <= size
+    data[at + 12 : at + 12 + size] = stream + bytes(size - len(stream))
+    if resize:
+        assert (12 + len(stream) + SECTOR - 1) // SECTOR == (12 + size + SECTOR - 1) // SECTOR
+        data[at : at + 12] = struct.pack("<QI", lba, len(stream))
+    disk.write_bytes(bytes(data))
+
+
+def test_grain_that_inflates_too_long(qemu_stream: Path, tmp_path: Path) -> None:
+    disk = tmp_path / "long.vmdk"
+    shutil.copy(qemu_stream, disk)
+    _regrain(disk, _first_grain(disk), zlib.compress(bytes(66 * KiB), 9))
+    outcome = check(package(tmp_path / "pkg", disk), options=INFLATE)
+    assert outcome.ids == [f"{VM}.grain_too_long"]
+    assert outcome.args(f"{VM}.grain_too_long")[0][3:] == (str(64 * KiB),)
+
+
+def test_grain_whose_deflate_stream_stops_short(qemu_stream: Path, tmp_path: Path) -> None:
+    disk = tmp_path / "cut.vmdk"
+    shutil.copy(qemu_stream, disk)
+    whole = zlib.compress(b"\x5a" * 64 * KiB)
+    _regrain(disk, _first_grain(disk), whole[: len(whole) // 2], resize=True)
+    outcome = check(package(tmp_path / "pkg", disk), options=INFLATE)
+    assert outcome.ids == [f"{VM}.grain_corrupt"]
+    assert outcome.args(f"{VM}.grain_corrupt")[0][3] == "incomplete or truncated stream"
+
+
+def test_repeated_grains_stop_inflating_at_the_capacity(qemu_stream: Path, tmp_path: Path) -> None:
+    """The same well-compressed grain again and again (a repeated deflate bomb) after the
+    real ones: inflating stops once the grains hold more than the disk; the walk goes on."""
+    grain = zlib.compress(bytes(64 * KiB), 9)
+    marker = struct.pack("<QI", 0, len(grain)) + grain
+    marker += bytes(-len(marker) % SECTOR)
+    data = qemu_stream.read_bytes()
+    at = _first_grain(qemu_stream)  # qemu_stream has one grain: its end is the padding
+    at += (12 + struct.unpack_from("<QI", data, at)[1] + SECTOR - 1) // SECTOR * SECTOR
+    assert not any(data[at:])
+    disk = tmp_path / "bomb.vmdk"
+    disk.write_bytes(data[:at] + marker * 80 + data[at:])
+    folder = package(tmp_path / "pkg", disk)
+    assert_clean(check(folder))
+    outcome = check(folder, options=INFLATE)
+    assert outcome.ids == [f"{VM}.inflate_beyond_capacity"]
+    # capacity 4 MiB + one grain of slack: the real grain and 64 copies fill it
+    assert outcome.args(f"{VM}.inflate_beyond_capacity")[0][1:] == (
+        str(at + 64 * len(marker)),
+        "0",
+        str(4 * MiB),
+    )

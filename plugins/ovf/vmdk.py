@@ -255,6 +255,7 @@ class VmdkChecker:
         self._z_end = 0  # end of its data
         self._z_out = 0  # bytes it inflated to so far
         self._z_failed = False
+        self._inflated = 0  # bytes every grain inflated to, together
         self._grain_problems: list[Problem] = []
 
     # -- problems -----------------------------------------------------------
@@ -582,11 +583,20 @@ class VmdkChecker:
             if self._z_out > cap:
                 self._grain_problem("validator.ovf.vmdk.grain_too_long", cap)
                 return
+            if self._inflated + self._z_out > h.capacity * SECTOR + cap:
+                # More grain data than the disk holds: grains written again and again (a
+                # deflate bomb repeated); inflating stops, the walk goes on.
+                self._grain_problem(
+                    "validator.ovf.vmdk.inflate_beyond_capacity", h.capacity * SECTOR
+                )
+                self._inflating = False
+                return
             buf = z.unconsumed_tail
 
     def _grain_end(self) -> None:
         z = self._z
         self._z = None
+        self._inflated += self._z_out
         if z is None or self._z_failed:
             return
         h = self.header
