@@ -45,7 +45,9 @@ What is checked (REFERENCE §5):
 - with ``inflate`` (``-o ovf.inflate=true``), every compressed grain the walk
   passes is inflated, in bounded pieces whose output is only counted: a
   deflate error, or a grain that does not inflate to the grain size (the
-  grain holding the disk's last sector may be shorter), is reported.
+  grain holding the disk's last sector may be shorter), is reported; the work
+  is bounded by the disk (past its capacity plus one grain of inflated data,
+  inflating stops and says so).
 """
 
 from __future__ import annotations
