@@ -263,3 +263,58 @@ def vmdkstream(raw: Path, out: Path) -> Path:
     spec.loader.exec_module(module)
     module.convert_to_stream(str(raw), str(out))
     return out
+
+
+def open_vmdk_stream(path: Path, data: bytes, name: str = "disk") -> Path:
+    """A streamOptimized disk laid out as open-vmdk's ``vmdk-convert`` writes it.
+
+    open-vmdk is not packaged in Debian 12, so its layout is built here from what its
+    writer (``vmdk/sparse.c``) does: header (version 3, flags 0x30001, grains of 128
+    sectors), the descriptor at sector 1 (20 sectors, ``encoding="UTF-8"``, the extent
+    named after the output file, by default ``disk``), the grain directory right after
+    it (a real ``gdOffset``) and every grain table after that, then the non-zero grains
+    (deflate level 9; the last one only as long as the capacity's rest, in sectors), then
+    an end-of-stream marker.  No grain table or directory markers, no footer: the
+    directory and tables are written in place at the end, by seeking back.
+    """
+    grain = 128
+    grain_bytes = grain * SECTOR
+    capacity = -(-len(data) // SECTOR)
+    last_nr, last_size = capacity // grain, capacity % grain * SECTOR
+    gtes = last_nr + (last_size != 0)
+    gts = -(-gtes // 512)
+    gd_sectors = -(-gts * 4 // SECTOR)
+    gd_at = 1 + 20
+    gt_base = gd_at + gd_sectors
+    overhead = gt_base + gts * 4
+    table = [0] * (gts * 512)
+    out = bytearray(overhead * SECTOR)
+    for nr in range(gtes):
+        length = grain_bytes if nr < last_nr else last_size
+        chunk = data[nr * grain_bytes : nr * grain_bytes + length].ljust(length, b"\0")
+        if not any(chunk):
+            continue
+        table[nr] = len(out) // SECTOR
+        packed = zlib.compress(chunk, 9)
+        record = struct.pack("<QI", nr * grain, len(packed)) + packed
+        out += record + bytes(-len(record) % SECTOR)
+    out += bytes(SECTOR)  # end-of-stream marker
+    gd = struct.pack(f"<{gts}I", *(gt_base + 4 * i for i in range(gts)))
+    out[gd_at * SECTOR : gd_at * SECTOR + len(gd)] = gd
+    tables = struct.pack(f"<{len(table)}I", *table)
+    out[gt_base * SECTOR : gt_base * SECTOR + len(tables)] = tables
+    cylinders = min(65535, -(-capacity // (255 * 63)))
+    desc = (
+        '# Disk DescriptorFile\nversion=1\nencoding="UTF-8"\nCID=5d3a1c2b\nparentCID=ffffffff\n'
+        f'createType="streamOptimized"\n\n# Extent description\nRW {capacity} SPARSE "{name}"\n\n'
+        '# The Disk Data Base\n#DDB\n\nddb.longContentID = "0123456789abcdef0123456789abcdef"\n'
+        f'ddb.virtualHWVersion = "4"\nddb.geometry.cylinders = "{cylinders}"\n'
+        'ddb.geometry.heads = "255"\nddb.geometry.sectors = "63"\n'
+        'ddb.adapterType = "lsilogic"\nddb.toolsVersion = "2147483647"\n'
+    ).encode()
+    out[SECTOR : SECTOR + len(desc)] = desc
+    block = HEADER.pack(b"KDMV", 3, 0x30001, capacity, grain, 1, 20, 512, 0, gd_at, overhead, 0,
+                        b"\n \r\n", 1)  # fmt: skip
+    out[: len(block)] = block
+    path.write_bytes(bytes(out))
+    return path

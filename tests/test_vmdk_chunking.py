@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from validator_plugins.ovf.vmdk import SECTOR, VmdkChecker
 
-from .disks import HEADER, edit_descriptor, qemu_img, vmware_stream
+from .disks import HEADER, edit_descriptor, open_vmdk_stream, qemu_img, vmware_stream
 
 CAPACITY = 1 << 20
 NAME = "disk.vmdk"
@@ -96,6 +96,8 @@ def disks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Disk]:
     folder = tmp_path_factory.mktemp("vmdk-chunking")
     stream = qemu_disk(folder, "streamOptimized")
     vmware = vmware_stream(folder / "vmware.vmdk", NAME, capacity_sectors=CAPACITY // SECTOR)
+    content = random.Random("open").randbytes(200_000).ljust(CAPACITY - 70_000, b"\0")
+    opened = open_vmdk_stream(folder / "open.vmdk", content + b"tail" * 17_500).read_bytes()
     padded = qemu_disk(folder, "streamOptimized", padded=True)
     # the walk stops at the zero padding, well before the end of the file
     assert marker_offsets(padded)[-1] < len(padded) - 8 * SECTOR and not any(padded[-4096:])
@@ -104,6 +106,7 @@ def disks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Disk]:
         "qemu-padded": Disk(padded, marker_offsets(padded)),
         "qemu-sparse": Disk(qemu_disk(folder, "monolithicSparse"), ()),
         "vmware-stream": Disk(vmware.read_bytes(), marker_offsets(vmware.read_bytes())),
+        "open-vmdk": Disk(opened, marker_offsets(opened)),
     }
 
 
@@ -241,7 +244,9 @@ EXAMPLES = int(os.environ.get("VMDK_CHUNKING_EXAMPLES", "200"))
 DERANDOMIZE = "VMDK_CHUNKING_EXAMPLES" not in os.environ
 
 
-@pytest.mark.parametrize("name", ["qemu-stream", "qemu-padded", "qemu-sparse", "vmware-stream"])
+@pytest.mark.parametrize(
+    "name", ["qemu-stream", "qemu-padded", "qemu-sparse", "vmware-stream", "open-vmdk"]
+)
 def test_random_cuts_of_damaged_disks_give_the_whole_verdict(
     disks: dict[str, Disk], name: str
 ) -> None:

@@ -5,14 +5,13 @@ package may carry (streamOptimized, monolithicSparse) with each of its options, 
 after conversion; by VMDKstream (Debian's python3-vmdkstream, the writer of Red Hat's
 Image Factory and Ubuntu's cloud images: VMware's layout, ``call-me-stream.vmdk`` in the
 descriptor); by the VMware layout built in ``tests/disks.py`` (``generated-stream.vmdk``);
-by qemu-img converting those back and forth.  Each is wrapped in the sample package
-(descriptor, SHA256 manifest), as a plain file or gzip compressed, and must be *valid
-with no problem at all*, with the deep grain check on and off; ``qemu-img compare``
-confirms that each disk holds the data it was made from.  Then the hostile shapes: each
-must be refused with the right id.
-
-open-vmdk (``vmdk-convert``) is not in Debian 12; its layout (VMware's) is covered by
-VMDKstream and by ``tests/disks.py``'s ``vmware_stream``, with ``"disk"`` as extent name.
+by open-vmdk's layout (``vmdk-convert`` is not in Debian 12: ``tests/disks.py`` builds
+what its writer does: grain directory near the start, grains, an end-of-stream marker,
+no footer, ``disk`` in the descriptor); by qemu-img converting those back and forth.
+Each is wrapped in the sample package (descriptor, SHA256 manifest), as a plain file or
+gzip compressed, and must be *valid with no problem at all*, with the deep grain check on
+and off; ``qemu-img compare`` confirms that each disk holds the data it was made from.
+Then the hostile shapes: each must be refused with the right id.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from .disks import (
     STREAM,
     edit_descriptor,
     header,
+    open_vmdk_stream,
     qemu_convert,
     qemu_img,
     raw_image,
@@ -204,6 +204,19 @@ def test_vmware_layout_with_any_extent_name(tmp_path: Path, extent: str) -> None
     validate_both_ways(package(tmp_path / "pkg", disk))
 
 
+@pytest.mark.parametrize("shape", ["empty-1MiB", "one-grain", "full-random-8MiB",
+                                   "data-at-the-very-end", "not-a-grain-multiple",
+                                   "not-a-sector-multiple", "compressible-text"])  # fmt: skip
+@pytest.mark.parametrize("extent", ["disk", "/tmp/build/disk.vmdk"])
+def test_open_vmdk_layout(tmp_path: Path, shape: str, extent: str) -> None:
+    raw = raw_for(tmp_path, shape)
+    disk = open_vmdk_stream(tmp_path / "disk.vmdk", raw.read_bytes(), extent)
+    raw.write_bytes(raw.read_bytes() + bytes(-raw.stat().st_size % SECTOR))  # whole sectors
+    assert_same_data(raw, disk)
+    validate_both_ways(package(tmp_path / "pkg", disk))
+    validate_both_ways(package(tmp_path / "gz", disk, href="vm-disk1.vmdk.gz", gzip_it=True))
+
+
 def test_qemu_img_back_and_forth(tmp_path: Path) -> None:
     """A VMware-layout stream through qemu-img to streamOptimized and back again."""
     raw = raw_for(tmp_path, "data-at-the-very-end")
@@ -211,7 +224,9 @@ def test_qemu_img_back_and_forth(tmp_path: Path) -> None:
     there = qemu_convert(vmware, tmp_path / "there.vmdk", "streamOptimized", src_format="vmdk")
     sparse = qemu_convert(there, tmp_path / "sparse.vmdk", "monolithicSparse", src_format="vmdk")
     back = qemu_convert(sparse, tmp_path / "back.vmdk", "streamOptimized", src_format="vmdk")
-    for n, disk in enumerate([vmware, there, sparse, back]):
+    opened = open_vmdk_stream(tmp_path / "open.vmdk", raw.read_bytes())
+    again = qemu_convert(opened, tmp_path / "again.vmdk", "streamOptimized", src_format="vmdk")
+    for n, disk in enumerate([vmware, there, sparse, back, opened, again]):
         assert_same_data(raw, disk)
         fmt = SPARSE if disk is sparse else STREAM
         validate_both_ways(package(tmp_path / f"pkg{n}", disk, disk_format=fmt))
