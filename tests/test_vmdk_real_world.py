@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from validator_plugins.ovf.descriptor import chunk_name
 
 from .conftest import run_module
 from .disks import (
@@ -99,16 +100,23 @@ def package(
     disk_format: str = STREAM,
     href: str = DISK,
     gzip_it: bool = False,
+    chunk: int | None = None,
 ) -> Path:
     """The sample package (descriptor, manifest) around a copy of ``disk`` named ``href``.
 
     The Disk's capacity is the disk's own (bytes), its format ``disk_format``; with
-    ``gzip_it`` the file is stored gzip compressed (``ovf:compression="gzip"``).
+    ``gzip_it`` the file is stored gzip compressed (``ovf:compression="gzip"``), with
+    ``chunk`` in chunks of that many bytes (``ovf:chunkSize``, ``href.000000000``…).
     """
     folder.mkdir(parents=True, exist_ok=True)
     data = disk.read_bytes()
-    (folder / href).write_bytes(gzip.compress(data, compresslevel=1) if gzip_it else data)
-    write_ovf(folder, file_xml(href, size=(folder / href).stat().st_size,
+    stored = gzip.compress(data, compresslevel=1) if gzip_it else data
+    if chunk is None:
+        (folder / href).write_bytes(stored)
+    else:
+        for i, at in enumerate(range(0, len(stored), chunk)):
+            (folder / chunk_name(href, i)).write_bytes(stored[at : at + chunk])
+    write_ovf(folder, file_xml(href, size=len(stored), chunk=chunk,
                                compression="gzip" if gzip_it else None))  # fmt: skip
     capacity = header(disk)[3] * SECTOR
     ovf = folder / "vm.ovf"
@@ -169,6 +177,16 @@ def test_gzip_compressed_references(tmp_path: Path, shape: str, href: str) -> No
     raw = raw_for(tmp_path, shape)
     disk = qemu_convert(raw, tmp_path / "export.vmdk")
     validate_both_ways(package(tmp_path / "pkg", disk, href=href, gzip_it=True))
+
+
+@pytest.mark.parametrize("gzip_it", [False, True])
+def test_chunked_references(tmp_path: Path, gzip_it: bool) -> None:
+    """ovftool's ovf:chunkSize: the disk split into vm-disk1.vmdk.000000000, …001, …"""
+    raw = raw_for(tmp_path, "compressible-text")
+    disk = qemu_convert(raw, tmp_path / "export.vmdk")
+    folder = package(tmp_path / "pkg", disk, gzip_it=gzip_it, chunk=4096)
+    assert (folder / chunk_name(DISK, 2)).is_file()
+    validate_both_ways(folder)
 
 
 def test_the_issue_reproduction_through_the_cli(tmp_path: Path) -> None:
