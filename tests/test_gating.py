@@ -149,17 +149,24 @@ def test_a_misspelled_option_key_is_refused_with_the_known_keys(cli) -> None:  #
     assert r.code == 2 and r.out == ""
     assert r.err == (
         "validator: No loaded plugin reads the option ovf.trust_stor; "
-        "the known option keys are: ovf.trust_store.\n"
+        "the known option keys are: ovf.inflate, ovf.trust_store.\n"
     )
     assert cli("-o", "ovf.trust_store=nothing.pem", SAMPLES / "vm.ovf").code == 0
     assert "KEY=VALUE" in cli("-o", "novalue", SAMPLES / "vm.ovf").err
 
 
-def test_ovf_declares_the_key_its_certificate_check_reads() -> None:
-    from validator_plugins.ovf import certificate
+def test_ovf_declares_the_keys_its_checks_read() -> None:
+    from validator_plugins.ovf import certificate, disks
 
     keys = build_registry().option_keys()
-    assert keys == {certificate.TRUST_STORE_OPTION: "ovf"}
+    assert keys == {certificate.TRUST_STORE_OPTION: "ovf", disks.INFLATE_OPTION: "ovf"}
+    assert cli_accepts_inflate()
+
+
+def cli_accepts_inflate() -> bool:
+    from validator.cli import main
+
+    return main(["-q", "-o", "ovf.inflate=true", str(SAMPLES / "vm.ovf")]) == 0
 
 
 def test_a_plugin_declares_its_own_option_keys(  # type: ignore[no-untyped-def]
@@ -173,7 +180,7 @@ def test_a_plugin_declares_its_own_option_keys(  # type: ignore[no-untyped-def]
     make_registry(("acme-options", Options()))
     assert cli("-o", "acme.strict=1", SAMPLES / "vm.ovf").code == 0
     r = cli("-o", "acme.strikt=1", SAMPLES / "vm.ovf")
-    assert r.code == 2 and "acme.strict, ovf.trust_store" in r.err
+    assert r.code == 2 and "acme.strict, ovf.inflate, ovf.trust_store" in r.err
 
 
 # -- plugins that cannot load -------------------------------------------------------------

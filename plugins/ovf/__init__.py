@@ -76,9 +76,10 @@ def validator_message_catalogs() -> Iterable[CatalogSource]:
 @hookimpl
 def validator_option_keys() -> Iterable[str]:
     """``-o ovf.trust_store=PEM-FILE``: the CA certificates a signed package is checked
-    against (``certificate.TRUST_STORE_OPTION``; named here so that listing the keys does
-    not import the certificate module)."""
-    return ["ovf.trust_store"]
+    against (``certificate.TRUST_STORE_OPTION``); ``-o ovf.inflate=true``: inflate every
+    compressed grain of a streamOptimized disk (``disks.INFLATE_OPTION``). Named here so
+    that listing the keys imports neither module."""
+    return ["ovf.trust_store", "ovf.inflate"]
 
 
 def descriptor_of(session: Session, ctx: CheckContext) -> Descriptor | None:

@@ -44,6 +44,13 @@ VMDK_VARIANTS = {
 
 Problem = tuple[str, tuple[object, ...]]
 
+#: ``-o ovf.inflate=true``: inflate every compressed grain of a streamOptimized disk (the
+#: deep grain check of :class:`~.vmdk.VmdkChecker`); off by default, it costs about ten
+#: times the hashing of the disk (docs/performance.md).
+INFLATE_OPTION = "ovf.inflate"
+FLAG_TRUE = ("true", "yes", "on", "1")
+FLAG_FALSE = ("false", "no", "off", "0", "")
+
 
 class ProblemCheck(StreamCheck):
     """Reports problems known before the file is read (ignores the bytes)."""
@@ -103,15 +110,32 @@ def vmdk_disk_checks(
         return None
     if variant is None:
         return [ProblemCheck(name, [("validator.ovf.vmdk.bad_variant", (name, disk_format))])]
+    inflate = option_flag(ctx.options.get(INFLATE_OPTION))
     checker = VmdkChecker(
-        name,
         name,
         declared_capacity=capacity,
         disk_id=disk_id,
         variant=variant,
         max_descriptor=min(ctx.limits.descriptor_bytes, 16 << 20),
+        inflate=bool(inflate),
     )
+    if inflate is None:
+        value = ctx.options[INFLATE_OPTION]
+        bad = ("validator.ovf.option.bad_flag", (name, INFLATE_OPTION, str(value)))
+        return [VmdkCheck(checker), ProblemCheck(name, [bad])]
     return [VmdkCheck(checker)]
+
+
+def option_flag(value: object) -> bool | None:
+    """A yes/no plugin option: ``None`` (not given) is no; ``None`` back: not a yes or no."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in FLAG_TRUE:
+        return True
+    if text in FLAG_FALSE:
+        return False
+    return None
 
 
 class CheckConsumer:
