@@ -44,7 +44,7 @@ from validator.limits import Limits
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = (ROOT / "samples" / "vm.ovf").read_text(encoding="utf-8")
 ITEM = (
-    "<Item><rasd:ElementName>x</rasd:ElementName><rasd:InstanceID>{i}</rasd:InstanceID>"
+    "<Item><rasd:ElementName>x</rasd:ElementName><rasd:InstanceID>{id}</rasd:InstanceID>"
     "<rasd:HostResource>ovf:/disk/{disk}</rasd:HostResource>"
     "<rasd:ResourceType>17</rasd:ResourceType><rasd:Parent>3</rasd:Parent>"
     "<rasd:AddressOnParent>0</rasd:AddressOnParent></Item>"
@@ -57,7 +57,7 @@ def _before(marker: str, body: str) -> str:
 
 
 def items(n: int, disk: str = "vmdisk1") -> str:
-    body = "".join(ITEM.format(i=i, disk=disk if disk == "vmdisk1" else f"{disk}{i}")
+    body = "".join(ITEM.format(id=i + 100, disk=disk if disk == "vmdisk1" else f"{disk}{i}")
                    for i in range(n // 7))  # fmt: skip
     return _before("</VirtualHardwareSection>", body)
 

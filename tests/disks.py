@@ -7,6 +7,7 @@ import shutil
 import struct
 import subprocess
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -217,5 +218,103 @@ def vmware_stream(
         out += struct.pack("<QII", 1, 0, 3) + bytes(SECTOR - 16)
         out += head(gd_at)
         out += bytes(SECTOR)  # end-of-stream marker
+    path.write_bytes(bytes(out))
+    return path
+
+
+def raw_image(path: Path, size: int, writes: Sequence[tuple[int, bytes]] = ()) -> Path:
+    """A raw image of ``size`` bytes, zero but for ``writes`` (offset, bytes)."""
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+        for at, data in writes:
+            fh.seek(at)
+            fh.write(data)
+    return path
+
+
+def qemu_convert(
+    src: Path, out: Path, subformat: str | None = "streamOptimized", *options: str,
+    src_format: str = "raw",
+) -> Path:  # fmt: skip
+    """``qemu-img convert -f SRC_FORMAT -O vmdk -o subformat=…,OPTIONS src out``."""
+    opts = ",".join([*([f"subformat={subformat}"] if subformat else []), *options])
+    command = [qemu_img(), "convert", "-q", "-f", src_format, "-O", "vmdk"]
+    if opts:
+        command += ["-o", opts]
+    subprocess.run([*command, str(src), str(out)], check=True)
+    return out
+
+
+#: Debian's python3-vmdkstream: VMDKstream, the streamOptimized writer of Red Hat's Image
+#: Factory and Ubuntu's cloud images (VMware's layout: grain tables and directory after
+#: the grains, footer, end-of-stream marker; extent "call-me-stream.vmdk", RDONLY).
+VMDKSTREAM = Path("/usr/lib/python3/dist-packages/VMDKstream.py")
+
+
+def vmdkstream(raw: Path, out: Path) -> Path:
+    """``VMDKstream.convert_to_stream(raw, out)``: a real VMware-layout stream producer."""
+    if not VMDKSTREAM.is_file():
+        pytest.skip("VMDKstream is not installed (apt-get install python3-vmdkstream)")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("VMDKstream", VMDKSTREAM)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.convert_to_stream(str(raw), str(out))
+    return out
+
+
+def open_vmdk_stream(path: Path, data: bytes, name: str = "disk") -> Path:
+    """A streamOptimized disk laid out as open-vmdk's ``vmdk-convert`` writes it.
+
+    open-vmdk is not packaged in Debian 12, so its layout is built here from what its
+    writer (``vmdk/sparse.c``) does: header (version 3, flags 0x30001, grains of 128
+    sectors), the descriptor at sector 1 (20 sectors, ``encoding="UTF-8"``, the extent
+    named after the output file, by default ``disk``), the grain directory right after
+    it (a real ``gdOffset``) and every grain table after that, then the non-zero grains
+    (deflate level 9; the last one only as long as the capacity's rest, in sectors), then
+    an end-of-stream marker.  No grain table or directory markers, no footer: the
+    directory and tables are written in place at the end, by seeking back.
+    """
+    grain = 128
+    grain_bytes = grain * SECTOR
+    capacity = -(-len(data) // SECTOR)
+    last_nr, last_size = capacity // grain, capacity % grain * SECTOR
+    gtes = last_nr + (last_size != 0)
+    gts = -(-gtes // 512)
+    gd_sectors = -(-gts * 4 // SECTOR)
+    gd_at = 1 + 20
+    gt_base = gd_at + gd_sectors
+    overhead = gt_base + gts * 4
+    table = [0] * (gts * 512)
+    out = bytearray(overhead * SECTOR)
+    for nr in range(gtes):
+        length = grain_bytes if nr < last_nr else last_size
+        chunk = data[nr * grain_bytes : nr * grain_bytes + length].ljust(length, b"\0")
+        if not any(chunk):
+            continue
+        table[nr] = len(out) // SECTOR
+        packed = zlib.compress(chunk, 9)
+        record = struct.pack("<QI", nr * grain, len(packed)) + packed
+        out += record + bytes(-len(record) % SECTOR)
+    out += bytes(SECTOR)  # end-of-stream marker
+    gd = struct.pack(f"<{gts}I", *(gt_base + 4 * i for i in range(gts)))
+    out[gd_at * SECTOR : gd_at * SECTOR + len(gd)] = gd
+    tables = struct.pack(f"<{len(table)}I", *table)
+    out[gt_base * SECTOR : gt_base * SECTOR + len(tables)] = tables
+    cylinders = min(65535, -(-capacity // (255 * 63)))
+    desc = (
+        '# Disk DescriptorFile\nversion=1\nencoding="UTF-8"\nCID=5d3a1c2b\nparentCID=ffffffff\n'
+        f'createType="streamOptimized"\n\n# Extent description\nRW {capacity} SPARSE "{name}"\n\n'
+        '# The Disk Data Base\n#DDB\n\nddb.longContentID = "0123456789abcdef0123456789abcdef"\n'
+        f'ddb.virtualHWVersion = "4"\nddb.geometry.cylinders = "{cylinders}"\n'
+        'ddb.geometry.heads = "255"\nddb.geometry.sectors = "63"\n'
+        'ddb.adapterType = "lsilogic"\nddb.toolsVersion = "2147483647"\n'
+    ).encode()
+    out[SECTOR : SECTOR + len(desc)] = desc
+    block = HEADER.pack(b"KDMV", 3, 0x30001, capacity, grain, 1, 20, 512, 0, gd_at, overhead, 0,
+                        b"\n \r\n", 1)  # fmt: skip
+    out[: len(block)] = block
     path.write_bytes(bytes(out))
     return path

@@ -49,8 +49,9 @@ def records(text: str) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 def catalog(tmp_path: Path) -> Path:
-    """Two good packages, an .ova, a package missing its disk, a file that is no archive,
-    a session manifest, and a folder that is no package (not an item)."""
+    """Two good packages, an .ova, a package missing its disk, a file that is no archive
+    (a finding), a YAML file that is no session manifest (an error), and a folder and a
+    text file that are no items."""
     cat = tmp_path / "catalog"
     for name in ("good1", "good2"):
         (cat / name).mkdir(parents=True)
@@ -61,6 +62,7 @@ def catalog(tmp_path: Path) -> Path:
             tar.add(SAMPLES / f, arcname=f)
     shutil.copytree(SAMPLES / "broken" / "missing-disk", cat / "missing")
     (cat / "junk.ova").write_bytes(b"not a tar archive at all" * 100)
+    (cat / "other.yaml").write_text("just: some yaml\n")  # not a session manifest: an error
     (cat / "notes").mkdir()
     (cat / "notes" / "readme.txt").write_text("not an item\n")
     (cat / "readme.txt").write_text("not an item either\n")
@@ -71,20 +73,24 @@ def catalog(tmp_path: Path) -> Path:
 
 def test_a_folder_catalog_gives_one_record_per_item(catalog: Path) -> None:
     proc = batch(str(catalog), "--workers", "2")
-    assert proc.returncode == 2, proc.stderr  # junk.ova cannot be read
+    assert proc.returncode == 2, proc.stderr  # other.yaml cannot be validated
     got = records(proc.stdout)
-    assert sorted(got) == ["good1", "good2", "junk.ova", "missing", "vm.ova"]
+    assert sorted(got) == ["good1", "good2", "junk.ova", "missing", "other.yaml", "vm.ova"]
     assert got["good1"]["status"] == "valid"
     assert got["good1"]["value"] == {"has_errors": False, "invalid_files": [], "missing_files": []}
     assert got["good1"]["size"] == sum((SAMPLES / f).stat().st_size for f in SAMPLE)
     assert got["vm.ova"]["status"] == "valid" and got["vm.ova"]["item_type"] == "ovf"
     assert got["missing"]["status"] == "invalid"
     assert got["missing"]["value"]["missing_files"] == ["vm-disk2.vmdk"]
-    assert got["junk.ova"]["status"] == "error"
-    assert got["junk.ova"]["error"]["id"] == "validator.ovf.ova.not_tar"
+    # a damaged archive is a finding about it, as for the plain command (exit status 1)
+    assert got["junk.ova"]["status"] == "invalid"
+    junk = got["junk.ova"]["value"]["invalid_files"]
+    assert [e["error_message"]["id"] for e in junk] == ["validator.ovf.ova.not_tar"]
+    assert got["other.yaml"]["status"] == "error"
+    assert got["other.yaml"]["error"]["id"] == "validator.core.manifest.not_manifest"
     assert all(r["duration"] >= 0 for r in got.values())
     summary = proc.stderr.strip().splitlines()[-1]
-    assert summary.startswith("5 items: 3 valid, 1 invalid, 1 errors, 0 unchanged"), summary
+    assert summary.startswith("6 items: 3 valid, 2 invalid, 1 errors, 0 unchanged"), summary
     assert "MiB/s" in summary and "items/s" in summary
     assert "\r" not in proc.stderr  # no progress bar when standard error is not a terminal
 
@@ -124,11 +130,11 @@ def test_resume_skips_unchanged_items(catalog: Path, tmp_path: Path) -> None:
     after = records(again.read_text())
     assert sorted(after) == sorted(before)
     # valid and invalid verdicts are kept as they were; the error and the change are redone
-    for name in ("good1", "vm.ova", "missing"):
+    for name in ("good1", "vm.ova", "missing", "junk.ova"):
         assert after[name] == before[name]
     assert after["good2"]["status"] == "invalid"
     summary = second.stderr.strip().splitlines()[-1]
-    assert "3 unchanged" in summary, summary
+    assert "4 unchanged" in summary, summary
     assert unchanged(Item("x", 3, 1.0), {"status": "valid", "size": 3, "mtime": 1.0})
     assert not unchanged(Item("x", 3, 2.0), {"status": "valid", "size": 3, "mtime": 1.0})
     assert not unchanged(Item("x", 3, None, "b"), {"status": "valid", "size": 3, "etag": "a"})
@@ -348,7 +354,7 @@ def test_dask_worker_killed_mid_item(
 
 def test_list_items_of_a_folder(catalog: Path) -> None:
     names = [Path(i.input).name for i in list_items(str(catalog), {})]
-    assert names == ["good1", "good2", "junk.ova", "missing", "vm.ova"]
+    assert names == ["good1", "good2", "junk.ova", "missing", "other.yaml", "vm.ova"]
 
 
 def test_progress_on_standard_error_when_asked(catalog: Path) -> None:

@@ -176,40 +176,57 @@ def test_duplicate_member(ova: Callable[..., Path]) -> None:
     assert stdin_ids(path) == ["validator.ovf.ova.duplicate_member"]
 
 
+def damage(result) -> list[tuple[str, str, tuple[str, ...]]]:  # type: ignore[no-untyped-def]
+    """(name, id, args) of every invalid file: a damaged archive has exactly one."""
+    return [(e.name, e.error_message.id, e.error_message.args) for e in result.invalid_files]
+
+
+def stdin_damage(path: Path) -> list[tuple[str, str, tuple[str, ...]]]:
+    import json
+
+    proc = stdin(path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == b""
+    value = json.loads(proc.stdout)["value"]
+    assert value["has_errors"] is True and value["missing_files"] == []
+    return [
+        (e["name"], e["error_message"]["id"], tuple(e["error_message"]["args"]))
+        for e in value["invalid_files"]
+    ]
+
+
 @pytest.mark.parametrize("cut", [100, 700, 3000, -1100])
-def test_truncated_archive(ova: Callable[..., Path], cut: int) -> None:
+def test_truncated_archive_is_a_finding(ova: Callable[..., Path], cut: int) -> None:
+    """An interrupted download: a result naming the archive (exit 1), on both paths."""
     path = ova(*good_members())
     data = path.read_bytes()
     end = len(data.rstrip(b"\0"))
     path.write_bytes(data[:cut] if cut > 0 else data[: end + cut])
-    with pytest.raises(SessionError) as err:
-        validate(path)
-    assert err.value.message_id in ("validator.ovf.ova.truncated", "validator.ovf.ova.not_tar")
-    proc = stdin(path)
-    assert proc.returncode == 2
-    assert proc.stderr.decode().count("\n") == 1
-    assert "Traceback" not in proc.stderr.decode()
+    found = damage(validate(path))
+    assert len(found) == 1
+    name, message_id, args = found[0]
+    assert name == "vm.ova" and args[0] == "vm.ova"
+    assert message_id in ("validator.ovf.ova.truncated", "validator.ovf.ova.not_tar")
+    assert stdin_damage(path) == [("-", message_id, ("-", *args[1:]))]
 
 
 def test_truncated_stream_says_so(ova: Callable[..., Path]) -> None:
     path = ova(*good_members())
     path.write_bytes(path.read_bytes()[:30_000])
-    proc = stdin(path)
-    assert proc.returncode == 2
-    assert proc.stderr.decode() == "validator: -: the archive is cut short at byte 30000.\n"
+    assert stdin_damage(path) == [("-", "validator.ovf.ova.truncated", ("-", "30000"))]
+    proc = run_module("-", input=path.read_bytes())
+    assert proc.returncode == 1
+    assert proc.stdout.decode().splitlines()[1] == (
+        "  -: -: the archive is cut short at byte 30000. [validator.ovf.ova.truncated]"
+    )
 
 
 def test_not_a_tar(tmp_path: Path) -> None:
     path = tmp_path / "vm.ova"
     path.write_bytes(b"PK\x03\x04" + bytes(2000))
-    with pytest.raises(SessionError) as err:
-        validate(path)
-    assert err.value.message_id == "validator.ovf.ova.not_tar"
-    proc = stdin(path)
-    assert proc.returncode == 2
-    assert proc.stderr.decode().strip() == (
-        "validator: -: not a tar archive (no valid tar header at byte 0)."
-    )
+    expected = ("validator.ovf.ova.not_tar", "0")
+    assert [(n, i, a[1]) for n, i, a in damage(validate(path))] == [("vm.ova", *expected)]
+    assert stdin_damage(path) == [("-", expected[0], ("-", "0"))]
 
 
 def test_bad_checksum(ova: Callable[..., Path]) -> None:
@@ -218,18 +235,28 @@ def test_bad_checksum(ova: Callable[..., Path]) -> None:
     second = data.find(b"vm.mf")
     data[second] ^= 1
     path.write_bytes(bytes(data))
-    with pytest.raises(SessionError) as err:
-        validate(path)
-    assert err.value.message_id == "validator.ovf.ova.bad_header"
+    found = damage(validate(path))
+    assert [i for _, i, _ in found] == ["validator.ovf.ova.bad_header"]
+    assert stdin_damage(path) == [("-", "validator.ovf.ova.bad_header", ("-", *found[0][2][1:]))]
 
 
 def test_member_limit(ova: Callable[..., Path]) -> None:
     from validator.limits import Limits
 
     path = ova(*good_members())
-    with pytest.raises(SessionError) as err:
-        validate(path, limits=Limits(archive_members=2))
-    assert err.value.message_id == "validator.ovf.ova.too_many_members"
+    found = damage(validate(path, limits=Limits(archive_members=2)))
+    assert found == [("vm.ova", "validator.ovf.ova.too_many_members", ("vm.ova", "2"))]
+
+
+def test_unreadable_archive_is_still_exit_2(tmp_path: Path) -> None:
+    """What cannot be validated at all (no such file) stays a usage-level error."""
+    import json
+
+    proc = run_module("-f", "json", tmp_path / "nope.ova")
+    assert proc.returncode == 2
+    body = json.loads(proc.stdout)
+    assert body["type"] == "com.vmware.vapi.std.errors.not_found"
+    assert body["value"]["messages"][0]["id"] == "validator.core.input.unreadable"
 
 
 def test_nothing_is_written(ova: Callable[..., Path], tmp_path: Path) -> None:

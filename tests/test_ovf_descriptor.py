@@ -38,7 +38,8 @@ DISKS = (
 SYSTEM = (
     '<VirtualSystem ovf:id="vm"><Info>A VM</Info>'
     "<VirtualHardwareSection><Info>hw</Info><Item>"
-    "<rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource></Item>"
+    "<rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource>"
+    "<rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>17</rasd:ResourceType></Item>"
     "</VirtualHardwareSection></VirtualSystem>"
 )
 
@@ -77,7 +78,8 @@ def test_ovf_09_with_xsi_typed_sections(tmp_path: Path) -> None:
         '<Disk ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:capacity="67108864"/></Section>'
         '<Content xsi:type="ovf:VirtualSystem_Type" ovf:id="vm"><Info>A VM</Info>'
         '<Section xsi:type="ovf:VirtualHardwareSection_Type"><Info>hw</Info><Item>'
-        "<rasd:HostResource>/disk/vmdisk1</rasd:HostResource></Item></Section></Content>"
+        "<rasd:HostResource>/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>1</rasd:InstanceID>"
+        "<rasd:ResourceType>17</rasd:ResourceType></Item></Section></Content>"
     )
     assert check(tmp_path, body, OVF09) == []
     bad = body.replace("<Info>Disks</Info>", "")
@@ -235,15 +237,18 @@ def test_envelope_structure(tmp_path: Path) -> None:
     assert "validator.ovf.content.missing" in check(tmp_path, REFS + DISKS)
 
 
+HW = "<VirtualHardwareSection><Info>hw</Info></VirtualHardwareSection>"
+
+
 def test_content_checks(tmp_path: Path) -> None:
     collection = (
         '<VirtualSystemCollection ovf:id="all"><Info>All</Info>'
         + SYSTEM
-        + '<VirtualSystem ovf:id="vm"><Info>dup id</Info></VirtualSystem>'
-        + "<VirtualSystem><Info>no id</Info></VirtualSystem>"
-        + '<VirtualSystem ovf:id="noinfo"/>'
+        + f'<VirtualSystem ovf:id="vm"><Info>dup id</Info>{HW}</VirtualSystem>'
+        + f"<VirtualSystem><Info>no id</Info>{HW}</VirtualSystem>"
+        + f'<VirtualSystem ovf:id="noinfo">{HW}</VirtualSystem>'
         + '<VirtualSystem ovf:id="outer"><Info>x</Info>'
-        + '<VirtualSystem ovf:id="inner"><Info>x</Info></VirtualSystem></VirtualSystem>'
+        + f'<VirtualSystem ovf:id="inner"><Info>x</Info>{HW}</VirtualSystem>{HW}</VirtualSystem>'
         + "</VirtualSystemCollection>"
     )
     assert check(tmp_path, REFS + DISKS + collection) == [
@@ -254,9 +259,24 @@ def test_content_checks(tmp_path: Path) -> None:
     ]
 
 
+def test_content_ids_are_unique_among_siblings_only(tmp_path: Path) -> None:
+    """ovftool's vApp exports give the collection the id of one of its systems."""
+    nested = (
+        '<VirtualSystemCollection ovf:id="vm"><Info>All</Info>'
+        + SYSTEM
+        + '<VirtualSystemCollection ovf:id="inner"><Info>x</Info>'
+        + SYSTEM.replace('ovf:id="vm"', 'ovf:id="other"')
+        + f'<VirtualSystem ovf:id="vm"><Info>same id, other collection</Info>{HW}</VirtualSystem>'
+        + "</VirtualSystemCollection></VirtualSystemCollection>"
+    )
+    assert check(tmp_path, REFS + DISKS + nested) == []
+
+
 def test_host_resource_must_point_at_declared_disk_or_file(tmp_path: Path) -> None:
     system = SYSTEM.replace("ovf:/disk/vmdisk1", "ovf:/disk/nodisk").replace(
-        "</Item>", "</Item><Item><rasd:HostResource>ovf:/file/nofile</rasd:HostResource></Item>"
+        "</Item>",
+        "</Item><Item><rasd:HostResource>ovf:/file/nofile</rasd:HostResource>"
+        "<rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>15</rasd:ResourceType></Item>",
     )
     assert check(tmp_path, REFS + DISKS + system) == [
         "validator.ovf.hardware.unknown_disk",
@@ -350,3 +370,43 @@ def test_a_lone_ovf_is_read_and_parsed_once(monkeypatch: pytest.MonkeyPatch) -> 
     assert not result.has_errors  # the manifest's digest of vm.ovf matched
     assert parses == ["vm.ovf"]
     assert [Path(p).name for p in opens].count("vm.ovf") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "limits", "expected"),
+    [
+        ("<Envelope", Limits(), "validator.ovf.xml.malformed"),
+        (
+            envelope(REFS + DISKS + SYSTEM),
+            Limits(descriptor_bytes=100),
+            "validator.ovf.limit.descriptor_size",
+        ),
+        ("<html/>", Limits(), "validator.ovf.envelope.not_envelope"),
+    ],
+)
+def test_an_unreadable_descriptor_does_not_judge_the_other_files(
+    tmp_path: Path, text: str, limits: Limits, expected: str
+) -> None:
+    """No 'not referenced by the descriptor' advice when the descriptor cannot be read."""
+    path = write(tmp_path, text)
+    (path.parent / "notes.txt").write_text("x", encoding="utf-8")
+    assert ids(validate(path.parent, limits=limits)) == [expected]
+
+
+def test_xsi_typed_section_and_content_in_ovf_1_and_2(tmp_path: Path) -> None:
+    for ns in (OVF1, OVF2):
+        body = (
+            REFS + '<Section xsi:type="ovf:DiskSection_Type"><Info>Disks</Info>'
+            '<Disk ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:capacity="67108864"/></Section>'
+            + SYSTEM.replace(
+                "<VirtualSystem ", '<Content xsi:type="ovf:VirtualSystem_Type" '
+            ).replace("</VirtualSystem>", "</Content>")
+        )
+        assert check(tmp_path, body, ns) == [], ns
+
+
+def test_empty_file_ref_is_a_blank_disk(tmp_path: Path) -> None:
+    disks = DISKS.replace(
+        "</DiskSection>", '<Disk ovf:diskId="blank" ovf:fileRef="" ovf:capacity="1"/></DiskSection>'
+    )
+    assert check(tmp_path, REFS + disks + SYSTEM) == []

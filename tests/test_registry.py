@@ -86,12 +86,13 @@ def test_plugin_raising_in_item_types_is_reported() -> None:
 
 
 def fake_entry_points(*eps: SimpleNamespace) -> object:
+    """The built-in adapters' real entry points and ``eps``, and nothing else installed."""
     from validator import registry
 
-    real = registry._entry_points
+    real = [ep for ep in registry._entry_points() if registry._is_builtin(ep)]
 
     def entry_points() -> list[object]:
-        return [*real(), *eps]
+        return [*real, *eps]
 
     return entry_points
 

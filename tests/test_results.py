@@ -148,3 +148,28 @@ def test_vapi_error_bodies() -> None:
 def test_seed_file_is_where_we_expect() -> None:
     assert isinstance(SEED, Path)
     seed_text()
+
+
+def test_cli_documents_keep_the_seed_value_with_warnings_beside_it() -> None:
+    """Warnings (and, with several inputs, ``input``) are siblings of ``value``, whose shape
+    stays the seed's to the key and element."""
+    from validator.results import result_document
+
+    warned = ValidationResult(
+        missing_files=sample_result().missing_files,
+        invalid_files=sample_result().invalid_files,
+        warnings=(ValidationError("vm.cert", LocalizableMessage("w.x", "warn", ("a",))),),
+    )
+    doc = result_document(warned, "in.ova")
+    assert list(doc) == ["input", "value", "warnings"]
+    seed = seed_json_response()
+    assert shape(doc["value"]) == shape(seed["value"])
+    assert list(doc["value"]) == list(seed["value"])
+    message = {"args": ["a"], "default_message": "warn", "id": "w.x"}
+    assert doc["warnings"] == [{"error_message": message, "name": "vm.cert"}]
+    assert result_document(sample_result()) == json.loads(result_to_json(sample_result()))
+    root = etree.fromstring(result_to_xml(warned, warnings=True, input="in.ova").encode())
+    assert root.get("input") == "in.ova"
+    assert [c.tag for c in root] == ["value", "warnings-array"]
+    assert element_shape(root[0]) == element_shape(seed_xml_response()[0])
+    assert result_to_xml(sample_result(), warnings=True) == result_to_xml(sample_result())

@@ -46,7 +46,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         pytest.fail(f"could not install the example plugin: {proc.stderr.decode()[-2000:]}")
     env = {k: v for k, v in os.environ.items() if k not in ("LANG", "LC_ALL", "LC_MESSAGES")}
     env["PYTHONPATH"] = str(target)
-    env.pop("VALIDATOR_LOAD_PLUGINS", None)
+    # Named, not left unset: the suite never loads what else happens to be installed.
+    env["VALIDATOR_LOAD_PLUGINS"] = "acme-notes,acme-policy"
     return env
 
 
@@ -132,3 +133,13 @@ def test_readme_shows_the_tested_example() -> None:
         'acme-notes = "acme_validator.notes"' in readme
         and 'acme-notes = "acme_validator.notes"' in toml
     )
+
+
+def test_ci_installs_the_example_with_the_readme_command() -> None:
+    """The suite runs with the example plugin installed: the README's test command and
+    ``.ci/run`` are one command, and it installs ``examples/acme-validator``."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    command = next(line for line in readme.splitlines() if line.endswith("python -m pytest"))
+    assert command in ci.splitlines()
+    assert "pip install -e '.[test]' ./examples/acme-validator" in command

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from validator_plugins.ovf.vmdk import SECTOR, VmdkChecker
 
-from .disks import HEADER, edit_descriptor, qemu_img, vmware_stream
+from .disks import HEADER, edit_descriptor, open_vmdk_stream, qemu_img, vmware_stream
 
 CAPACITY = 1 << 20
 NAME = "disk.vmdk"
@@ -42,7 +42,7 @@ class Disk:
 
 def verdict(data: bytes, cuts: Sequence[int] = ()) -> Problems:
     """What the checker reports with the bytes cut at ``cuts`` (ascending positions)."""
-    checker = VmdkChecker(NAME, declared_capacity=CAPACITY, variant=None)
+    checker = VmdkChecker(NAME, declared_capacity=CAPACITY, variant=None, inflate=True)
     view = memoryview(data)
     prev = 0
     for at in [*cuts, len(data)]:
@@ -71,16 +71,20 @@ def marker_offsets(data: bytes) -> tuple[int, ...]:
     return tuple(out)
 
 
-def qemu_disk(folder: Path, subformat: str) -> bytes:
-    """A qemu-img disk of CAPACITY bytes: random grains at the start and at the end."""
+def qemu_disk(folder: Path, subformat: str, padded: bool = False) -> bytes:
+    """A qemu-img disk of CAPACITY bytes: random grains at the start and at the end.
+
+    ``padded``: the last grain compresses well, so the file ends with the zero-filled
+    rest of its cluster (which the walk reads as an end-of-stream marker).
+    """
     rng = random.Random(subformat)
-    raw = folder / f"{subformat}.raw"
+    raw = folder / f"{subformat}{'-padded' if padded else ''}.raw"
     with open(raw, "wb") as fh:
         fh.truncate(CAPACITY)
         fh.write(rng.randbytes(192 << 10))
         fh.seek(CAPACITY - (64 << 10))
-        fh.write(rng.randbytes(64 << 10))
-    out = folder / f"{subformat}.vmdk"
+        fh.write(b"compressible " * 5000 if padded else rng.randbytes(64 << 10))
+    out = raw.with_suffix(".vmdk")
     subprocess.run([qemu_img(), "convert", "-q", "-f", "raw", "-O", "vmdk", "-o",
                     f"subformat={subformat}", str(raw), str(out)], check=True)  # fmt: skip
     edit_descriptor(out, f'"{out.name}"', f'"{NAME}"')  # the extent names the disk
@@ -92,10 +96,17 @@ def disks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Disk]:
     folder = tmp_path_factory.mktemp("vmdk-chunking")
     stream = qemu_disk(folder, "streamOptimized")
     vmware = vmware_stream(folder / "vmware.vmdk", NAME, capacity_sectors=CAPACITY // SECTOR)
+    content = random.Random("open").randbytes(200_000).ljust(CAPACITY - 70_000, b"\0")
+    opened = open_vmdk_stream(folder / "open.vmdk", content + b"tail" * 17_500).read_bytes()
+    padded = qemu_disk(folder, "streamOptimized", padded=True)
+    # the walk stops at the zero padding, well before the end of the file
+    assert marker_offsets(padded)[-1] < len(padded) - 8 * SECTOR and not any(padded[-4096:])
     return {
         "qemu-stream": Disk(stream, marker_offsets(stream)),
+        "qemu-padded": Disk(padded, marker_offsets(padded)),
         "qemu-sparse": Disk(qemu_disk(folder, "monolithicSparse"), ()),
         "vmware-stream": Disk(vmware.read_bytes(), marker_offsets(vmware.read_bytes())),
+        "open-vmdk": Disk(opened, marker_offsets(opened)),
     }
 
 
@@ -114,6 +125,7 @@ def damaged_copies(disks: dict[str, Disk]) -> dict[str, tuple[bytes, list[str]]]
     both = _put(both, desc_at, text.replace(b"createType=", b"CREATETYPE=", 1))
     vmware = disks["vmware-stream"].data
     footer = len(vmware) - 2 * SECTOR
+    first = stream.markers[0]  # a grain: 12 bytes of marker, then its deflate data
     return {
         # the descriptor's problems (sector 1) before the marker's (further on)
         "descriptor-and-marker": (both, [
@@ -129,6 +141,16 @@ def damaged_copies(disks: dict[str, Disk]) -> dict[str, tuple[bytes, list[str]]]
                             ["validator.ovf.vmdk.footer_mismatch"]),
         "overhead-zero": (_put(stream.data, 64, struct.pack("<Q", 0)),
                           ["validator.ovf.vmdk.grain_marker_lba"]),
+        # the deep grain check: problems in walk order, after the structural ones
+        "garbled-grains": (_put(_put(stream.data, first + 52, b"\xff" * 8),
+                                stream.markers[1] + 52, b"\xff" * 8),
+                           ["validator.ovf.vmdk.grain_corrupt"] * 2),
+        "vmware-garbled-grain": (_put(vmware, 128 * SECTOR + 52, b"\xff" * 8),
+                                 ["validator.ovf.vmdk.grain_corrupt"]),
+        "data-after-padding": (stream.data + bytes(1000) + b"\x01" + bytes(23),
+                               ["validator.ovf.vmdk.data_after_eos"]),
+        "data-in-qemu-padding": (_put(disks["qemu-padded"].data, len(disks["qemu-padded"].data)
+                                      - 5000, b"\x07"), ["validator.ovf.vmdk.data_after_eos"]),
     }  # fmt: skip
 
 
@@ -222,7 +244,9 @@ EXAMPLES = int(os.environ.get("VMDK_CHUNKING_EXAMPLES", "200"))
 DERANDOMIZE = "VMDK_CHUNKING_EXAMPLES" not in os.environ
 
 
-@pytest.mark.parametrize("name", ["qemu-stream", "qemu-sparse", "vmware-stream"])
+@pytest.mark.parametrize(
+    "name", ["qemu-stream", "qemu-padded", "qemu-sparse", "vmware-stream", "open-vmdk"]
+)
 def test_random_cuts_of_damaged_disks_give_the_whole_verdict(
     disks: dict[str, Disk], name: str
 ) -> None:

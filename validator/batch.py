@@ -612,10 +612,28 @@ def main(argv: list[str]) -> int:
     from validator.registry import default_registry
     from validator.session import SessionError
 
-    catalogs = default_registry().catalogs
+    registry = default_registry()
+    catalogs = registry.catalogs
 
     def say(message_id: str, args: Iterable[object]) -> str:
         return catalogs.message(message_id, args, settings.locale).text()
+
+    # As the plain command: a plugin that cannot be used, or an option no plugin reads,
+    # stops the run before any item is validated.
+    if registry.load_errors:
+        for message_id, margs in registry.load_errors:
+            print(f"validator: {say(message_id, margs)}", file=sys.stderr)
+        return EXIT_ERROR
+    if settings.options:
+        known = registry.option_keys()
+        for key, _value in settings.options:
+            if key not in known:
+                shown = ", ".join(sorted(known)) or "-"
+                print(
+                    f"validator: {say('validator.core.cli.unknown_option', (key, shown))}",
+                    file=sys.stderr,
+                )
+                return EXIT_ERROR
 
     try:
         return _main(opts, settings, say)

@@ -59,6 +59,12 @@ def validator_open_session(path: Path, limits: Limits) -> Session | None:
     return session
 
 
+@hookimpl
+def validator_option_keys() -> Iterable[str]:
+    """How URL inputs are read (:class:`validator.remote.RemoteOptions`)."""
+    return ["remote.retries", "remote.timeout", "remote.follow_redirects"]
+
+
 @hookimpl(trylast=True)
 def validator_open_remote(location: RemoteLocation, limits: Limits) -> Session | None:
     """A remote folder, session manifest or single object (:mod:`validator.remote`)."""

@@ -1,8 +1,11 @@
 """Command line: ``validator PATH…`` (or ``python -m validator``), ``validator plugins``, ….
 
-Exit status: 0 every input is valid, 1 some input has errors, 2 usage error
-or an input that cannot be read or validated (not received, unknown type).
-Imports are lazy: ``--help`` and small bundles start fast.
+Exit status: 0 every input is valid, 1 some input has errors (a damaged
+archive included: it is a finding about the item), 2 usage error, an input
+that cannot be validated at all (no such path, unknown type, not received)
+or a plugin that cannot be loaded.  With ``--format json``/``xml`` every input
+gets a document, a vAPI error body when it cannot be validated (README,
+"Output formats").  Imports are lazy: ``--help`` and small bundles start fast.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from validator.engine import Engine
     from validator.registry import Registry
-    from validator.results import ValidationResult
-    from validator.session import Session
+    from validator.results import LocalizableMessage, ValidationResult, VapiError
+    from validator.session import Session, SessionError
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 COMMANDS = ("plugins", "hooks", "limits", "serve", "batch")
@@ -43,12 +46,16 @@ read in place by range requests, never downloaded whole.
 """
 
 EPILOG = """\
-exit status: 0 all inputs valid, 1 some input has errors, 2 usage error or an
-input that cannot be read or validated.
+exit status: 0 all inputs valid, 1 some input has errors (a damaged archive,
+cut short or not a tar, too), 2 usage error, an input that cannot be validated
+(no such path, unknown type, not received) or a plugin that cannot be loaded.
+json/xml: a document for every input (a vAPI error body when it cannot be
+validated); several inputs: each says which input it is.
 
 environment: VALIDATOR_LOAD_PLUGINS=a,b loads only these third-party plugins
-(empty: none); NO_COLOR disables colour; LC_ALL/LC_MESSAGES/LANG choose the
-language of `localized` messages when --locale is not given.
+(empty: none); a plugin that fails to load stops the run unless left out of it.
+NO_COLOR disables colour; LC_ALL/LC_MESSAGES/LANG choose the language of
+`localized` messages when --locale is not given.
 """
 
 
@@ -84,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=("text", "json", "xml"),
         default="text",
         help="text for people (default); json/xml: the seed's representations "
-        "(json: one document per line when several inputs are given)",
+        "(several inputs: json one line per input, xml one document; each names its input)",
     )
     p.add_argument(
         "-t",
@@ -112,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="an option for plugins (for example ovf.trust_store=ca.pem)",
+        help="an option for plugins (for example ovf.trust_store=ca.pem); "
+        "unknown keys are refused",
     )
     p.add_argument(
         "--color",
@@ -203,9 +211,86 @@ def _registry() -> Registry:
 
 
 def _report_problems(reg: Registry, locale: str | None) -> None:
+    """Registry problems that are not load errors (those stop a run before it starts)."""
     for message_id, margs in reg.problems:
+        if (message_id, margs) in reg.load_errors:
+            continue
         text = reg.catalogs.message(message_id, margs, locale).text()
         print(f"validator: {text}", file=sys.stderr)
+
+
+class _Output:
+    """Writes each input's document in the chosen format.
+
+    ``json``: one document per input (indented for a single input, one compact
+    line each for several, with an ``input`` key); ``xml``: the document of a
+    single input, or one ``validator-results`` document holding every input's
+    root element (with an ``input`` attribute) for several.
+    """
+
+    def __init__(self, fmt: str, several: bool) -> None:
+        self.fmt = fmt
+        self.several = several
+        self.xml: list[str] = []
+
+    def result(self, raw: str, result: ValidationResult) -> None:
+        if self.fmt == "json":
+            import json
+
+            from validator.results import result_document
+
+            doc = result_document(result, raw if self.several else None)
+            print(json.dumps(doc, indent=None if self.several else 4, ensure_ascii=False))
+        elif self.fmt == "xml":
+            from validator.results import result_to_xml
+
+            text = result_to_xml(
+                result, warnings=True, input=raw if self.several else None,
+                declaration=not self.several,
+            )  # fmt: skip
+            self._xml(text)
+
+    def error(self, raw: str | None, err: VapiError) -> None:
+        if self.fmt == "json":
+            import json
+
+            body = err.to_rest_dict()
+            doc = body if raw is None or not self.several else {"input": raw, **body}
+            print(json.dumps(doc, indent=None if self.several else 4, ensure_ascii=False))
+        elif self.fmt == "xml":
+            from validator.results import vapi_error_to_xml
+
+            if raw is None or not self.several:  # the run's own error, or the only input
+                sys.stdout.write(vapi_error_to_xml(err))
+            else:
+                self.xml.append(vapi_error_to_xml(err, input=raw, declaration=False))
+
+    def _xml(self, text: str) -> None:
+        if self.several:
+            self.xml.append(text)
+        else:
+            sys.stdout.write(text)
+
+    def close(self) -> None:
+        if self.fmt == "xml" and self.several:
+            out = ['<?xml version="1.0" ?>', "<validator-results>"]
+            for text in self.xml:
+                out.extend("  " + line for line in text.splitlines())
+            out.append("</validator-results>")
+            sys.stdout.write("\n".join(out) + "\n")
+            self.xml.clear()
+
+
+def _load_errors(reg: Registry, locale: str | None, out: _Output) -> int:
+    """A plugin that cannot be used stops the run (one line each, exit status 2)."""
+    from validator.results import VapiError
+
+    messages = [reg.catalogs.message(i, a, locale) for i, a in reg.load_errors]
+    for m in messages:
+        print(f"validator: {m.text()}", file=sys.stderr)
+    out.error(None, VapiError("internal_server_error", messages))
+    _report_problems(reg, locale)
+    return EXIT_USAGE
 
 
 def _validate(argv: list[str]) -> int:
@@ -220,13 +305,6 @@ def _validate(argv: list[str]) -> int:
         except ValueError as exc:
             print(f"validator: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    options: dict[str, str] = {}
-    for assignment in opts.option:
-        key, sep, value = assignment.partition("=")
-        if not sep or not key:
-            print(f"validator: --option needs KEY=VALUE, got {assignment!r}", file=sys.stderr)
-            return EXIT_USAGE
-        options[key.strip()] = value
     locale = normalize_locale(opts.locale) if opts.locale else locale_from_environment()
     if opts.locale and locale is None:
         locale = "en"
@@ -234,6 +312,27 @@ def _validate(argv: list[str]) -> int:
     from validator.engine import Engine
 
     reg = _registry()
+    out = _Output(opts.format, len(opts.paths) > 1)
+    if reg.load_errors:
+        return _load_errors(reg, locale, out)
+    options: dict[str, str] = {}
+    for assignment in opts.option:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key.strip():
+            text = reg.catalogs.message("validator.core.cli.bad_option", (assignment,), locale)
+            print(f"validator: {text.text()}", file=sys.stderr)
+            return EXIT_USAGE
+        options[key.strip()] = value
+    if options:
+        known = reg.option_keys()
+        for key in options:
+            if key not in known:
+                shown = ", ".join(sorted(known)) or "-"
+                text = reg.catalogs.message(
+                    "validator.core.cli.unknown_option", (key, shown), locale
+                )
+                print(f"validator: {text.text()}", file=sys.stderr)
+                return EXIT_USAGE
     progress = None
     want_progress = opts.progress == "always" or (opts.progress == "auto" and sys.stderr.isatty())
     if want_progress:
@@ -241,15 +340,15 @@ def _validate(argv: list[str]) -> int:
     engine = Engine(reg, limits=limits, locale=locale, progress=progress, options=options)
     colors = _Colors(_use_color(opts.color, sys.stdout))
     status = EXIT_VALID
-    several = len(opts.paths) > 1
     if progress is not None:
         progress.__enter__()
     try:
         for raw in opts.paths:
-            status = max(status, _validate_one(engine, raw, opts, colors, several))
+            status = max(status, _validate_one(engine, raw, opts, colors, out))
     finally:
         if progress is not None:
             progress.__exit__(None, None, None)
+        out.close()
         _report_problems(reg, locale)
     return status
 
@@ -260,8 +359,18 @@ def _pause_progress(engine: Engine) -> None:
         clear()
 
 
+def _input_error(raw: str, exc: SessionError, engine: Engine) -> VapiError:
+    """A input that cannot be validated, as a vAPI error: ``not_found`` when it does not
+    exist, ``invalid_argument`` otherwise."""
+    from validator.results import VapiError
+
+    missing = raw != "-" and not os.path.lexists(raw)
+    message = engine.message(exc.message_id, exc.args_)
+    return VapiError("not_found" if missing else "invalid_argument", [message])
+
+
 def _validate_one(
-    engine: Engine, raw: str, opts: argparse.Namespace, colors: _Colors, several: bool
+    engine: Engine, raw: str, opts: argparse.Namespace, colors: _Colors, out: _Output
 ) -> int:
     from validator.results import VapiError
     from validator.session import SessionError
@@ -273,6 +382,7 @@ def _validate_one(
     except SessionError as exc:
         _pause_progress(engine)
         print(f"validator: {msg(exc.message_id, exc.args_).text()}", file=sys.stderr)
+        out.error(raw, _input_error(raw, exc, engine))
         return EXIT_USAGE
     except VapiError as exc:
         _pause_progress(engine)
@@ -281,13 +391,13 @@ def _validate_one(
             f"validator: {msg('validator.core.cli.not_allowed', (raw, reasons)).text()}",
             file=sys.stderr,
         )
-        if opts.format == "json":
-            import json
-
-            print(json.dumps(exc.to_rest_dict(), indent=None if several else 4, ensure_ascii=False))
+        out.error(raw, exc)
         return EXIT_USAGE
     _pause_progress(engine)
-    _emit(engine, raw, result, opts, colors, several, len(session.files))
+    if opts.format == "text":
+        _emit_text(engine, raw, result, opts, colors, len(session.files))
+    else:
+        out.result(raw, result)
     return EXIT_INVALID if result.has_errors else EXIT_VALID
 
 
@@ -304,23 +414,14 @@ def open_input(engine: Engine, raw: str) -> Session:
     return engine.open(Path(raw))
 
 
-def _emit(
+def _emit_text(
     engine: Engine,
     raw: str,
     result: ValidationResult,
     opts: argparse.Namespace,
     colors: _Colors,
-    several: bool,
     nfiles: int,
 ) -> None:
-    from validator.results import result_to_json, result_to_xml
-
-    if opts.format == "json":
-        print(result_to_json(result, indent=None if several else 4))
-        return
-    if opts.format == "xml":
-        sys.stdout.write(result_to_xml(result))
-        return
     msg = engine.message
     kind = result.item_type or "?"
     out = sys.stdout
@@ -367,30 +468,47 @@ def _command(name: str, argv: list[str]) -> int:
 
 def _plugins(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
-        prog="validator plugins", description="List loaded plugins (like `datasette plugins`)."
+        prog="validator plugins",
+        description="List plugins (like `datasette plugins`), and those that failed to load.",
     )
     p.add_argument("-f", "--format", choices=("text", "json"), default="text")
     opts = p.parse_args(argv)
     reg = _registry()
     infos = reg.plugin_infos()
+    # Load errors by plugin name (args[0]); a plugin that is not loaded gets an entry too.
+    errors: dict[str, list[LocalizableMessage]] = {}
+    for message_id, margs in reg.load_errors:
+        errors.setdefault(margs[0], []).append(reg.catalogs.message(message_id, margs))
+    loaded = {i.name for i in infos}
+    failed = sorted(n for n in errors if n not in loaded)
     if opts.format == "json":
         import json
 
-        print(
-            json.dumps(
-                [
-                    {
-                        "name": i.name,
-                        "version": i.version,
-                        "builtin": i.builtin,
-                        "item_types": list(i.item_types),
-                        "hooks": list(i.hooks),
-                    }
-                    for i in infos
-                ],
-                indent=2,
-            )
-        )
+        entries = [
+            {
+                "name": i.name,
+                "version": i.version,
+                "builtin": i.builtin,
+                "item_types": list(i.item_types),
+                "hooks": list(i.hooks),
+                "loaded": True,
+                "errors": [m.to_dict() for m in errors.get(i.name, [])],
+            }
+            for i in infos
+        ]
+        entries += [
+            {
+                "name": name,
+                "version": "",
+                "builtin": False,
+                "item_types": [],
+                "hooks": [],
+                "loaded": False,
+                "errors": [m.to_dict() for m in errors[name]],
+            }
+            for name in failed
+        ]
+        print(json.dumps(entries, indent=2, ensure_ascii=False))
     else:
         for i in infos:
             origin = "built-in" if i.builtin else "third-party"
@@ -398,6 +516,12 @@ def _plugins(argv: list[str]) -> int:
             print(f"{i.name} {i.version} ({origin})")
             print(f"  item types: {types}")
             print(f"  hooks: {', '.join(i.hooks)}")
+            for m in errors.get(i.name, []):
+                print(f"  error: {m.text()}")
+        for name in failed:
+            print(f"{name} (not loaded)")
+            for m in errors[name]:
+                print(f"  error: {m.text()}")
     _report_problems(reg, None)
     return EXIT_VALID
 

@@ -39,7 +39,7 @@ from validator.results import (
     ValidationError,
     ValidationResult,
 )
-from validator.session import Session, SessionError, SessionFile
+from validator.session import DamagedInput, Session, SessionError, SessionFile
 
 if TYPE_CHECKING:
     from validator.remote import RemoteLocation
@@ -293,17 +293,24 @@ class Engine:
 
     # -- inputs -----------------------------------------------------------
     def open(self, path: Path) -> Session:
-        """Turn a path into a session (``validator_open_session``); ``SessionError`` if not."""
+        """Turn a path into a session (``validator_open_session``); ``SessionError`` if not.
+
+        A damaged input (:class:`~validator.session.DamagedInput`: an archive cut
+        short…) is a session all the same, whose validation reports the damage.
+        """
         return self._open("validator_open_session", {"path": path, "limits": self.limits}, path)
 
     def open_remote(self, location: RemoteLocation) -> Session:
-        """Turn a URL into a session (``validator_open_remote``); ``SessionError`` if not."""
+        """Turn a URL into a session (``validator_open_remote``), as :meth:`open` does a path."""
         kwargs = {"location": location, "limits": self.limits}
         return self._open("validator_open_remote", kwargs, location.url)
 
     def _open(self, hook: str, kwargs: dict[str, Any], path: object) -> Session:
         for plugin, result in self.registry.call_each(hook, kwargs, invoke=self.invoke):
             if isinstance(result, HookFailure):
+                if isinstance(result.exception, DamagedInput):
+                    damage = result.exception
+                    return Session(origin=str(path), item_type=damage.item_type, damage=damage)
                 if isinstance(result.exception, SessionError):
                     raise result.exception
                 if isinstance(result.exception, PluginTimeout):
@@ -382,10 +389,16 @@ class Engine:
             raise NotAllowedInCurrentState(messages)
 
     def validate(self, session: Session, item_type: str | None = None) -> ValidationResult:
-        """Validate a session; raises ``NotAllowedInCurrentState`` or ``SessionError``."""
+        """Validate a session; raises ``NotAllowedInCurrentState`` or ``SessionError``.
+
+        A damaged input (found when it was opened, or while a sequential session
+        is read) gives a result with that one problem and nothing else.
+        """
         if item_type is not None:
             session.item_type = item_type
         kind = self.detect(session)
+        if session.damage is not None:
+            return self._damaged(session.damage, kind)
         if not session.sequential:
             self.check_received(session)
         ctx = CheckContext(
@@ -404,7 +417,15 @@ class Engine:
         if not isinstance(primary, str):
             primary = None
         run = _Run(self, session, kind, ctx, primary or (session.names() or [session.origin])[0])
-        return run.execute()
+        try:
+            return run.execute()
+        except DamagedInput as damage:
+            session.damage = damage
+            return self._damaged(damage, kind)
+
+    def _damaged(self, damage: DamagedInput, kind: str) -> ValidationResult:
+        entry = ValidationError(damage.name, self.message(damage.message_id, damage.args_))
+        return ValidationResult(invalid_files=(entry,), item_type=kind)
 
 
 class _Run:
@@ -441,7 +462,9 @@ class _Run:
             order=order,
         )
 
-    def _session_hook(self, hook: str, phase: int) -> None:
+    def _session_hook(self, hook: str, phase: int, defer: list[Reporter] | None = None) -> None:
+        """Call a session hook's implementations; ``defer``: keep their reporters there
+        (their problems are added later) instead of adding the problems now."""
         kwargs = {"item_type": self.kind, "session": self.session, "ctx": self.ctx}
         for index, impl in enumerate(self.registry.impls(hook)):
             report = Reporter((phase, index))
@@ -457,23 +480,40 @@ class _Run:
                         HookFailure(impl.plugin_name, hook, describe(exc), exc),
                     )
                 )
-            self._add(report.problems)
+            if defer is not None:
+                defer.append(report)
+            else:
+                self._add(report.problems)
 
     def execute(self) -> ValidationResult:
-        for i, rej in enumerate(self.session.rejected):
-            self._add([Problem(rej.name, rej.message_id, rej.args, order=(PHASE_REJECTED, i))])
-        self._session_hook("validator_prepare_session", PHASE_PREPARE)
-        if self.session.sequential:
+        """The phases in order.  A sequential session (an archive on a pipe) learns its
+        members during the pass: its refused entries, and what prepare reports (a plugin
+        may report into its prepare reporter until ``validator_check_session`` returns),
+        are collected at the end, so that the verdict is the one of the same files at rest.
+        """
+        sequential = self.session.sequential
+        prepared: list[Reporter] | None = [] if sequential else None
+        if not sequential:
+            self._rejected()
+        self._session_hook("validator_prepare_session", PHASE_PREPARE, prepared)
+        if sequential:
             # Read once, in stream order: the archive's members arrive one by one.
             self._process_sequential()
             self.engine.check_received(self.session)
+            self._rejected()
         else:
             self._process_files()
         required = self._required()
         self._session_hook("validator_check_session", PHASE_SESSION)
+        for report in prepared or ():
+            self._add(report.problems)
         present = set(self.session.names())
         missing = tuple(sorted(n for n in required if n not in present))
         return self._result(missing)
+
+    def _rejected(self) -> None:
+        for i, rej in enumerate(self.session.rejected):
+            self._add([Problem(rej.name, rej.message_id, rej.args, order=(PHASE_REJECTED, i))])
 
     def _required(self) -> set[str]:
         required: set[str] = set()

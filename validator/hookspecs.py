@@ -205,3 +205,17 @@ def validator_disk_checks(
         decompressed), in order, in the file's single read.  A disk whose
         format no plugin claims is reported as unsupported, never guessed.
     """
+
+
+@hookspec
+def validator_option_keys() -> Iterable[str]:
+    """Declare the plugin option keys this plugin reads from ``ctx.options``.
+
+    Options are given on the command line as ``-o KEY=VALUE`` (for example
+    ``-o ovf.trust_store=ca.pem``); name yours after your plugin
+    (``acme.strict``).  The CLI refuses a key that no loaded plugin declares,
+    listing the known ones, so a misspelled option (``ovf.trust_stor``) is an
+    error rather than a check that silently does not happen.
+
+    :return: the keys, as strings.  Called when options are given.
+    """

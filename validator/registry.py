@@ -2,15 +2,22 @@
 
 Plugins, the built-in adapters included, are found through the entry-point
 group ``validator.plugins``.  The built-in adapters are the entry points of
-this project's own distribution (:data:`DEFAULT_PLUGINS`); they always load.
+this project's own distribution (:data:`DEFAULT_PLUGINS`); they always load,
+and they load *first*, so a third-party plugin can never take over a built-in
+plugin's name or item type, whatever order the entry points come in.
 Third-party plugins load unless ``VALIDATOR_LOAD_PLUGINS`` restricts them::
 
     VALIDATOR_LOAD_PLUGINS=acme-policy,qcow2   # only these third-party plugins
     VALIDATOR_LOAD_PLUGINS=                    # no third-party plugin at all
 
-A plugin that fails to import, or declares an item type that is already
-taken, is recorded in :attr:`Registry.problems` with its name (the CLI shows
-them on standard error) and the others load as usual.
+A plugin that cannot be used as a whole — it fails to import, its name or an
+item type it declares is already taken (the built-in's stays), its item types
+cannot be read — is a *load error* (:attr:`Registry.load_errors`, with the
+plugin's name and why): the CLI refuses to validate with it (exit status 2,
+as flake8 does), because a run without it would hide the checks it was meant
+to add.  Deselect it with ``VALIDATOR_LOAD_PLUGINS`` to run without it; a
+name there that is no installed plugin is a load error too.  Lesser problems
+(a catalog that cannot be read) are in :attr:`Registry.problems` only.
 """
 
 from __future__ import annotations
@@ -74,8 +81,11 @@ class Registry:
     pm: pluggy.PluginManager
     item_types: dict[str, ItemType] = field(default_factory=dict)
     item_type_plugin: dict[str, str] = field(default_factory=dict)
-    #: Load problems as (message id, args): shown by the CLI, never fatal.
+    #: Registry problems as (message id, args), load errors included: shown by the CLI.
     problems: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    #: Plugins that could not be used as a whole (message id, args; args[0] is the
+    #: plugin's name): a validation must not run with them (see the module docstring).
+    load_errors: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     #: Plugin name → its version, or the distribution to read it from when asked
     #: (reading a distribution's METADATA costs a parse: only ``plugins`` needs it).
     versions: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +106,35 @@ class Registry:
         entry = (message_id, tuple(str(a) for a in args))
         if entry not in self.problems:
             self.problems.append(entry)
+
+    def load_error(self, message_id: str, plugin: str, *args: object) -> None:
+        """A plugin that cannot be used as a whole (a problem that fails a validation run)."""
+        self.problem(message_id, plugin, *args)
+        entry = (message_id, (str(plugin), *(str(a) for a in args)))
+        if entry not in self.load_errors:
+            self.load_errors.append(entry)
+
+    def option_keys(self) -> dict[str, str]:
+        """Every plugin option key the loaded plugins declare (``validator_option_keys``),
+        with the plugin that declares it."""
+        keys: dict[str, str] = {}
+        for plugin, result in self.call_each("validator_option_keys", {}):
+            if isinstance(result, HookFailure):
+                self.problem(
+                    "validator.core.registry.hook_failed", result.plugin, result.hook, result.error
+                )
+                continue
+            for key in _as_list(result):
+                if isinstance(key, str):
+                    keys.setdefault(key, plugin)
+                else:
+                    self.problem(
+                        "validator.core.registry.bad_result",
+                        plugin,
+                        "validator_option_keys",
+                        type(key).__name__,
+                    )
+        return keys
 
     # -- catalogs ---------------------------------------------------------
     @property
@@ -263,36 +302,43 @@ def build_registry(
 
     if load_entry_points:
         allowed = _allowed_third_party(env)
-        for ep in _entry_points():
-            dist = getattr(ep, "dist", None)
-            builtin = _is_builtin(ep)
-            if not builtin and allowed is not None and ep.name not in allowed:
-                continue
-            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
-                reg.problem("validator.core.registry.duplicate_plugin", ep.name, _dist_name(dist))
-                continue
-            try:
-                plugin = ep.load()
-                _register(pm, plugin, ep.name)
-            except PLUGIN_ERRORS as exc:
-                reg.problem(
-                    "validator.core.registry.load_failed", ep.name, _dist_name(dist), describe(exc)
-                )
-                continue
-            reg.versions[ep.name] = dist
-            if builtin:
-                reg.builtin.add(ep.name)
+        found = [(ep, _is_builtin(ep)) for ep in _entry_points()]
+        # Built-ins first: their names and item types are taken before any third party's.
+        for ep, builtin in found:
+            if builtin and pm.get_plugin(ep.name) is None:
+                _load_entry_point(reg, ep, builtin=True)
         for name, module in DEFAULT_PLUGINS.items():
             if pm.get_plugin(name) is None:
                 try:
                     _register(pm, importlib.import_module(module), name)
                 except PLUGIN_ERRORS as exc:
-                    reg.problem(
+                    reg.load_error(
                         "validator.core.registry.load_failed", name, DISTRIBUTION, describe(exc)
                     )
                     continue
                 reg.builtin.add(name)
                 reg.versions[name] = __version__
+        if allowed is not None:
+            known = {ep.name for ep, _ in found} | set(DEFAULT_PLUGINS) | {CORE_PLUGIN[0]}
+            installed = sorted({ep.name for ep, builtin in found if not builtin})
+            for name in sorted(allowed - known):
+                reg.load_error(
+                    "validator.core.registry.unknown_plugin",
+                    name,
+                    ENV_LOAD_PLUGINS,
+                    ", ".join(installed) or "-",
+                )
+        for ep, builtin in found:
+            if builtin or (allowed is not None and ep.name not in allowed):
+                continue
+            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+                reg.load_error(
+                    "validator.core.registry.duplicate_plugin",
+                    ep.name,
+                    _dist_name(getattr(ep, "dist", None)),
+                )
+                continue
+            _load_entry_point(reg, ep, builtin=False)
 
     for name, plugin in extra_plugins:
         _register(pm, plugin, name)
@@ -300,6 +346,21 @@ def build_registry(
 
     _collect_item_types(reg)
     return reg
+
+
+def _load_entry_point(reg: Registry, ep: Any, *, builtin: bool) -> None:
+    dist = getattr(ep, "dist", None)
+    try:
+        plugin = ep.load()
+        _register(reg.pm, plugin, ep.name)
+    except PLUGIN_ERRORS as exc:
+        reg.load_error(
+            "validator.core.registry.load_failed", ep.name, _dist_name(dist), describe(exc)
+        )
+        return
+    reg.versions[ep.name] = dist
+    if builtin:
+        reg.builtin.add(ep.name)
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
@@ -312,14 +373,16 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
 
 
 def _collect_item_types(reg: Registry) -> None:
-    # Registration order: a built-in's type name cannot be taken over by a later plugin.
+    # Registration order (core, built-ins, third parties, extra plugins): a built-in's
+    # type name cannot be taken over by a later plugin.  Whatever keeps a plugin's
+    # item types out is a load error: the checks it was meant to add would be lost.
     for plugin, result in reg.call_each("validator_item_types", {}, registration_order=True):
         if isinstance(result, HookFailure):
-            reg.problem("validator.core.registry.hook_failed", plugin, result.hook, result.error)
+            reg.load_error("validator.core.registry.hook_failed", plugin, result.hook, result.error)
             continue
         for item in _as_list(result):
             if not isinstance(item, ItemType):
-                reg.problem(
+                reg.load_error(
                     "validator.core.registry.bad_result",
                     plugin,
                     "validator_item_types",
@@ -328,10 +391,10 @@ def _collect_item_types(reg: Registry) -> None:
                 continue
             name = getattr(item, "name", "")
             if not isinstance(name, str) or not _TYPE_NAME.match(name):
-                reg.problem("validator.core.registry.bad_type_name", plugin, name)
+                reg.load_error("validator.core.registry.bad_type_name", plugin, name)
                 continue
             if name in reg.item_types:
-                reg.problem(
+                reg.load_error(
                     "validator.core.registry.duplicate_type",
                     plugin,
                     name,

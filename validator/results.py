@@ -10,10 +10,18 @@ XML document with the seed's namespace and element names.
 
 ``localized`` (REFERENCE §3) is only written when a locale was asked for, so
 that the default output is field for field the seed's.
+
+Beside the seed's ``value`` (never inside it), the CLI adds what the seed
+has no field for: ``warnings`` (preview warnings, the shape of
+``invalid_files`` entries) when there are any, and ``input`` (which input a
+document belongs to) when several are validated at once; vAPI errors are
+written as the server writes them (:meth:`VapiError.to_rest_dict`,
+:func:`vapi_error_to_xml`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,10 +101,36 @@ def result_to_json(result: ValidationResult, *, indent: int | None = 4) -> str:
     return json.dumps({"value": result.to_dict()}, indent=indent, ensure_ascii=False)
 
 
+def result_document(result: ValidationResult, input: str | None = None) -> dict[str, Any]:
+    """The CLI's JSON document: the seed's ``{"value": {…}}``, with ``input`` first when
+    given and ``warnings`` (``invalid_files``-shaped entries) when there are any."""
+    doc: dict[str, Any] = {} if input is None else {"input": input}
+    doc["value"] = result.to_dict()
+    if result.warnings:
+        doc["warnings"] = [w.to_dict() for w in result.warnings]
+    return doc
+
+
+#: What XML 1.0 cannot hold (most C0 controls, surrogates, U+FFFE/U+FFFF).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def _xml_text(value: str) -> str:
     # xml.sax.saxutils.escape would do, but importing it pulls in urllib and
-    # email (40 ms of start-up); these three replacements are all it does.
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # email (40 ms of start-up); these replacements are all it does.  What XML
+    # 1.0 cannot hold at all (a control character in a name) is shown escaped,
+    # so that every document stays well-formed.
+    text = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _NOT_XML.sub(_xml_escape_char, text)
+
+
+def _xml_escape_char(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}"
+
+
+def _xml_attr(value: str) -> str:
+    return _xml_text(value).replace('"', "&quot;")
 
 
 def _message_xml(msg: LocalizableMessage, pad: str) -> list[str]:
@@ -115,11 +149,33 @@ def _message_xml(msg: LocalizableMessage, pad: str) -> list[str]:
     return lines
 
 
-def result_to_xml(result: ValidationResult) -> str:
-    """The ``Validate-Result`` document of the seed."""
+def _error_items(errors: Iterable[ValidationError], pad: str) -> list[str]:
+    out: list[str] = []
+    for err in errors:
+        out.append(f"{pad}<array-item>")
+        out.extend(_message_xml(err.error_message, pad + "  "))
+        out.append(f"{pad}  <name>{_xml_text(err.name)}</name>")
+        out.append(f"{pad}</array-item>")
+    return out
+
+
+def result_to_xml(
+    result: ValidationResult,
+    *,
+    warnings: bool = False,
+    input: str | None = None,
+    declaration: bool = True,
+) -> str:
+    """The ``Validate-Result`` document of the seed.
+
+    ``warnings``: a ``warnings-array`` after ``value`` when there are any;
+    ``input``: an ``input`` attribute on the root; ``declaration=False``: the
+    element alone, to go inside another document.
+    """
+    attr = "" if input is None else f' input="{_xml_attr(input)}"'
     out = [
         '<?xml version="1.0" ?>',
-        f'<ns0:Validate-Result xmlns:ns0="{FILE_NS}" xmlns:xsi="{XSI_NS}">',
+        f'<ns0:Validate-Result xmlns:ns0="{FILE_NS}" xmlns:xsi="{XSI_NS}"{attr}>',
         "  <value>",
         f"    <has_errors>{'true' if result.has_errors else 'false'}</has_errors>",
     ]
@@ -131,17 +187,48 @@ def result_to_xml(result: ValidationResult) -> str:
         out.append("    <missing_files-array/>")
     if result.invalid_files:
         out.append("    <invalid_files-array>")
-        for err in result.invalid_files:
-            out.append("      <array-item>")
-            out.extend(_message_xml(err.error_message, "        "))
-            out.append(f"        <name>{_xml_text(err.name)}</name>")
-            out.append("      </array-item>")
+        out.extend(_error_items(result.invalid_files, "      "))
         out.append("    </invalid_files-array>")
     else:
         out.append("    <invalid_files-array/>")
     out.append("  </value>")
+    if warnings and result.warnings:
+        out.append("  <warnings-array>")
+        out.extend(_error_items(result.warnings, "    "))
+        out.append("  </warnings-array>")
     out.append("</ns0:Validate-Result>")
-    return "\n".join(out) + "\n"
+    return "\n".join(out[0 if declaration else 1 :]) + "\n"
+
+
+ERRORS_NS = "http://vmware.com/vapi/std/errors"
+
+
+def vapi_error_to_xml(
+    err: VapiError, *, input: str | None = None, declaration: bool = True
+) -> str:
+    """A vAPI error as the server writes it in XML: an ``Error`` document in namespace
+    ``http://vmware.com/vapi/std/errors`` holding the ``/rest`` body (``type``,
+    ``value`` with ``error_type`` and ``messages-array``)."""
+    attr = "" if input is None else f' input="{_xml_attr(input)}"'
+    out = [
+        '<?xml version="1.0" ?>',
+        f'<ns0:Error xmlns:ns0="{ERRORS_NS}" xmlns:xsi="{XSI_NS}"{attr}>',
+        f"  <type>{ERRORS_PREFIX}{err.error}</type>",
+        "  <value>",
+        f"    <error_type>{err.error_type}</error_type>",
+    ]
+    if err.messages:
+        out.append("    <messages-array>")
+        for msg in err.messages:
+            out.append("      <array-item>")
+            out.extend(_message_xml(msg, "      ")[1:-1])
+            out.append("      </array-item>")
+        out.append("    </messages-array>")
+    else:
+        out.append("    <messages-array/>")
+    out.append("  </value>")
+    out.append("</ns0:Error>")
+    return "\n".join(out[0 if declaration else 1 :]) + "\n"
 
 
 # ---------------------------------------------------------------------------

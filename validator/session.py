@@ -66,6 +66,24 @@ class SessionError(Exception):
         super().__init__(f"{message_id}: {', '.join(self.args_)}")
 
 
+class DamagedInput(SessionError):
+    """The input is an item, but a damaged one: a finding about it, not a usage error.
+
+    An archive cut short (an interrupted download), a file that is not the
+    archive its name says, a member that cannot be read.  Raised by a plugin
+    while it opens the input (``validator_open_session``) or while a
+    sequential session is read; the engine answers it with a
+    ``ValidationResult`` whose ``invalid_files`` holds this one problem on
+    ``name`` (the archive) and nothing else, since what was read of a damaged
+    archive proves nothing (CLI exit status 1).
+    """
+
+    def __init__(self, name: str, item_type: str | None, message_id: str, *args: object) -> None:
+        super().__init__(message_id, *args)
+        self.name = name
+        self.item_type = item_type
+
+
 @runtime_checkable
 class ByteSource(Protocol):
     """Where the bytes of a received file are.
@@ -211,7 +229,9 @@ class Session:
     which type it is (a session manifest, ``--type``); otherwise the engine
     asks the registered item types.  ``sequential`` sessions (an archive on
     standard input) are read once, in order, through :meth:`iter_sequential`.
-    ``meta`` is free for the plugin that built the session.
+    ``meta`` is free for the plugin that built the session.  ``damage`` is set
+    (by the engine) when the input turned out to be damaged
+    (:class:`DamagedInput`): the validation then reports only that.
     """
 
     origin: str
@@ -220,6 +240,7 @@ class Session:
     rejected: list[Rejected] = field(default_factory=list)
     sequential: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    damage: DamagedInput | None = None
     # name → position in ``files``, kept up to date lazily: ``files`` may be
     # appended to directly (adapters build sessions that way); replace a file
     # through :meth:`add`.  Without it ``get`` per file made large sessions

@@ -76,6 +76,15 @@ def validator_message_catalogs() -> Iterable[CatalogSource]:
     return [CatalogSource("validator.ovf", Path(__file__).parent / "catalogs")]
 
 
+@hookimpl
+def validator_option_keys() -> Iterable[str]:
+    """``-o ovf.trust_store=PEM-FILE``: the CA certificates a signed package is checked
+    against (``certificate.TRUST_STORE_OPTION``); ``-o ovf.inflate=true``: inflate every
+    compressed grain of a streamOptimized disk (``disks.INFLATE_OPTION``). Named here so
+    that listing the keys imports neither module."""
+    return ["ovf.trust_store", "ovf.inflate"]
+
+
 def descriptor_of(session: Session, ctx: CheckContext) -> Descriptor | None:
     """The session's parsed descriptor (the first ``.ovf``), parsed once per validation."""
 
@@ -242,9 +251,56 @@ def validator_prepare_session(
 ) -> None:
     if item_type != "ovf":
         return
+    if session.sequential:
+        _prepare_sequential(session, ctx, report)
+        return
     from .problems import CappedReporter
 
     with CappedReporter(report) as capped:  # at most PER_KIND of a kind on a file
+        _prepare_session(session, ctx, capped)
+
+
+#: ctx.store: the prepare reporter of a sequential session, reported into at the end.
+_PREPARE_REPORT = "ovf.prepare_report"
+
+
+def _prepare_sequential(session: Session, ctx: CheckContext, report: Reporter) -> None:
+    """An archive on a pipe: set the pass up now, report what prepare finds at the end.
+
+    What prepare reports depends on the members (their names and sizes) and
+    they arrive only during the pass.  So here only what the pass needs is
+    done (the descriptor parsed, every disk's checks attached to its stream,
+    the manifest's digests requested), and :func:`_prepare_late` runs the very
+    prepare of a file at the end, with every member known, into this same
+    reporter (the engine collects a sequential session's prepare problems after
+    the pass): the verdict of a file, in the order of a file.
+    """
+    ctx.store[_PREPARE_REPORT] = report
+    desc = descriptor_of(session, ctx)
+    if desc is None:
+        return
+    from . import manifest
+    from .disks import attach_disk_checks
+
+    scratch = Reporter()  # reported at the end, with every member known
+    attach_disk_checks(desc, session, ctx, scratch)
+    manifest.prepare(desc, session, ctx, scratch)
+
+
+def _prepare_late(session: Session, ctx: CheckContext) -> None:
+    """A sequential session, after the pass: the prepare of a file, into prepare's reporter."""
+    report = ctx.store.pop(_PREPARE_REPORT, None)
+    if not isinstance(report, Reporter):
+        return
+    from . import certificate, manifest
+    from .problems import CappedReporter
+
+    if ctx.store.get(_CACHE_KEY) is None:
+        ctx.store.pop(_CACHE_KEY, None)  # a descriptor that came after other members
+    ctx.store.pop(manifest.DEFERRED_KEY, None)  # reported here, not again in manifest.check
+    ctx.store.pop(certificate.DEFERRED_KEY, None)
+    ctx.store[certificate.LATE_KEY] = True  # every member is there: check it now
+    with CappedReporter(report) as capped:
         _prepare_session(session, ctx, capped)
 
 
@@ -265,12 +321,12 @@ def _prepare_session(session: Session, ctx: CheckContext, report: Reporter) -> N
 
     for message_id, args in desc.problems:
         report.error(desc.name, message_id, *args)
-    referenced = referenced_names(desc, session, ctx)
-    allowed = {desc.name, *metadata_names(desc.name), *names[1:]}
-    for name in session.names():
-        if name not in referenced and name not in allowed:
-            report.error(name, "validator.ovf.file.unreferenced", name, desc.name)
-    ctx.store["ovf.names_checked"] = set(session.names())
+    if desc.parsed:  # a descriptor that cannot be read says nothing about the other files
+        referenced = referenced_names(desc, session, ctx)
+        allowed = {desc.name, *metadata_names(desc.name), *names[1:]}
+        for name in session.names():
+            if name not in referenced and name not in allowed:
+                report.error(name, "validator.ovf.file.unreferenced", name, desc.name)
     attach_disk_checks(desc, session, ctx, report)
     # Sizes, chunks, manifest and certificate: metadata only, before the pass
     # (the manifest asks for the digests the pass computes).
@@ -349,6 +405,8 @@ def validator_check_session(
         return
     from .problems import CappedReporter
 
+    if session.sequential:
+        _prepare_late(session, ctx)
     with CappedReporter(report) as capped:  # at most PER_KIND of a kind on a file
         _check_session(session, ctx, capped)
 
@@ -360,20 +418,6 @@ def _check_session(session: Session, ctx: CheckContext, report: Reporter) -> Non
 
         manifest.check(found, session, ctx, report)  # digests of the pass vs the manifest
         certificate.check_late(found, session, ctx, report)  # one that came after the files
-    if not session.sequential:
-        return
-    # An archive read from a pipe: members that arrived during the pass.
-    for name, message_id, args in session.meta.pop("ova.problems", []):
-        report.error(name, message_id, *args)
-    desc = descriptor_of(session, ctx)
-    if desc is None:
-        return
-    checked = ctx.store.get("ovf.names_checked", set())
-    referenced = referenced_names(desc, session, ctx)
-    allowed = {desc.name, *metadata_names(desc.name), *descriptors(session)}
-    for name in session.names():
-        if name not in checked and name not in referenced and name not in allowed:
-            report.error(name, "validator.ovf.file.unreferenced", name, desc.name)
 
 
 # -- the logical streams of references (see stream.py, integrity.py) -------------
@@ -390,12 +434,9 @@ def validator_file_checks(
     if desc is None:
         return None
     from . import integrity
-    from .disks import sequential_disk_checks
     from .problems import capped_check
 
     checks: list[FileCheck] = list(integrity.file_checks(desc, session, file, ctx))
-    if session.sequential and file.name not in ctx.store.get("ovf.names_checked", ()):
-        checks.extend(sequential_disk_checks(desc, session, ctx, file.name))
     return [capped_check(check, ctx) for check in checks]  # PER_KIND of a kind on a file
 
 

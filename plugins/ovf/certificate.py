@@ -64,8 +64,8 @@ SIGNATURE_ALGORITHMS = ("SHA1", "SHA256", "SHA512")
 _FIRST_LINE = re.compile(r"(?P<alg>[^()\s=]+)\((?P<name>.*)\)= (?P<hex>[0-9A-Fa-f]+)")
 _BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----")
 _TRUST_KEY = "ovf.trust_store"
-_DEFERRED = "ovf.certificate.deferred"
-_LATE = "ovf.certificate.late"
+DEFERRED_KEY = "ovf.certificate.deferred"
+LATE_KEY = "ovf.certificate.late"
 
 
 @dataclass(slots=True)
@@ -108,9 +108,9 @@ def check(desc: Descriptor, session: Session, ctx: CheckContext, report: Reporte
     file = session.get(name)
     mf_name = manifest_name(desc)
     manifest = session.get(mf_name)
-    if session.sequential and not ctx.store.get(_LATE) and (file is None or manifest is None):
+    if session.sequential and not ctx.store.get(LATE_KEY) and (file is None or manifest is None):
         # An archive read from a stream: they may still come, at the end (check_late).
-        ctx.store[_DEFERRED] = True
+        ctx.store[DEFERRED_KEY] = True
         return
     if file is None or file.source is None:
         return
@@ -139,8 +139,8 @@ def check(desc: Descriptor, session: Session, ctx: CheckContext, report: Reporte
 
 def check_late(desc: Descriptor, session: Session, ctx: CheckContext, report: Reporter) -> None:
     """After the pass: the check :func:`check` put off because the files were not there yet."""
-    if ctx.store.pop(_DEFERRED, False):
-        ctx.store[_LATE] = True
+    if ctx.store.pop(DEFERRED_KEY, False):
+        ctx.store[LATE_KEY] = True
         check(desc, session, ctx, report)
 
 

@@ -1,15 +1,18 @@
 """The OVF descriptor: safe parsing, a small model, and the structural checks.
 
-OVF 0.9 (VMware's pre-standard namespace, sections as ``Section
-xsi:type="ovf:…_Type"``), 1.x and 2.x are accepted (REFERENCE §4).  Every
-problem is a ``(message id, args)`` pair; args end with the line number where
-one helps.  Nothing here opens a file: hrefs are only checked as names.
+OVF 0.9 (VMware's pre-standard namespace), 1.x and 2.x are accepted
+(REFERENCE §4); ``Section``/``Content`` with ``xsi:type="ovf:…_Type"`` are
+read as the section or content they name in every namespace.  The envelope is
+walked once (:class:`_Reader`); the sections' own rules are in
+:mod:`.sections` and the catalogue of rules in :mod:`.rules`
+(docs/ovf-descriptor-rules.md).  Every problem is a ``(message id, args)``
+pair; args end with the line number where one helps.  Nothing here opens a
+file: hrefs are only checked as names.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import NamedTuple
@@ -20,14 +23,10 @@ from validator.limits import Limits
 from validator.session import is_plain_name
 from validator.xmlsafe import XmlRejected, parse
 
+from . import sections
 from .problems import NOT_LISTED, Tally
+from .xmltree import OVF_NAMESPACES, XSI, elements, local, namespace, understood
 
-OVF_NAMESPACES = {
-    "http://www.vmware.com/schema/ovf/1/envelope": "0.9",
-    "http://schemas.dmtf.org/ovf/envelope/1": "1.x",
-    "http://schemas.dmtf.org/ovf/envelope/2": "2.x",
-}
-XSI = "http://www.w3.org/2001/XMLSchema-instance"
 CONTENT_NAMES = ("VirtualSystem", "VirtualSystemCollection")
 CHUNK_DIGITS = 9
 
@@ -36,7 +35,7 @@ _UNSIGNED = re.compile(r"^[0-9]{1,20}$")
 _PROPERTY_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_.\-]*)\}$")
 _UNITS = re.compile(r"^\s*byte((?:\s*\*\s*[0-9]{1,6}(?:\s*\^\s*[0-9]{1,3})?)*)\s*$", re.IGNORECASE)
 _UNIT_TERM = re.compile(r"\*\s*([0-9]{1,6})(?:\s*\^\s*([0-9]{1,3}))?")
-_HOST_RESOURCE = re.compile(r"^(?:ovf:)?/(disk|file)/(.+)$")
+_VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _XSI_TYPE = f"{{{XSI}}}type"
 
 Problem = tuple[str, tuple[object, ...]]
@@ -111,39 +110,42 @@ class Descriptor:
         self._tally = Tally(self._tally.per_kind)
 
 
-def _local(tag: object) -> str:
-    """The local name of an element's tag (``""`` for a comment or processing instruction).
-
-    lxml gives tags in Clark notation, ``{namespace}local``, and ``}`` cannot be
-    part of an XML name: this is ``etree.QName(tag).localname`` without building
-    a QName object for every element (which cost most of the time of a large
-    descriptor).
-    """
-    return tag[tag.rfind("}") + 1 :] if isinstance(tag, str) else ""
+#: Kept for callers of the old private names.
+_local = local
+_elements = elements
 
 
 def _ns(tag: object) -> str:
-    return (etree.QName(tag).namespace or "") if isinstance(tag, str) else ""
-
-
-def _elements(el: etree._Element, local: str | None = None) -> Iterator[etree._Element]:
-    """The child elements of ``el`` (comments and processing instructions skipped), in
-    order; with ``local``, only those of that local name, in any namespace or none.
-
-    lxml filters the children itself (``{*}name`` is any namespace or none).
-    """
-    return el.iterchildren(etree.Element if local is None else f"{{*}}{local}")
+    return namespace(tag)
 
 
 class _Reader:
-    """Walks one parsed envelope and fills a :class:`Descriptor`."""
+    """Walks one parsed envelope once and fills a :class:`Descriptor`.
+
+    The walk follows the structure (envelope, sections, content, the sections
+    of each content element); every lookup is in a set or dict built as the
+    walk goes, so a descriptor is checked in time linear in its size.
+    """
 
     def __init__(self, desc: Descriptor, ns: str, limits: Limits) -> None:
         self.d = desc
         self.ns = ns
         self.limits = limits
-        self.legacy = OVF_NAMESPACES[ns] == "0.9"
+        self.version = OVF_NAMESPACES[ns]
+        self.legacy = self.version == "0.9"
+        self.known_sections = sections.known_sections(self.version)
+        #: Section kind → the OVF elements it may hold (in this version).
+        self.children = sections.children(self.version)
         self.properties: set[str] = set()
+        #: Network names of the NetworkSection (``rasd:Connection`` names one).
+        self.networks: set[str] = set()
+        #: Configuration ids of the DeploymentOptionSection (``None``: there is none).
+        self.configurations: set[str] | None = None
+        #: Ids of the files and disks declared so far (``HostResource`` names one).
+        self.file_ids: set[str] = set()
+        self.disk_ids: set[str] = set()
+        #: Tag (Clark notation) → (local name, namespace) of the elements met in sections.
+        self.tags: dict[object, tuple[str, str]] = {}
         #: Attribute name → its Clark name in the envelope's namespace.
         self._attr_names: dict[str, str] = {}
 
@@ -154,85 +156,126 @@ class _Reader:
         value = el.get(key)
         return value.strip() if value is not None else None
 
-    def kind(self, el: etree._Element, local: str | None = None) -> str:
-        """Section or content kind: the local name, or the xsi:type of 0.9's Section/Content."""
-        if local is None:
-            local = _local(el.tag)
-        if self.legacy and local in ("Section", "Content"):
-            xtype = el.get(_XSI_TYPE, "")
-            base = xtype.split(":")[-1]
-            return base[: -len("_Type")] if base.endswith("_Type") else (base or local)
-        return local
+    def add(self, message: str, *args: object) -> None:
+        self.d.add(message, *args)
 
-    def classify(self, el: etree._Element) -> tuple[str, bool, bool]:
-        """``(kind, is content, is section)`` of an element (both can hold for 0.9)."""
-        local = _local(el.tag)
-        kind = self.kind(el, local)
-        return kind, kind in CONTENT_NAMES, kind.endswith("Section") or local == "Section"
+    def kind(self, el: etree._Element, name: str | None = None) -> tuple[str, str]:
+        """``(kind, namespace)`` of an element: its local name and namespace, or for an
+        OVF ``Section``/``Content`` with ``xsi:type`` the type it names (less ``_Type``),
+        resolved with the element's in-scope namespaces (any OVF version)."""
+        if name is None:
+            name = local(el.tag)
+        ns = namespace(el.tag)
+        if name in ("Section", "Content") and ns == self.ns:
+            xtype = (el.get(_XSI_TYPE) or "").strip()
+            if xtype:
+                prefix, _, base = xtype.rpartition(":")
+                type_ns = el.nsmap.get(prefix or None)
+                if type_ns is None or type_ns in OVF_NAMESPACES:
+                    type_ns = self.ns  # an undeclared prefix: read it as OVF's
+                return (base[: -len("_Type")] if base.endswith("_Type") else base), type_ns
+        return name, ns
 
     def has_info(self, el: etree._Element) -> bool:
-        return next(_elements(el, "Info"), None) is not None
+        return next(elements(el, "Info"), None) is not None
+
+    def not_required(self, el: etree._Element) -> bool:
+        value = el.get(f"{{{self.ns}}}required")
+        return value is not None and value.strip().lower() in ("false", "0")
+
+    def other(self, el: etree._Element, parent: str, name: str, ns: str) -> None:
+        """An element that is not OVF's own at this place: an unknown OVF element (an
+        error), or an extension (an error only when it is required and not understood)."""
+        line = el.sourceline or 0
+        if ns == self.ns or ns in OVF_NAMESPACES or not ns:
+            self.add("validator.ovf.element.unknown", name, parent, line)
+        elif not understood(ns) and not self.not_required(el):
+            self.add("validator.ovf.extension.required_unknown", name, ns, line)
 
     # -- the envelope ---------------------------------------------------
     def read(self, root: etree._Element) -> None:
+        version = self.attr(root, "version")
+        if version is not None and not _VERSION.match(version):
+            self.add("validator.ovf.envelope.bad_version", version, root.sourceline or 0)
         for prop in root.iter(f"{{{self.ns}}}Property"):
             key = self.attr(prop, "key")
             if key:
                 self.properties.add(key)
-        children = [(c, *self.classify(c)) for c in _elements(root)]
-        refs = [c for c, *_ in children if _local(c.tag) == "References"]
-        content = [(c, kind) for c, kind, is_content, _ in children if is_content]
-        if not refs:
-            self.d.add("validator.ovf.references.missing")
-        for extra in refs[1:]:
-            self.d.add("validator.ovf.references.duplicate", extra.sourceline or 0)
-        if refs and children[0][0] is not refs[0]:
-            self.d.add("validator.ovf.envelope.references_not_first", refs[0].sourceline or 0)
-        if not content:
-            self.d.add("validator.ovf.content.missing")
-        for extra, _ in content[1:]:
-            self.d.add("validator.ovf.content.multiple", extra.sourceline or 0)
+        refs: list[etree._Element] = []
+        content: list[tuple[etree._Element, str]] = []
+        found: list[tuple[etree._Element, str]] = []  # sections, in order
+        first: etree._Element | None = None
         seen_content = False
-        for c, kind, is_content, is_section in children:
-            if is_content:
+        after: list[tuple[str, str, int]] = []  # what follows the content: reported below
+        for c in elements(root):
+            first = c if first is None else first
+            kind, ns = self.kind(c)
+            line = c.sourceline or 0
+            if ns == self.ns and kind in CONTENT_NAMES:
                 seen_content = True
-            elif seen_content and is_section:
-                self.d.add("validator.ovf.envelope.section_after_content", kind, c.sourceline or 0)
+                content.append((c, kind))
+                continue
+            if ns == self.ns and kind == "References":
+                refs.append(c)
+            elif ns == self.ns and kind == "Strings":
+                pass
+            elif ns == self.ns and (kind.endswith("Section") or kind == "Section"):
+                found.append((c, kind))
+                if seen_content:
+                    after.append(("validator.ovf.envelope.section_after_content", kind, line))
+                continue
+            elif not (seen_content and ns == self.ns):  # else: after_content says it
+                self.other(c, "Envelope", kind, ns)
+            if seen_content and ns == self.ns and kind != "Strings":
+                after.append(("validator.ovf.envelope.after_content", kind, line))
+        if not refs:
+            self.add("validator.ovf.references.missing")
+        for extra in refs[1:]:
+            self.add("validator.ovf.references.duplicate", extra.sourceline or 0)
+        if refs and first is not refs[0]:
+            self.add("validator.ovf.envelope.references_not_first", refs[0].sourceline or 0)
+        if not content:
+            self.add("validator.ovf.content.missing")
+        for extra, _ in content[1:]:
+            self.add("validator.ovf.content.multiple", extra.sourceline or 0)
+        for message, kind, line in after:
+            self.add(message, kind, line)
         if refs:
             self.read_references(refs[0])
-        for c, kind, _, is_section in children:
-            if is_section:
-                self.read_section(c, kind)
-        content_ids: set[str] = set()
+        scope = sections.Scope("Envelope", "Envelope")
+        # DeploymentOptionSection first: items and properties name its configurations.
+        found.sort(key=lambda pair: pair[1] != "DeploymentOptionSection")
+        for c, kind in found:
+            self.read_section(c, kind, scope)
+        ids: set[str] = set()  # the top-level content is its own sibling set
         for c, kind in content:
-            self.read_content(c, kind, content_ids, depth=0)
-        self.check_host_resources(root)
+            self.read_content(c, kind, ids)
 
     def read_references(self, refs: etree._Element) -> None:
         ids: set[str] = set()
         hrefs: set[str] = set()
         chunks = 0  # implied by the sizes of the references so far
-        found = _elements(refs, "File")
+        found = elements(refs, "File")
         files = list(islice(found, self.limits.references))
         beyond = sum(1 for _ in found)  # counted, not kept
         if beyond:
             total = len(files) + beyond
-            self.d.add("validator.ovf.limit.references", total, self.limits.references)
+            self.add("validator.ovf.limit.references", total, self.limits.references)
         for el in files:
             line = el.sourceline or 0
             fid = self.attr(el, "id")
             href = self.attr(el, "href")
             if not fid:
-                self.d.add("validator.ovf.file.no_id", line)
+                self.add("validator.ovf.file.no_id", line)
             elif fid in ids:
-                self.d.add("validator.ovf.file.duplicate_id", fid, line)
+                self.add("validator.ovf.file.duplicate_id", fid, line)
             if not href:
-                self.d.add("validator.ovf.file.no_href", fid or "?", line)
+                self.add("validator.ovf.file.no_href", fid or "?", line)
                 continue
             ref = FileRef(id=fid or "", href=href, line=line)
             ref.usable = self.check_href(href, line)
             if href in hrefs:
-                self.d.add("validator.ovf.file.duplicate_href", href, line)
+                self.add("validator.ovf.file.duplicate_href", href, line)
                 ref.usable = False
             hrefs.add(href)
             size = self.attr(el, "size")
@@ -240,21 +283,22 @@ class _Reader:
                 if _UNSIGNED.match(size):
                     ref.size = int(size)
                 else:
-                    self.d.add("validator.ovf.file.bad_size", href, size, line)
+                    self.add("validator.ovf.file.bad_size", href, size, line)
             compression = self.attr(el, "compression")
             if compression is not None:
                 if compression in ("gzip", "identity"):
                     ref.compression = None if compression == "identity" else compression
                 else:
-                    self.d.add("validator.ovf.file.bad_compression", href, compression, line)
+                    self.add("validator.ovf.file.bad_compression", href, compression, line)
             chunk = self.attr(el, "chunkSize")
             if chunk is not None:
                 if _UNSIGNED.match(chunk) and int(chunk) > 0:
                     ref.chunk_size = int(chunk)
                 else:
-                    self.d.add("validator.ovf.file.bad_chunk_size", href, chunk, line)
+                    self.add("validator.ovf.file.bad_chunk_size", href, chunk, line)
             if fid and fid not in ids:
                 self.d.files.append(ref)
+                self.file_ids.add(fid)
                 chunks = self.budget_chunks(ref, chunks)
             ids.add(fid or "")
 
@@ -275,39 +319,74 @@ class _Reader:
 
     def check_href(self, href: str, line: int) -> bool:
         if _URL.match(href) and not re.match(r"^[A-Za-z]:[\\/]", href):
-            self.d.add("validator.ovf.file.href_url", href, line)
+            self.add("validator.ovf.file.href_url", href, line)
             return False
         if href.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", href):
-            self.d.add("validator.ovf.file.href_absolute", href, line)
+            self.add("validator.ovf.file.href_absolute", href, line)
             return False
         if ".." in re.split(r"[\\/]", href):
-            self.d.add("validator.ovf.file.href_traversal", href, line)
+            self.add("validator.ovf.file.href_traversal", href, line)
             return False
         if not is_plain_name(href):
-            self.d.add("validator.ovf.file.href_not_plain", href, line)
+            self.add("validator.ovf.file.href_not_plain", href, line)
             return False
         return True
 
-    def read_section(self, section: etree._Element, kind: str) -> None:
+    # -- sections -------------------------------------------------------
+    def read_section(self, section: etree._Element, kind: str, scope: sections.Scope) -> None:
+        """A section in the OVF namespace, at ``scope`` (its placement is checked)."""
+        line = section.sourceline or 0
         if not self.has_info(section):
-            self.d.add("validator.ovf.section.no_info", kind, section.sourceline or 0)
+            self.add("validator.ovf.section.no_info", kind, line)
+        if kind not in self.known_sections:
+            self.add("validator.ovf.section.unknown", kind, line)
+            return
+        allowed = sections.PLACEMENT[kind]
+        if scope.where not in allowed:
+            where = " / ".join(sorted(allowed))
+            self.add("validator.ovf.section.misplaced", kind, scope.where, where, line)
+        elif kind in sections.AT_MOST_ONE:
+            if kind in scope.seen:
+                self.add("validator.ovf.section.duplicate", kind, scope.label, line)
+            scope.seen.add(kind)
+        children = self.children.get(kind)
+        if children is not None:
+            tags = self.tags
+            for child in elements(section):
+                tag = child.tag
+                known = tags.get(tag)  # a few distinct tags, repeated (Item, Disk…)
+                if known is None:
+                    known = tags[tag] = (local(tag), namespace(tag))
+                name, ns = known
+                if ns != self.ns or name not in children:
+                    self.other(child, kind, name, ns)
         if kind == "DiskSection":
             self.read_disks(section)
+        else:
+            sections.read(self, section, kind, scope)
 
     def read_disks(self, section: etree._Element) -> None:
         ids: set[str] = set()
-        file_ids = {f.id for f in self.d.files}
-        for el in _elements(section, "Disk"):
+        file_ids = self.file_ids
+        used_files: set[str] = set()
+        for el in elements(section, "Disk"):
             line = el.sourceline or 0
             did = self.attr(el, "diskId")
             if not did:
-                self.d.add("validator.ovf.disk.no_id", line)
+                self.add("validator.ovf.disk.no_id", line)
             elif did in ids:
-                self.d.add("validator.ovf.disk.duplicate_id", did, line)
+                self.add("validator.ovf.disk.duplicate_id", did, line)
             label = did or "?"
-            file_ref = self.attr(el, "fileRef")
-            if file_ref is not None and file_ref not in file_ids:
-                self.d.add("validator.ovf.disk.unknown_file_ref", label, file_ref, line)
+            file_ref = self.attr(el, "fileRef") or None  # "" is an empty disk (no file)
+            if file_ref is not None:
+                if file_ref not in file_ids:
+                    self.add("validator.ovf.disk.unknown_file_ref", label, file_ref, line)
+                elif file_ref in used_files:
+                    self.add("validator.ovf.disk.duplicate_file_ref", label, file_ref, line)
+                used_files.add(file_ref)
+            parent = self.attr(el, "parentRef")
+            if parent and parent not in ids:
+                self.add("validator.ovf.disk.unknown_parent", label, parent, line)
             units = self.units(el, label, line)
             capacity = self.capacity(el, label, line)
             capacity_bytes = capacity * units if capacity is not None and units else None
@@ -317,7 +396,7 @@ class _Reader:
                 if _UNSIGNED.match(raw_pop):
                     populated = int(raw_pop)
                     if capacity_bytes is not None and populated > capacity_bytes:
-                        self.d.add(
+                        self.add(
                             "validator.ovf.disk.populated_exceeds_capacity",
                             label,
                             populated,
@@ -325,8 +404,9 @@ class _Reader:
                             line,
                         )
                 else:
-                    self.d.add("validator.ovf.disk.bad_populated_size", label, raw_pop, line)
+                    self.add("validator.ovf.disk.bad_populated_size", label, raw_pop, line)
             if did and did not in ids:
+                self.disk_ids.add(did)
                 self.d.disks.append(
                     Disk(did, line, file_ref, capacity_bytes, self.attr(el, "format"), populated)
                 )
@@ -335,20 +415,18 @@ class _Reader:
     def capacity(self, el: etree._Element, label: str, line: int) -> int | None:
         raw = self.attr(el, "capacity")
         if raw is None or raw == "":
-            self.d.add("validator.ovf.disk.no_capacity", label, line)
+            self.add("validator.ovf.disk.no_capacity", label, line)
             return None
         prop = _PROPERTY_REF.match(raw)
         if prop:
             if prop.group(1) not in self.properties:
-                self.d.add(
-                    "validator.ovf.disk.unknown_capacity_property", label, prop.group(1), line
-                )
+                self.add("validator.ovf.disk.unknown_capacity_property", label, prop.group(1), line)
             return None
         if not _UNSIGNED.match(raw):
-            self.d.add("validator.ovf.disk.bad_capacity", label, raw, line)
+            self.add("validator.ovf.disk.bad_capacity", label, raw, line)
             return None
         if int(raw) == 0:
-            self.d.add("validator.ovf.disk.zero_capacity", label, line)
+            self.add("validator.ovf.disk.zero_capacity", label, line)
             return None
         return int(raw)
 
@@ -358,54 +436,59 @@ class _Reader:
             return 1
         m = _UNITS.match(raw)
         if not m:
-            self.d.add("validator.ovf.disk.bad_allocation_units", label, raw, line)
+            self.add("validator.ovf.disk.bad_allocation_units", label, raw, line)
             return None
         value = 1
         for base, exp in _UNIT_TERM.findall(m.group(1)):
             value *= int(base) ** int(exp or 1)
             if value.bit_length() > 128:
-                self.d.add("validator.ovf.disk.bad_allocation_units", label, raw, line)
+                self.add("validator.ovf.disk.bad_allocation_units", label, raw, line)
                 return None
         return value
 
-    def read_content(self, el: etree._Element, kind: str, ids: set[str], depth: int) -> None:
+    # -- content --------------------------------------------------------
+    def read_content(self, el: etree._Element, kind: str, siblings: set[str]) -> None:
+        """A VirtualSystem or VirtualSystemCollection; ``siblings``: the ids of the
+        content elements beside it (its collection's direct children), its own added."""
         line = el.sourceline or 0
         cid = self.attr(el, "id")
         if not cid:
-            self.d.add("validator.ovf.content.no_id", kind, line)
-        elif cid in ids:
-            self.d.add("validator.ovf.content.duplicate_id", cid, line)
+            self.add("validator.ovf.content.no_id", kind, line)
+        elif cid in siblings:
+            self.add("validator.ovf.content.duplicate_id", cid, line)
         else:
-            ids.add(cid)
+            siblings.add(cid)
         if not self.has_info(el):
-            self.d.add("validator.ovf.content.no_info", kind, cid or "?", line)
-        for child in _elements(el):
-            child_kind, is_content, is_section = self.classify(child)
-            if is_content:
+            self.add("validator.ovf.content.no_info", kind, cid or "?", line)
+        scope = sections.Scope(kind, f"{kind} {cid or '?'}")
+        children: set[str] = set()
+        later: list[tuple[etree._Element, str]] = []
+        for child in elements(el):
+            name = local(child.tag)
+            child_kind, ns = self.kind(child, name)
+            if ns != self.ns:
+                self.other(child, kind, child_kind, ns)
+            elif child_kind in CONTENT_NAMES:
                 if kind != "VirtualSystemCollection":
-                    self.d.add(
+                    self.add(
                         "validator.ovf.content.nested_in_system",
                         child_kind,
                         cid or "?",
                         child.sourceline or 0,
                     )
-                self.read_content(child, child_kind, ids, depth + 1)
-            elif is_section:
-                self.read_section(child, child_kind)
-
-    def check_host_resources(self, root: etree._Element) -> None:
-        disks = {d.id for d in self.d.disks}
-        files = {f.id for f in self.d.files}
-        for el in root.iter("{*}HostResource"):
-            value = (el.text or "").strip()
-            m = _HOST_RESOURCE.match(value)
-            if not m:
-                continue
-            kind, ident = m.groups()
-            if kind == "disk" and ident not in disks:
-                self.d.add("validator.ovf.hardware.unknown_disk", ident, el.sourceline or 0)
-            elif kind == "file" and ident not in files:
-                self.d.add("validator.ovf.hardware.unknown_file", ident, el.sourceline or 0)
+                self.read_content(child, child_kind, children)
+            elif child_kind.endswith("Section") or child_kind == "Section":
+                if child_kind == "StartupSection":
+                    later.append((child, child_kind))  # it names the children: after them
+                else:
+                    self.read_section(child, child_kind, scope)
+            elif child_kind not in ("Info", "Name"):
+                self.other(child, kind, child_kind, ns)
+        scope.children = children
+        for child, child_kind in later:
+            self.read_section(child, child_kind, scope)
+        if kind == "VirtualSystem":
+            sections.finish_system(self, el, cid or "?", scope)
 
 
 def read_descriptor(name: str, data: bytes | None, limits: Limits) -> Descriptor:

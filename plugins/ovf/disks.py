@@ -44,6 +44,13 @@ VMDK_VARIANTS = {
 
 Problem = tuple[str, tuple[object, ...]]
 
+#: ``-o ovf.inflate=true``: inflate every compressed grain of a streamOptimized disk (the
+#: deep grain check of :class:`~.vmdk.VmdkChecker`); off by default, it costs about ten
+#: times the hashing of the disk (docs/performance.md).
+INFLATE_OPTION = "ovf.inflate"
+FLAG_TRUE = ("true", "yes", "on", "1")
+FLAG_FALSE = ("false", "no", "off", "0", "")
+
 
 class ProblemCheck(StreamCheck):
     """Reports problems known before the file is read (ignores the bytes)."""
@@ -103,15 +110,32 @@ def vmdk_disk_checks(
         return None
     if variant is None:
         return [ProblemCheck(name, [("validator.ovf.vmdk.bad_variant", (name, disk_format))])]
+    inflate = option_flag(ctx.options.get(INFLATE_OPTION))
     checker = VmdkChecker(
-        name,
         name,
         declared_capacity=capacity,
         disk_id=disk_id,
         variant=variant,
         max_descriptor=min(ctx.limits.descriptor_bytes, 16 << 20),
+        inflate=bool(inflate),
     )
+    if inflate is None:
+        value = ctx.options[INFLATE_OPTION]
+        bad = ("validator.ovf.option.bad_flag", (name, INFLATE_OPTION, str(value)))
+        return [VmdkCheck(checker), ProblemCheck(name, [bad])]
     return [VmdkCheck(checker)]
+
+
+def option_flag(value: object) -> bool | None:
+    """A yes/no plugin option: ``None`` (not given) is no; ``None`` back: not a yes or no."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in FLAG_TRUE:
+        return True
+    if text in FLAG_FALSE:
+        return False
+    return None
 
 
 class CheckConsumer:
@@ -282,42 +306,42 @@ def attach_disk_checks(
     """In ``validator_prepare_session``: put every disk's checks downstream of its stream.
 
     Disks whose file is not (completely) in the session are left to
-    ``missing_files``.
+    ``missing_files``.  In a sequential session (an archive on a pipe) the
+    disks have not arrived yet: the first call attaches the checks to every
+    disk's stream and keeps the problems of asking for them; the second (at
+    the end, when the ``ovf`` adapter reports what prepare found) reports them
+    for the disks whose stream turned out complete, as a file would.
     """
     from .stream import logical_stream
 
     refs = {r.href: r for r in desc.files if r.usable}
+    kept: dict[str, list[Problem]] | None = None
+    setup = False
+    if session.sequential:
+        setup = _SEQUENTIAL_KEY not in ctx.store
+        kept = ctx.store.setdefault(_SEQUENTIAL_KEY, {})
     for href, found in disk_files(desc).items():
         stream = logical_stream(session, ctx, refs[href])
-        if stream is None or not stream.complete:
+        if stream is None:
             continue
-        checks, problems = checks_for_disk(session, ctx, found)
+        if kept is not None and not setup:
+            problems = kept.get(href)
+            if problems is None or not stream.complete:
+                continue
+        else:
+            if kept is None and not stream.complete:
+                continue
+            checks, problems = checks_for_disk(session, ctx, found)
+            for plugin, check in checks:
+                stream.attach(CheckConsumer(check, plugin))
+            if kept is not None:
+                kept[href] = problems
+                continue
         for message_id, args in problems:
             if message_id == NO_FORMAT[0]:
                 report.warning(stream.name, message_id, *args)
             else:
                 report.error(stream.name, message_id, *args)
-        for plugin, check in checks:
-            stream.attach(CheckConsumer(check, plugin))
 
 
-def sequential_disk_checks(
-    desc: Descriptor, session: Session, ctx: CheckContext, name: str
-) -> list[StreamCheck]:
-    """A disk that arrives during a sequential pass (an archive on a pipe).
-
-    Its stored size was unknown in ``validator_prepare_session``, so no stream
-    could be prepared for it: an uncompressed, unchunked disk file gets its
-    checks fed the stored bytes directly.
-    """
-    ref = next((r for r in desc.files if r.usable and r.href == name), None)
-    found = disk_files(desc).get(name)
-    if ref is None or found is None or ref.compression is not None or ref.chunk_size is not None:
-        return []
-    found_checks, problems = checks_for_disk(session, ctx, found)
-    checks: list[StreamCheck] = [OwnedCheck(check, plugin, name) for plugin, check in found_checks]
-    if problems:
-        errors = [p for p in problems if p[0] != NO_FORMAT[0]]
-        warnings = [p for p in problems if p[0] == NO_FORMAT[0]]
-        checks.append(ProblemCheck(name, errors, warnings))
-    return checks
+_SEQUENTIAL_KEY = "ovf.disks.sequential"

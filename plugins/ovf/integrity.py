@@ -159,9 +159,31 @@ def file_groups(desc: Descriptor, session: Session, ctx: CheckContext) -> list[S
 def file_checks(
     desc: Descriptor, session: Session, file: SessionFile, ctx: CheckContext
 ) -> list[FileCheck]:
-    """The logical stream of the reference ``file`` stores, when it has work to do."""
+    """The logical stream of the reference ``file`` stores, when it has work to do.
+
+    In a sequential session (an archive on a pipe) the streams were built
+    before any member arrived: each arriving part gives its stream its size
+    (:meth:`~.stream.LogicalStream.arrived`), and a stream whose parts do not
+    all arrive, in order, reports nothing (as a file never reads it).
+    """
     stream = _index(desc, session, ctx).get(file.name)
+    if not session.sequential:
+        if stream is None:
+            return []
+        stream.handed_out = True
+        return [stream] if stream.needed else []
     if stream is None:
+        m = _CHUNK.match(file.name)
+        ref = next(
+            (
+                r
+                for r in desc.files
+                if m and r.usable and r.chunk_size is not None and r.href == m.group("href")
+            ),
+            None,
+        )
+        stream = logical_stream(session, ctx, ref) if ref is not None else None
+    if stream is None or file.source is None or not stream.arrived(file.name, file.source.size):
         return []
     stream.handed_out = True
-    return [stream] if stream.needed else []
+    return [stream] if stream.has_work else []

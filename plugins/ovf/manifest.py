@@ -42,7 +42,7 @@ MAX_LINE_PROBLEMS = PER_KIND
 _LINE = re.compile(r"(?P<alg>[^()\s=]+)\((?P<name>.*)\)=(?P<rest>.*)", re.DOTALL)
 _DIGEST = re.compile(r" (?P<hex>[0-9A-Fa-f]+)")
 _KEY = "ovf.manifest"
-_DEFERRED = "ovf.manifest.deferred"
+DEFERRED_KEY = "ovf.manifest.deferred"
 
 Problem = tuple[str, tuple[object, ...]]
 
@@ -183,7 +183,7 @@ def prepare(desc: Descriptor, session: Session, ctx: CheckContext, report: Repor
             # An archive read from a stream may bring its manifest at the end,
             # after the files: their digests must be computed as they pass, in
             # every algorithm a manifest may use, and compared in ``check``.
-            ctx.store[_DEFERRED] = True
+            ctx.store[DEFERRED_KEY] = True
             for name in expected_names(desc, session, ctx.limits):
                 for hashlib_name, _ in ALGORITHMS.values():
                     ctx.request_digest(name, hashlib_name)
@@ -234,7 +234,7 @@ def check(desc: Descriptor, session: Session, ctx: CheckContext, report: Reporte
     mf = load(session, ctx, desc)
     if mf is None:
         return
-    if ctx.store.pop(_DEFERRED, False):
+    if ctx.store.pop(DEFERRED_KEY, False):
         _report(mf, desc, session, ctx, report)  # it arrived during the pass
     if mf.unusable:
         return

@@ -19,8 +19,12 @@ name is ever used as a path.
 Members must be regular files with plain names: links, devices, FIFOs,
 directories, absolute or ``..`` names and duplicates are refused (each an
 ``invalid_files`` entry), the descriptor must be the first member.  A file
-that is not a tar archive, a damaged header or an archive cut short is a
-one-line :class:`~validator.session.SessionError`.
+that is not a tar archive, a damaged header, an archive cut short, one that
+cannot be read or that has more members than ``archive_members`` is a
+:class:`~validator.session.DamagedInput`: the result's only ``invalid_files``
+entry, on the archive (its file name, ``-`` on standard input), exit status 1,
+whether the damage is found while the archive is listed (a file) or during
+the single pass (standard input).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 from validator.limits import Limits
 from validator.session import (
     ByteSource,
+    DamagedInput,
     MemorySource,
     RangeSource,
     Rejected,
@@ -114,8 +119,16 @@ def _text(field: bytes) -> str:
     return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
+def damaged(name: str, message_id: str, *args: object) -> DamagedInput:
+    """A finding about the archive ``name`` itself (see the module docstring)."""
+    return DamagedInput(name, "ovf", message_id, name, *args)
+
+
 class TarWalker:
-    """Walks the headers of a tar archive; the caller consumes or skips each member's data."""
+    """Walks the headers of a tar archive; the caller consumes or skips each member's data.
+
+    ``origin`` is the archive's name in findings (its file name, or ``-``).
+    """
 
     def __init__(self, src: _Input, origin: str) -> None:
         self.src = src
@@ -123,8 +136,8 @@ class TarWalker:
         self.pos = 0
         self.count = 0
 
-    def _fail(self, message_id: str, *args: object) -> SessionError:
-        return SessionError(message_id, self.origin, *args)
+    def _fail(self, message_id: str, *args: object) -> DamagedInput:
+        return damaged(self.origin, message_id, *args)
 
     def read_exact(self, n: int, at: int) -> bytes:
         data = self.src.read(n)
@@ -288,6 +301,7 @@ def open_archive(path: Path, limits: Limits) -> Session:
         _index(
             _FileInput(fh, st.st_size),
             session,
+            path.name,
             limits,
             lambda member: RangeSource(real, member.offset, member.size),
         )
@@ -295,19 +309,26 @@ def open_archive(path: Path, limits: Limits) -> Session:
 
 
 def _index(
-    src: _Input, session: Session, limits: Limits, source: Callable[[Member], ByteSource]
+    src: _Input,
+    session: Session,
+    name: str,
+    limits: Limits,
+    source: Callable[[Member], ByteSource],
+    unreadable: Callable[[OSError], SessionError] | None = None,
 ) -> None:
-    """Walk the headers of a seekable archive: each member a file with ``source(member)``."""
-    path = session.origin
-    walker = TarWalker(src, path)
+    """Walk the headers of a seekable archive: each member a file with ``source(member)``.
+
+    ``name`` is the archive's name in findings; a read that fails is a finding
+    (``validator.ovf.ova.read_error``) unless ``unreadable`` makes it another error
+    (a remote archive: the server failed, the archive is not damaged).
+    """
+    walker = TarWalker(src, name)
     seen: set[str] = set()
     first: str | None = None
     try:
         while (member := walker.next()) is not None:
             if len(session.files) + len(session.rejected) >= limits.archive_members:
-                raise SessionError(
-                    "validator.ovf.ova.too_many_members", path, limits.archive_members
-                )
+                raise damaged(name, "validator.ovf.ova.too_many_members", limits.archive_members)
             if first is None:
                 first = member.name
             refused = _refusal(member, seen)
@@ -319,7 +340,9 @@ def _index(
                 session.files.append(SessionFile(member.name, source(member)))
             walker.skip_data(member)
     except OSError as exc:
-        raise SessionError("validator.ovf.ova.read_error", path, exc.strerror or exc) from exc
+        if unreadable is not None:
+            raise unreadable(exc) from exc
+        raise damaged(name, "validator.ovf.ova.read_error", exc.strerror or exc) from exc
     _first_problem(session, first)
 
 
@@ -337,8 +360,10 @@ def open_remote_archive(location: RemoteLocation, limits: Limits) -> Session:
         _index(
             _FileInput(fh, whole.size),
             session,
+            location.name,
             limits,
             lambda member: whole.range(member.offset, member.size),
+            location.fail,  # the server failed (exit 2); a damaged archive is a finding
         )
     return session
 
@@ -445,8 +470,8 @@ class StreamSession(Session):
         if len(self.files) + len(self.rejected) + len(self.meta.get(PROBLEMS_KEY, [])) >= (
             self.limits.archive_members
         ):
-            raise SessionError(
-                "validator.ovf.ova.too_many_members", self.origin, self.limits.archive_members
+            raise damaged(
+                self.origin, "validator.ovf.ova.too_many_members", self.limits.archive_members
             )
 
     def _late_descriptor(self, name: str) -> None:
@@ -459,6 +484,12 @@ class StreamSession(Session):
 
     def iter_sequential(self) -> Iterator[SessionFile]:
         yield from list(self.files)  # the members read ahead, already in memory
+        try:
+            yield from self._arriving()
+        except OSError as exc:  # standard input failed mid-way: a finding, like a cut
+            raise damaged(self.origin, "validator.ovf.ova.read_error", exc.strerror or exc) from exc
+
+    def _arriving(self) -> Iterator[SessionFile]:
         walker = self.walker
         if walker is None:
             return
@@ -475,9 +506,7 @@ class StreamSession(Session):
             if refused is None and member.name.lower().endswith(".ovf"):
                 self._late_descriptor(member.name)
             if refused is not None:
-                self.meta.setdefault(PROBLEMS_KEY, []).append(
-                    (refused.name, refused.message_id, refused.args)
-                )
+                self.rejected.append(refused)  # reported as a file's (the engine: after the pass)
                 walker.skip_data(member)
             elif _small_metadata(member, self.limits):
                 data = walker.read_exact(member.size, member.header_at)
@@ -533,7 +562,7 @@ def open_stream(raw: Any, origin: str, limits: Limits) -> Session:
         session.walker = walker
         session.first = first
     except OSError as exc:
-        raise SessionError("validator.ovf.ova.read_error", origin, exc.strerror or exc) from exc
+        raise damaged(origin, "validator.ovf.ova.read_error", exc.strerror or exc) from exc
     _first_problem(session, first)
     return session
 

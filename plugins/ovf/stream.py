@@ -127,11 +127,25 @@ class LogicalStream(StreamCheck):
 
     label = "ovf-stream"
 
-    def __init__(self, ref: FileRef, parts: list[tuple[str, int | None]], limits: Limits) -> None:
+    def __init__(
+        self,
+        ref: FileRef,
+        parts: list[tuple[str, int | None]],
+        limits: Limits,
+        *,
+        sequential: bool = False,
+        growable: bool = False,
+    ) -> None:
         self.ref = ref
         self.limits = limits
-        #: Every stored part is in the session (else nothing is decoded).
-        self.complete = bool(parts) and all(size is not None for _, size in parts)
+        #: A sequential session (an archive on a pipe): the parts' sizes are learnt as
+        #: they arrive (:meth:`arrived`); ``growable``: a chunked file without
+        #: ``ovf:size``, whose chunks are the unbroken run that arrives.
+        self.sequential = sequential
+        self.growable = growable
+        self._sizes: list[int | None] = [size for _, size in parts]
+        self._arrived = 0
+        self._disordered = False
         self._parts: list[_Part] = []
         offset = 0
         for name, size in parts:
@@ -156,9 +170,47 @@ class LogicalStream(StreamCheck):
 
     # -- set-up ----------------------------------------------------------------
     @property
+    def complete(self) -> bool:
+        """Every stored part is in the session (else nothing is decoded and nothing reported).
+
+        In a sequential session: every part arrived, in order (known only at the end).
+        """
+        if self.sequential:
+            return bool(self._parts) and not self._disordered and self._arrived == len(self._parts)
+        return bool(self._parts) and all(size is not None for size in self._sizes)
+
+    @property
+    def has_work(self) -> bool:
+        """Whether reading the reference through this stream would check anything."""
+        return self._gzip or bool(self.consumers)
+
+    @property
     def needed(self) -> bool:
         """Whether reading the reference through this stream checks anything."""
-        return self.complete and (self._gzip or bool(self.consumers))
+        return self.complete and self.has_work
+
+    def arrived(self, name: str, size: int) -> bool:
+        """A sequential session: stored part ``name`` arrived with ``size`` bytes.
+
+        ``True`` when it is the next part of this stream (feed it its bytes); a part
+        out of order makes the stream incomplete, since its content can no longer
+        be produced in one pass.
+        """
+        if self._disordered:
+            return False
+        at = self._arrived
+        if at == len(self._parts) and self.growable and name == chunk_name(self.ref.href, at):
+            self._parts.append(_Part(name, 0, 0))
+            self._sizes.append(None)
+        if at >= len(self._parts) or self._parts[at].name != name:
+            if any(part.name == name for part in self._parts):
+                self._disordered = True
+            return False
+        start = self._parts[at - 1].start + self._parts[at - 1].size if at else 0
+        self._parts[at] = _Part(name, start, size)
+        self._sizes[at] = size
+        self._arrived += 1
+        return True
 
     def attach(self, consumer: Consumer) -> Consumer:
         """Add a consumer of the logical content (before the engine reads any byte)."""
@@ -188,6 +240,8 @@ class LogicalStream(StreamCheck):
             self._emit(data)
 
     def finish(self, report: Reporter) -> None:
+        if not self.complete:
+            return  # a part never came (sequential session): as if never read
         if self._gzip and not self._broken:
             self._gzip_end()
         for name, message_id, args in self._problems:
@@ -342,6 +396,13 @@ def logical_stream(session: Session, ctx: CheckContext, ref: FileRef) -> Logical
             file = session.get(name)
             size = file.source.size if file is not None and file.source is not None else None
             parts.append((name, size))
-        return LogicalStream(ref, parts, ctx.limits)
+        if not session.sequential:
+            return LogicalStream(ref, parts, ctx.limits)
+        # Built before the members arrive: a chunked file without ovf:size takes the
+        # unbroken run of chunks that arrives, as chunk_parts takes those present.
+        growable = ref.chunk_size is not None and ref.chunk_names(ctx.limits.max_files) is None
+        if growable:
+            parts = parts[:1]
+        return LogicalStream(ref, parts, ctx.limits, sequential=True, growable=growable)
 
     return ctx.cached(_KEY + ref.href, build)

@@ -68,6 +68,8 @@ def descriptor(
         "<rasd:InstanceID>4</rasd:InstanceID><rasd:ResourceType>17</rasd:ResourceType>"
         "</Item></VirtualHardwareSection>"
         if hardware and disks
+        else "<VirtualHardwareSection><Info>hw</Info></VirtualHardwareSection>"
+        if hardware
         else ""
     )
     return (

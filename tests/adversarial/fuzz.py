@@ -526,7 +526,9 @@ def _vmdk_verdict_cut(data: bytes, cuts: list[int]) -> list[Any]:
     """The verdict with the bytes cut at ``cuts`` (positions, ascending)."""
     from validator_plugins.ovf.vmdk import VmdkChecker
 
-    checker = VmdkChecker("vm-disk1.vmdk", declared_capacity=64 << 20, variant="streamOptimized")
+    checker = VmdkChecker(
+        "vm-disk1.vmdk", declared_capacity=64 << 20, variant="streamOptimized", inflate=True
+    )
     view = memoryview(data)
     prev = 0
     for at in [*cuts, len(data)]:

@@ -39,6 +39,7 @@ def result_ids(result: ValidationResult) -> list[str]:
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_MESSAGES", "LANG")}
     env["NO_COLOR"] = "1"
+    env["VALIDATOR_LOAD_PLUGINS"] = ""  # built-in plugins only, whatever else is installed
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
