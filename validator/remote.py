@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import re
 import threading
 import time
@@ -227,7 +228,6 @@ class HttpClient(Client):
             value = None
             try:
                 import netrc
-                import os
 
                 found = netrc.netrc(os.environ.get("NETRC") or None).authenticators(origin[1])
             except (OSError, netrc.NetrcParseError):
@@ -613,6 +613,18 @@ class FsspecClient(Client):
 
 _CLIENTS: dict[tuple[str, RemoteOptions], Client] = {}
 _CLIENTS_LOCK = threading.Lock()
+
+
+def _forget_clients() -> None:
+    """A forked child (a batch worker) must not share its parent's open connections:
+    it starts with no clients (the parent's sockets are dropped, not closed)."""
+    global _CLIENTS_LOCK
+    _CLIENTS.clear()
+    _CLIENTS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_clients)
 
 
 def client_for(url: str, options: RemoteOptions) -> Client:
