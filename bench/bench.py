@@ -36,6 +36,7 @@ Exit status 0 when every target is met, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -46,6 +47,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -310,6 +312,88 @@ def cases(built: dict[str, Any]) -> list[Case]:
     ]
 
 
+@contextlib.contextmanager
+def _nginx(root: Path, tmp: Path) -> Iterator[str | None]:
+    """The tests' nginx (tests/servers.py) serving ``root``, or ``None`` without nginx."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from tests.servers import nginx_available, start_nginx
+    finally:
+        sys.path.pop(0)
+    if not nginx_available():
+        print("bench: no nginx (apt-get install nginx-light), the http case is skipped")
+        yield None
+        return
+    with start_nginx(root, tmp) as base:
+        yield base
+
+
+def _http_cases(built: dict[str, Any], base: str) -> list[Case]:
+    """The same .ova over HTTP from the local nginx, against openssl on the local file."""
+    ova = built["ova"]
+    url = f"{base}/pkg/{ova.name}"
+    return [Case("ova-http", [*VALIDATOR, url], ["openssl", "dgst", "-sha256", str(ova)], 1.0)]
+
+
+def _small_catalog(tmp: Path, count: int) -> Path:
+    """``count`` copies of the sample package, each in its own folder (hard links)."""
+    cat = tmp / "catalog"
+    cat.mkdir(exist_ok=True)
+    for i in range(count):
+        folder = cat / f"pkg{i:04d}"
+        if folder.exists():
+            continue
+        folder.mkdir()
+        for name in ("vm.ovf", "vm.mf", "vm-disk1.vmdk"):
+            os.link(ROOT / "samples" / name, folder / name)
+    return cat
+
+
+def batch_scaling(tmp: Path, count: int, runs: int) -> dict[str, Any]:
+    """``validator batch`` over ``count`` small packages with 1 and 2 workers (target ≥ 1.7×).
+
+    Throughput is the run's own (its summary's items/s: from the catalog listing to the
+    last record, the interpreter's start-up left out); wall time is the whole command.
+    The two are interleaved, median of ``runs``.
+    """
+    cat = _small_catalog(tmp, count)
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(runs):
+        for workers in (1, 2):
+            cmd = [sys.executable, "-m", "validator", "batch", str(cat), "-w", str(workers)]
+            start = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=ENV)
+            walls[workers].append(time.perf_counter() - start)
+            summary = done.stderr.strip().splitlines()[-1]
+            rate = summary.rsplit("MiB/s, ", 1)[1].split()[0]
+            rates[workers].append(float(rate.replace(",", "")))
+    out: dict[str, Any] = {"items": count}
+    for workers in (1, 2):
+        out[f"w{workers}_s"] = round(statistics.median(walls[workers]), 3)
+        out[f"w{workers}_items_per_s"] = round(statistics.median(rates[workers]), 1)
+    out["speedup"] = round(out["w2_items_per_s"] / out["w1_items_per_s"], 2)
+    return out
+
+
+def per_item_overhead(runs: int = 200) -> float:
+    """Seconds per ``validate_item`` of samples/vm.ovf in one process (target ≤ 5 ms)."""
+    code = (
+        "import time\n"
+        "from validator.batch import Item, Settings, validate_item\n"
+        "from validator.limits import Limits\n"
+        f"item, s = Item({str(ROOT / 'samples' / 'vm.ovf')!r}), Settings(Limits())\n"
+        "validate_item(item, s)\n"
+        "t = time.perf_counter()\n"
+        f"for _ in range({runs}): validate_item(item, s)\n"
+        f"print((time.perf_counter() - t) / {runs})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return float(done.stdout.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size-mib", type=int, default=1024, help="capacity of each disk (MiB)")
@@ -320,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-iso", action="store_true", help="leave out the ISO case")
     p.add_argument("--os-mib", type=int, default=1024,
                    help="size of the compressible disk of the os cases (MiB; 0: none)")
+    p.add_argument("--no-http", action="store_true", help="leave out the .ova over HTTP case")
+    p.add_argument("--no-batch", action="store_true", help="leave out the batch measurements")
+    p.add_argument("--batch-items", type=int, default=200, help="packages in the batch case")
+    p.add_argument("--only", help="comma-separated case names to run (default: all)")
     opts = p.parse_args(argv)
     tmp = opts.reuse or Path(tempfile.mkdtemp(prefix="validator-bench-"))
     if opts.reuse:
@@ -334,7 +422,14 @@ def main(argv: list[str] | None = None) -> int:
             built["os_files"] = [tmp / "os" / n for n in ("vm.ovf", "vm.mf", "os.vmdk")]
         elif not opts.reuse and opts.os_mib > 0:
             built.update(build_os_disk(tmp, opts.os_mib))
+        server = contextlib.ExitStack()
+        base = None if opts.no_http else server.enter_context(_nginx(tmp, tmp / "nginx"))
         all_cases = cases(built) + ([] if opts.no_iso else _iso_cases(tmp, opts.size_mib))
+        if base is not None:
+            all_cases += _http_cases(built, base)
+        if opts.only:
+            wanted = set(opts.only.split(","))
+            all_cases = [c for c in all_cases if c.name in wanted]
         ssl = subprocess.run(["openssl", "version"], capture_output=True, text=True)
         ssl_version = ssl.stdout.strip()
         print(
@@ -376,6 +471,20 @@ def main(argv: list[str] | None = None) -> int:
                 cpu = b["cpu_s"] / a["cpu_s"] - 1
                 print(f"-o ovf.inflate=true costs {deep} {wall:+.0%} wall time and {cpu:+.0%} "
                       f"CPU time over {plain}")
+        server.close()
+        if not opts.no_batch:
+            scaling = batch_scaling(tmp, opts.batch_items, max(3, opts.runs))
+            overhead = per_item_overhead()
+            passed = scaling["speedup"] >= 1.7 and overhead <= 0.005
+            ok = ok and passed
+            print(
+                f"batch of {scaling['items']} small packages: 1 worker {scaling['w1_s']:.2f} s "
+                f"({scaling['w1_items_per_s']} items/s), 2 workers {scaling['w2_s']:.2f} s "
+                f"({scaling['w2_items_per_s']} items/s): {scaling['speedup']:.2f}x (target "
+                f">= 1.7); per item in one process {overhead * 1000:.2f} ms (target <= 5)  "
+                + ("ok" if passed else "MISSED")
+            )
+            rows.append({"case": "batch", **scaling, "per_item_ms": round(overhead * 1000, 2)})
         print(f"load average at the end {os.getloadavg()[0]:.2f} (others' work skews the ratios)")
         if opts.json:
             print(json.dumps(rows, indent=2))

@@ -211,6 +211,8 @@ def test_python_dash_m_in_a_real_process() -> None:
     [
         # A small OVF package needs lxml, but not PyYAML, cryptography or the ISO adapter.
         (["samples/vm.ovf"], {"yaml", "cryptography", "pycdlib", "validator_plugins.iso.check"}),
+        # Local inputs never load the remote stack (fsspec, aiohttp) or the batch runner.
+        (["samples/vm.ovf"], {"fsspec", "aiohttp", "validator.remote", "validator.batch"}),
         # An ISO needs neither lxml nor the OVF adapter's modules.
         (["ISO"], {"yaml", "lxml.etree", "cryptography", "validator_plugins.ovf.descriptor"}),
         (["--help"], {"pluggy", "lxml.etree", "importlib.metadata", "validator.engine"}),

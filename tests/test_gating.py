@@ -149,7 +149,8 @@ def test_a_misspelled_option_key_is_refused_with_the_known_keys(cli) -> None:  #
     assert r.code == 2 and r.out == ""
     assert r.err == (
         "validator: No loaded plugin reads the option ovf.trust_stor; "
-        "the known option keys are: ovf.inflate, ovf.trust_store.\n"
+        "the known option keys are: ovf.inflate, ovf.trust_store, remote.follow_redirects, "
+        "remote.retries, remote.timeout.\n"
     )
     assert cli("-o", "ovf.trust_store=nothing.pem", SAMPLES / "vm.ovf").code == 0
     assert "KEY=VALUE" in cli("-o", "novalue", SAMPLES / "vm.ovf").err
@@ -159,7 +160,14 @@ def test_ovf_declares_the_keys_its_checks_read() -> None:
     from validator_plugins.ovf import certificate, disks
 
     keys = build_registry().option_keys()
-    assert keys == {certificate.TRUST_STORE_OPTION: "ovf", disks.INFLATE_OPTION: "ovf"}
+    assert keys == {
+        certificate.TRUST_STORE_OPTION: "ovf",
+        disks.INFLATE_OPTION: "ovf",
+        # the core plugin's: how URL inputs are read (validator/remote.py)
+        "remote.retries": "core",
+        "remote.timeout": "core",
+        "remote.follow_redirects": "core",
+    }
     assert cli_accepts_inflate()
 
 

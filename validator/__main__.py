@@ -2,4 +2,7 @@ import sys
 
 from validator.cli import main
 
-sys.exit(main())
+# Guarded: worker processes of `validator batch` (forkserver, spawn) import the
+# main module again, and must not run the command line there.
+if __name__ == "__main__":
+    sys.exit(main())

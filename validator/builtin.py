@@ -1,7 +1,8 @@
 """The engine's own plugin (registered as ``core``): generic inputs and session checksums.
 
 - ``validator_open_session`` (``trylast``): a folder (its regular files), a
-  session manifest (``.yaml``/``.yml``/``.json``), or any other single file.
+  session manifest (``.yaml``/``.yml``/``.json``), or any other single file;
+  ``validator_open_remote`` (``trylast``): the same for a URL.
 - Where a session declares ``checksum_info`` for a file, the digest is
   computed in the engine's single pass and compared (any item type).
 """
@@ -13,6 +14,7 @@ import os
 import stat
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from validator.checks import CheckContext, Reporter
 from validator.hookspecs import hookimpl
@@ -24,6 +26,9 @@ from validator.session import (
     file_from_path,
     session_from_directory,
 )
+
+if TYPE_CHECKING:
+    from validator.remote import RemoteLocation
 
 
 @hookimpl
@@ -52,6 +57,20 @@ def validator_open_session(path: Path, limits: Limits) -> Session | None:
     session = Session(origin=str(path))
     session.offer(file_from_path(Path(os.path.realpath(path)), path.name))
     return session
+
+
+@hookimpl
+def validator_option_keys() -> Iterable[str]:
+    """How URL inputs are read (:class:`validator.remote.RemoteOptions`)."""
+    return ["remote.retries", "remote.timeout", "remote.follow_redirects"]
+
+
+@hookimpl(trylast=True)
+def validator_open_remote(location: RemoteLocation, limits: Limits) -> Session | None:
+    """A remote folder, session manifest or single object (:mod:`validator.remote`)."""
+    from validator.remote import open_generic
+
+    return open_generic(location, limits)
 
 
 @hookimpl

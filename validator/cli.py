@@ -23,10 +23,10 @@ if TYPE_CHECKING:
     from validator.engine import Engine
     from validator.registry import Registry
     from validator.results import LocalizableMessage, ValidationResult, VapiError
-    from validator.session import SessionError
+    from validator.session import Session, SessionError
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-COMMANDS = ("plugins", "hooks", "limits", "serve")
+COMMANDS = ("plugins", "hooks", "limits", "serve", "batch")
 
 DESCRIPTION = """\
 Validate content-library items offline, as the update session's `validate`
@@ -38,6 +38,11 @@ other commands:
   validator plugins [--format text|json]   list plugins: name, version, item types, hooks
   validator hooks                          print the hook reference
   validator limits                         list resource limits and their defaults
+  validator batch CATALOG                  validate a folder, glob or list of inputs
+                                           (JSON Lines; see `validator batch --help`)
+
+A PATH may be a URL (https://…, s3://…, file://…; the `remote` extra): it is
+read in place by range requests, never downloaded whole.
 """
 
 EPILOG = """\
@@ -372,7 +377,7 @@ def _validate_one(
 
     msg = engine.message
     try:
-        session = engine.open(Path(raw))
+        session = open_input(engine, raw)
         result = engine.validate(session, opts.item_type)
     except SessionError as exc:
         _pause_progress(engine)
@@ -394,6 +399,19 @@ def _validate_one(
     else:
         out.result(raw, result)
     return EXIT_INVALID if result.has_errors else EXIT_VALID
+
+
+def open_input(engine: Engine, raw: str) -> Session:
+    """A local path, or a URL (:mod:`validator.remote`, imported only for one)."""
+    if "://" in raw:
+        from validator.remote import is_url, local_path, open_url
+
+        local = local_path(raw)
+        if local is not None:
+            return engine.open(Path(local))
+        if is_url(raw):
+            return open_url(engine, raw)
+    return engine.open(Path(raw))
 
 
 def _emit_text(
@@ -441,6 +459,10 @@ def _command(name: str, argv: list[str]) -> int:
         from validator.server import cli_main
 
         return cli_main(argv)
+    if name == "batch":
+        from validator.batch import main as batch_main
+
+        return batch_main(argv)
     return EXIT_USAGE
 
 

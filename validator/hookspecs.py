@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from validator.checks import CheckContext, FileCheck, ItemType, Reporter, StreamCheck
     from validator.limits import Limits
     from validator.messages import CatalogSource
+    from validator.remote import RemoteLocation
     from validator.session import Session, SessionFile
 
 PROJECT = "validator"
@@ -84,6 +85,25 @@ def validator_open_session(path: Path, limits: Limits) -> Session | None:
         file) are registered ``trylast``.  Raise
         :class:`~validator.session.SessionError` with a one-line reason for
         an input that is unreadable; it is shown as it stands, exit status 2.
+    """
+
+
+@hookspec(firstresult=True)
+def validator_open_remote(location: RemoteLocation, limits: Limits) -> Session | None:
+    """Turn a remote input (a URL: ``https://…``, ``s3://…``) into a session, read in place.
+
+    :param location: a :class:`~validator.remote.RemoteLocation`: ``url``,
+        ``name``, ``suffix``, ``stat()`` (size, folder or not), ``source()``
+        (a seekable :class:`~validator.remote.RemoteSource` of its bytes, read
+        by range requests; ``.range(offset, length)`` for a part of it),
+        ``sibling(name)`` (an object beside it, by plain name only: nothing
+        outside the input's folder is reachable) and ``listdir()``.
+    :param limits: the resource limits in force.
+    :return: a session whose files have remote sources, or ``None``.  As for
+        :func:`validator_open_session` the first result wins and the core
+        plugin's fallbacks (a folder, a session manifest, any single object)
+        come last; raise :class:`~validator.session.SessionError` for an input
+        that cannot be read (``location.fail(oserror)`` makes one).
     """
 
 

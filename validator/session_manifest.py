@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from validator.session import (
     ChecksumAlgorithm,
@@ -35,6 +36,13 @@ from validator.session import (
     is_plain_name,
     open_regular_file,
 )
+
+if TYPE_CHECKING:
+    from validator.remote import RemoteLocation
+
+#: How a manifest entry's ``path`` becomes bytes: (the entry's file, its path) → the file
+#: with its source, a refusal, or ``None`` (no such file there).
+Resolver = Callable[[SessionFile, str], "SessionFile | Rejected | None"]
 
 FORMAT_KEY = "validator-session"
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -53,13 +61,18 @@ def _load(path: Path, max_bytes: int) -> Any:
             raw = fh.read(max_bytes + 1)
     except OSError as exc:
         raise SessionError("validator.core.manifest.unreadable", path, exc.strerror or exc) from exc
+    return _parse(raw, path, path.suffix, max_bytes)
+
+
+def _parse(raw: bytes, path: object, suffix: str, max_bytes: int) -> Any:
+    """The manifest's data from its bytes (``path`` names it in messages)."""
     if len(raw) > max_bytes:
         raise SessionError("validator.core.manifest.too_large", path, max_bytes)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SessionError("validator.core.manifest.not_utf8", path, exc.start) from exc
-    if path.suffix.lower() == ".json":
+    if suffix.lower() == ".json":
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
@@ -87,7 +100,7 @@ def _load(path: Path, max_bytes: int) -> Any:
         raise SessionError("validator.core.manifest.bad_yaml", path, line) from exc
 
 
-def _check_yaml_depth(yaml: Any, text: str, loader: Any, path: Path) -> None:
+def _check_yaml_depth(yaml: Any, text: str, loader: Any, path: object) -> None:
     """Refuse nesting deeper than :data:`MAX_NESTING` before building any object.
 
     libyaml's composer recurses in C: ``files: [[[[…`` 50,000 levels deep
@@ -124,7 +137,63 @@ def _inside(base: Path, rel: str) -> Path | None:
 
 def session_from_manifest(path: Path, max_bytes: int, max_files: int) -> Session:
     data = _load(path, max_bytes)
-    where = str(path)
+    base = path.parent
+
+    def resolve(file: SessionFile, rel: str) -> SessionFile | Rejected | None:
+        target = _inside(base, rel)
+        if target is None:
+            return Rejected(file.name, "validator.core.file.outside_bundle", (display_name(rel),))
+        if not os.path.lexists(target):
+            return None
+        found = file_from_path(target, file.name)
+        if isinstance(found, Rejected):
+            return found
+        file.source = found.source
+        return file
+
+    return _session(data, str(path), max_files, resolve)
+
+
+def session_from_remote_manifest(
+    location: RemoteLocation, max_bytes: int, max_files: int
+) -> Session:
+    """A manifest at a URL: its paths are relative to the manifest's folder there.
+
+    A path is plain names joined by ``/`` (no ``..``, nothing absolute); each is
+    looked up with one request.
+    """
+    source = location.source()
+    try:
+        with source.open() as fh:
+            raw = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise SessionError(
+            "validator.core.manifest.unreadable", location.url, exc.strerror or exc
+        ) from exc
+    data = _parse(raw, location.url, location.suffix, max_bytes)
+
+    def resolve(file: SessionFile, rel: str) -> SessionFile | Rejected | None:
+        parts = rel.split("/")
+        if not all(is_plain_name(p) for p in parts):
+            return Rejected(file.name, "validator.core.file.outside_bundle", (display_name(rel),))
+        target = location.sibling(parts[0])
+        for part in parts[1:]:
+            target = target.child(part)
+        try:
+            found = target.info()
+        except OSError as exc:
+            return Rejected(
+                file.name, "validator.core.file.unreadable", (file.name, exc.strerror or str(exc))
+            )
+        if found is None or found.directory or found.size is None:
+            return None
+        file.source = target.source()
+        return file
+
+    return _session(data, location.url, max_files, resolve)
+
+
+def _session(data: Any, where: str, max_files: int, resolve: Resolver) -> Session:
     if not isinstance(data, dict) or FORMAT_KEY not in data:
         raise SessionError("validator.core.manifest.not_manifest", where, FORMAT_KEY)
     if data[FORMAT_KEY] != 1:
@@ -142,7 +211,6 @@ def session_from_manifest(path: Path, max_bytes: int, max_files: int) -> Session
         raise SessionError("validator.core.manifest.bad_files", where)
     if len(files) > max_files:
         raise SessionError("validator.core.input.too_many_files", where, max_files)
-    base = path.parent
     session = Session(origin=where, item_type=item_type)
     seen: set[str] = set()
     for i, entry in enumerate(files, 1):
@@ -195,18 +263,11 @@ def session_from_manifest(path: Path, max_bytes: int, max_files: int) -> Session
         if not isinstance(rel, str):
             raise SessionError("validator.core.manifest.bad_path", ctx, rel)
         file = SessionFile(name=name, status=status, size=size, checksum_info=checksum)
-        target = _inside(base, rel)
-        if target is None:
-            shown = display_name(rel)
-            session.rejected.append(Rejected(name, "validator.core.file.outside_bundle", (shown,)))
+        found = resolve(file, rel)
+        if isinstance(found, Rejected):
+            session.rejected.append(found)
             continue
-        if os.path.lexists(target):
-            found = file_from_path(target, name)
-            if isinstance(found, Rejected):
-                session.rejected.append(found)
-                continue
-            file.source = found.source
-        elif "path" in entry and status is TransferStatus.READY:
+        if found is None and "path" in entry and status is TransferStatus.READY:
             raise SessionError("validator.core.manifest.path_not_found", ctx, display_name(rel))
         session.files.append(file)
     return session

@@ -1,7 +1,8 @@
 """The ``ovf`` type adapter: OVF packages (descriptor, manifest, certificate, disks).
 
 Inputs: a bundle folder, a lone ``.ovf`` (with the files it references, its
-``.mf`` and ``.cert`` beside it), or a session manifest.  The descriptor is
+``.mf`` and ``.cert`` beside it), or a session manifest; a lone ``.ovf`` or an
+``.ova`` at a URL too (``validator_open_remote``, read in place by ranges).  The descriptor is
 parsed once per validation (``ctx.cached``) and shared by every hook below.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,8 @@ from validator.session import (
 # need them, after the hook has seen that the session is an OVF one: validating
 # an ISO, or listing plugins, does not pay for them.
 if TYPE_CHECKING:
+    from validator.remote import RemoteLocation
+
     from .descriptor import Descriptor
 
 DESCRIPTOR_SUFFIX = ".ovf"
@@ -124,7 +127,7 @@ def validator_open_session(path: Path, limits: Limits) -> Session | None:
         raise SessionError("validator.core.input.unreadable", path, exc.strerror or exc) from exc
     if not stat.S_ISREG(st.st_mode):
         return None
-    from .descriptor import chunk_name, read_descriptor
+    from .descriptor import read_descriptor
 
     folder = Path(os.path.realpath(path)).parent
     session = Session(origin=str(path), item_type=None)
@@ -142,7 +145,25 @@ def validator_open_session(path: Path, limits: Limits) -> Session | None:
         # Read and parsed once: the validation hashes these bytes and reuses the parse.
         first.source = MemorySource(data)
         session.meta[_OPENED_KEY] = (data, limits, desc)
-    wanted: list[str] = list(metadata_names(path.name))
+    wanted = _wanted(path.name, desc, limits, lambda name: os.path.lexists(folder / name))
+    for name in wanted:
+        if len(session.files) + len(session.rejected) >= limits.max_files:
+            raise SessionError("validator.core.input.too_many_files", path, limits.max_files)
+        candidate = folder / name
+        if not is_plain_name(name) or not os.path.lexists(candidate) or session.get(name):
+            continue
+        session.offer(file_from_path(candidate, name))
+    return session
+
+
+def _wanted(
+    name: str, desc: Descriptor, limits: Limits, exists: Callable[[str], bool]
+) -> list[str]:
+    """The names a lone descriptor brings into its session: its manifest and certificate,
+    and the files it references (chunks of unknown size: those ``exists`` finds, in order)."""
+    from .descriptor import chunk_name
+
+    wanted: list[str] = list(metadata_names(name))
     for ref in desc.files:
         if not ref.usable:
             continue
@@ -152,18 +173,72 @@ def validator_open_session(path: Path, limits: Limits) -> Session | None:
         names = ref.chunk_names(limits.max_files)
         if names is None:  # size unknown: take the chunks that are there, in order
             names = []
-            while len(names) < limits.max_files and os.path.lexists(
-                folder / chunk_name(ref.href, len(names))
-            ):
+            while len(names) < limits.max_files and exists(chunk_name(ref.href, len(names))):
                 names.append(chunk_name(ref.href, len(names)))
         wanted.extend(names)
-    for name in wanted:
+    return wanted
+
+
+@hookimpl
+def validator_open_remote(location: RemoteLocation, limits: Limits) -> Session | None:
+    """A remote ``.ova`` (read by ranges) or lone ``.ovf`` (its files fetched beside it).
+
+    The same rules as for a local path: only plain names, looked up in the
+    descriptor's own folder at the server, one request each.
+    """
+    if location.suffix == OVA_SUFFIX:
+        from .ova import open_remote_archive
+
+        location.stat()
+        return open_remote_archive(location, limits)
+    if location.suffix != DESCRIPTOR_SUFFIX or location.stat().directory:
+        return None
+    from .descriptor import read_descriptor
+
+    source = location.source()
+    session = Session(origin=location.url, item_type=None)
+    if not is_plain_name(location.name):
+        raise SessionError("validator.core.input.unreadable", location.url, "no file name")
+    first = SessionFile(location.name, source)
+    session.files.append(first)
+    try:
+        with source.open() as fh:
+            data = fh.read(limits.descriptor_bytes + 1)
+    except OSError as exc:
+        raise location.fail(exc) from exc
+    small = len(data) <= limits.descriptor_bytes
+    desc = read_descriptor(location.name, data if small else None, limits)
+    if small:
+        first.source = MemorySource(data)
+        session.meta[_OPENED_KEY] = (data, limits, desc)
+    found: dict[str, SessionFile | None] = {}
+
+    def lookup(name: str) -> SessionFile | None:
+        if name not in found:
+            where = location.sibling(name)
+            try:
+                info = where.info()
+            except OSError as exc:
+                raise where.fail(exc) from exc
+            if info is None or info.directory or info.size is None:
+                found[name] = None
+            else:
+                found[name] = SessionFile(name, where.source())
+        return found[name]
+
+    def exists(name: str) -> bool:
+        return is_plain_name(name) and lookup(name) is not None
+
+    for name in _wanted(location.name, desc, limits, exists):
         if len(session.files) + len(session.rejected) >= limits.max_files:
-            raise SessionError("validator.core.input.too_many_files", path, limits.max_files)
-        candidate = folder / name
-        if not is_plain_name(name) or not os.path.lexists(candidate) or session.get(name):
+            raise SessionError(
+                "validator.core.input.too_many_files", location.url, limits.max_files
+            )
+        if not is_plain_name(name) or session.get(name):
             continue
-        session.offer(file_from_path(candidate, name))
+        file = lookup(name)
+        if file is not None:
+            session.files.append(file)
     return session
 
 

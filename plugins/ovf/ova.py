@@ -8,6 +8,8 @@ name is ever used as a path.
   :class:`~validator.session.SessionFile` whose source is its byte range of
   the archive (:class:`~validator.session.RangeSource`), so the engine reads
   members in place and in parallel, exactly like the files of a folder.
+- A remote ``.ova`` (a URL): the same, with headers and members read by
+  range requests (:func:`open_remote_archive`, :mod:`validator.remote`).
 - ``-`` (standard input): a ``sequential`` session read in one pass.  The
   leading metadata members (descriptor, manifest, certificate) are read into
   memory first (bounded by the descriptor and manifest limits) so the
@@ -31,13 +33,14 @@ import io
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from validator.limits import Limits
 from validator.session import (
+    ByteSource,
     DamagedInput,
     MemorySource,
     RangeSource,
@@ -47,6 +50,9 @@ from validator.session import (
     SessionFile,
     is_plain_name,
 )
+
+if TYPE_CHECKING:
+    from validator.remote import RemoteLocation
 
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
@@ -290,32 +296,75 @@ def open_archive(path: Path, limits: Limits) -> Session:
         st = os.fstat(fh.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise SessionError("validator.core.input.not_regular", path)
-        walker = TarWalker(_FileInput(fh, st.st_size), path.name)
         session = Session(origin=str(path), item_type="ovf")
         session.meta["ova"] = "file"
-        seen: set[str] = set()
-        first: str | None = None
-        try:
-            while (member := walker.next()) is not None:
-                if len(session.files) + len(session.rejected) >= limits.archive_members:
-                    raise damaged(
-                        path.name, "validator.ovf.ova.too_many_members", limits.archive_members
-                    )
-                if first is None:
-                    first = member.name
-                refused = _refusal(member, seen)
-                if member.regular:
-                    seen.add(member.name)
-                if refused is not None:
-                    session.rejected.append(refused)
-                else:
-                    session.files.append(
-                        SessionFile(member.name, RangeSource(real, member.offset, member.size))
-                    )
-                walker.skip_data(member)
-        except OSError as exc:
-            raise damaged(path.name, "validator.ovf.ova.read_error", exc.strerror or exc) from exc
+        _index(
+            _FileInput(fh, st.st_size),
+            session,
+            path.name,
+            limits,
+            lambda member: RangeSource(real, member.offset, member.size),
+        )
+    return session
+
+
+def _index(
+    src: _Input,
+    session: Session,
+    name: str,
+    limits: Limits,
+    source: Callable[[Member], ByteSource],
+    unreadable: Callable[[OSError], SessionError] | None = None,
+) -> None:
+    """Walk the headers of a seekable archive: each member a file with ``source(member)``.
+
+    ``name`` is the archive's name in findings; a read that fails is a finding
+    (``validator.ovf.ova.read_error``) unless ``unreadable`` makes it another error
+    (a remote archive: the server failed, the archive is not damaged).
+    """
+    walker = TarWalker(src, name)
+    seen: set[str] = set()
+    first: str | None = None
+    try:
+        while (member := walker.next()) is not None:
+            if len(session.files) + len(session.rejected) >= limits.archive_members:
+                raise damaged(name, "validator.ovf.ova.too_many_members", limits.archive_members)
+            if first is None:
+                first = member.name
+            refused = _refusal(member, seen)
+            if member.regular:
+                seen.add(member.name)
+            if refused is not None:
+                session.rejected.append(refused)
+            else:
+                session.files.append(SessionFile(member.name, source(member)))
+            walker.skip_data(member)
+    except OSError as exc:
+        if unreadable is not None:
+            raise unreadable(exc) from exc
+        raise damaged(name, "validator.ovf.ova.read_error", exc.strerror or exc) from exc
     _first_problem(session, first)
+
+
+def open_remote_archive(location: RemoteLocation, limits: Limits) -> Session:
+    """A session of the members of a remote ``.ova``: headers and members read by ranges.
+
+    The headers are read with small range requests (one per member, each
+    skip is a seek); every member is a range of the archive, read in place
+    and in parallel by the engine like a local archive's.
+    """
+    whole = location.source()
+    session = Session(origin=location.url, item_type="ovf")
+    session.meta["ova"] = "remote"
+    with whole.open() as fh:
+        _index(
+            _FileInput(fh, whole.size),
+            session,
+            location.name,
+            limits,
+            lambda member: whole.range(member.offset, member.size),
+            location.fail,  # the server failed (exit 2); a damaged archive is a finding
+        )
     return session
 
 
