@@ -45,7 +45,7 @@ from validator.messages import normalize_locale
 from validator.registry import describe
 from validator.results import ValidationResult, VapiError, result_to_xml
 from validator.server import vapi_types as vt
-from validator.server.service import Ctx, Service, iso_time
+from validator.server.service import Ctx, Service, UploadTarget, iso_time
 
 log = logging.getLogger("validator.server")
 
@@ -340,8 +340,9 @@ class Server:
 
     def internal(self, ctx: Ctx, exc: BaseException) -> VapiError:
         log.exception("internal error: %s", describe(exc))
+        # Only the kind of failure: its text may hold server paths (they go to the log).
         return self.service.error(
-            ctx, "internal_server_error", "validator.server.internal", describe(exc)
+            ctx, "internal_server_error", "validator.server.internal", type(exc).__name__
         )
 
     # -- login ------------------------------------------------------------------
@@ -628,8 +629,12 @@ class Server:
             target = await run_in_threadpool(
                 self.service.upload_begin, ctx, request.path_params["token"]
             )
-        except VapiError as err:
+            return await self.receive(request, ctx, target)
+        except VapiError as err:  # also: the session ended while the bytes arrived
             return _json(err.to_api_dict(), err.http_status)
+
+    async def receive(self, request: Request, ctx: Ctx, target: UploadTarget) -> Response:
+        """Stream an upload's body to its ``.part`` file, then record how it ended."""
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > target.limit:
             problem_early = ("validator.server.file.too_large", (target.name, target.limit))
@@ -643,49 +648,31 @@ class Server:
         if target.checksum is not None:
             alg = target.checksum.algorithm.hashlib_name
             hashers.setdefault(alg, hashlib.new(alg))
+        idle = self.service.config.upload_idle_timeout
         received = 0
         problem: tuple[str, tuple[object, ...]] | None = None
-        reported = 0
-        pending: list[bytes] = []
-        pending_size = 0
 
-        def flush(fh: Any, chunks: list[bytes]) -> None:
+        def flush(fh: Any, chunks: list[bytes]) -> bool:
             # In a worker thread: disk writes and hashing (which releases the GIL)
-            # never hold up the event loop.
+            # never hold up the event loop. False: the file was unlinked under us
+            # (its session ended and its folder was removed): stop writing.
             for data in chunks:
                 fh.write(data)
                 for h in hashers.values():
                     h.update(data)
+            return os.fstat(fh.fileno()).st_nlink > 0
 
         try:
-            with open(target.part, "wb") as fh:
-                try:
-                    # Constant memory: at most one buffer of UPLOAD_BUFFER bytes per upload.
-                    async for chunk in request.stream():
-                        if received + len(chunk) > target.limit:
-                            problem = (
-                                "validator.server.file.too_large",
-                                (target.name, target.limit),
-                            )
-                            break
-                        pending.append(chunk)
-                        pending_size += len(chunk)
-                        received += len(chunk)
-                        if pending_size >= UPLOAD_BUFFER:
-                            await run_in_threadpool(flush, fh, pending)
-                            pending, pending_size = [], 0
-                        if received - reported >= 16 << 20:
-                            reported = received
-                            token = target.final.name
-                            await run_in_threadpool(self.service.upload_progress, token, received)
-                    await run_in_threadpool(flush, fh, pending)
-                    fh.flush()
-                    await run_in_threadpool(os.fsync, fh.fileno())
-                except (ClientDisconnect, OSError):
-                    problem = ("validator.server.file.interrupted", (target.name, received))
+            try:
+                fh = open(target.part, "wb")  # noqa: SIM115 (closed below, in every case)
+            except OSError:  # the session ended (its folder is gone) before the first byte
+                problem = ("validator.server.file.interrupted", (target.name, 0))
+            else:
+                with fh:
+                    problem, received = await self.stream_to(request, target, fh, idle, flush)
         except BaseException:
             problem = ("validator.server.file.interrupted", (target.name, received))
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True), contextlib.suppress(VapiError):
                 await run_in_threadpool(
                     self.service.upload_finish, ctx, target, received, {}, problem
                 )
@@ -699,6 +686,54 @@ class Server:
             msg = info["error_message"]
             return _json({"error_type": "INVALID_ARGUMENT", "messages": [msg]}, 400)
         return _json(info, 200)
+
+    async def stream_to(
+        self, request: Request, target: UploadTarget, fh: Any, idle: float, flush: Any
+    ) -> tuple[tuple[str, tuple[object, ...]] | None, int]:
+        """Write the body to ``fh`` in constant memory: the problem that ended it, if any,
+        and the number of bytes received."""
+        received = reported = pending_size = 0
+        pending: list[bytes] = []
+        stream = request.stream().__aiter__()
+        try:
+            while True:
+                with anyio.move_on_after(idle) as waiting:
+                    try:
+                        chunk = await stream.__anext__()
+                    except StopAsyncIteration:
+                        break
+                if waiting.cancelled_caught:
+                    return (
+                        "validator.server.file.stalled",
+                        (target.name, received, idle),
+                    ), received
+                if received + len(chunk) > target.limit:
+                    return (
+                        "validator.server.file.too_large",
+                        (target.name, target.limit),
+                    ), received
+                pending.append(chunk)
+                pending_size += len(chunk)
+                received += len(chunk)
+                # Constant memory: at most one buffer of UPLOAD_BUFFER bytes per upload.
+                if pending_size >= UPLOAD_BUFFER:
+                    if not await run_in_threadpool(flush, fh, pending):
+                        return (
+                            "validator.server.file.interrupted",
+                            (target.name, received),
+                        ), received
+                    pending, pending_size = [], 0
+                if received - reported >= 16 << 20:
+                    reported = received
+                    token = target.final.name
+                    await run_in_threadpool(self.service.upload_progress, token, received)
+            if not await run_in_threadpool(flush, fh, pending):
+                return ("validator.server.file.interrupted", (target.name, received)), received
+            fh.flush()
+            await run_in_threadpool(os.fsync, fh.fileno())
+        except (ClientDisconnect, OSError):
+            return ("validator.server.file.interrupted", (target.name, received)), received
+        return None, received
 
     # -- the OpenAPI document ---------------------------------------------------------
     async def openapi(self, request: Request) -> Response:

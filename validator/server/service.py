@@ -121,6 +121,65 @@ class DataFolderBusy(RuntimeError):
     """Another server process uses the data folder."""
 
 
+class SessionLocks:
+    """Per-session reader/writer locks: ``validate`` reads, what changes files writes.
+
+    ``validate`` holds a shared lock for its whole run, so ``complete`` (which
+    moves the uploads into the item), ``cancel``, ``fail``, ``add``, ``remove``
+    and the end of an upload wait until it has read what it reports on, and it
+    never reads a half-published or half-removed session. Operations that find
+    the session no longer ACTIVE after waiting answer ``not_allowed_in_current_state``.
+    A waiting writer blocks new readers, so a stream of validations cannot
+    starve ``complete``.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        #: session id → readers holding it (> 0) or -1 for a writer
+        self._held: dict[str, int] = {}
+        self._writers_waiting: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def shared(self, session_id: str) -> Iterator[None]:
+        with self._cond:
+            while self._held.get(session_id, 0) < 0 or self._writers_waiting.get(session_id):
+                self._cond.wait()
+            self._held[session_id] = self._held.get(session_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held[session_id] -= 1
+                if not self._held[session_id]:
+                    del self._held[session_id]
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self, session_id: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the session alone; with ``wait=False`` yield ``False`` at once when busy."""
+        with self._cond:
+            busy = bool(self._held.get(session_id, 0)) and not wait
+            if not busy:
+                self._writers_waiting[session_id] = self._writers_waiting.get(session_id, 0) + 1
+                try:
+                    while self._held.get(session_id, 0):
+                        self._cond.wait()
+                finally:
+                    self._writers_waiting[session_id] -= 1
+                    if not self._writers_waiting[session_id]:
+                        del self._writers_waiting[session_id]
+                self._held[session_id] = -1
+        if busy:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with self._cond:
+                del self._held[session_id]
+                self._cond.notify_all()
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """What ``validator serve`` is told on its command line."""
@@ -133,6 +192,8 @@ class ServerConfig:
     #: refuses only a block still incomplete after 16 KiB, one read can bring 256 KiB).
     max_header_bytes: int = 16 << 10
     max_session_files: int = 1000
+    #: An upload that receives no byte for this long ends ERROR (validator.server.file.stalled).
+    upload_idle_timeout: float = 60.0
     #: A login token unused for this long stops working.
     token_idle_seconds: float = 24 * 3600.0
     limits: Limits = field(default_factory=Limits)
@@ -214,8 +275,8 @@ class Service:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
         self._lock = threading.RLock()
-        #: Sessions with an operation in progress that others must not overlap (complete).
-        self._busy: dict[str, str] = {}
+        #: validate reads a session's files; complete, cancel, add … change them (see SessionLocks).
+        self._locks = SessionLocks()
 
     def close(self) -> None:
         with self._lock:
@@ -460,7 +521,7 @@ class Service:
         for info in self.item_files(ctx, item_id):
             if info["name"] == name:
                 return info
-        raise self.error(ctx, "not_found", "validator.server.not_found.file", item_id, name)
+        raise self.error(ctx, "not_found", "validator.server.not_found.item_file", item_id, name)
 
     def item_content_path(self, item_id: str, name: str) -> Path | None:
         """Where the current content of an item's file is (for tests and deployments)."""
@@ -473,28 +534,34 @@ class Service:
     def expire(self, now: float | None = None) -> int:
         """Move ACTIVE sessions whose keep-alive ran out to ERROR; returns how many."""
         now = time.time() if now is None else now
-        with self._lock:
-            # A session with an upload in progress is not idle, however long it takes.
-            rows = self._query(
-                "SELECT * FROM sessions s WHERE state = 'ACTIVE' AND expiration < ?"
-                " AND NOT EXISTS (SELECT 1 FROM session_files f"
-                " WHERE f.session_id = s.id AND f.status = 'TRANSFERRING')",
-                (now,),
-            )
-            rows = [r for r in rows if r["id"] not in self._busy]
-            for row in rows:
+        # A session with an upload in progress is not idle, however long it takes (an
+        # upload that stalls ends by itself after upload_idle_timeout, see upload_finish).
+        idle = (
+            "state = 'ACTIVE' AND expiration < ? AND NOT EXISTS (SELECT 1 FROM session_files f"
+            " WHERE f.session_id = sessions.id AND f.status = 'TRANSFERRING')"
+        )
+        rows = self._query(f"SELECT * FROM sessions WHERE {idle}", (now,))
+        expired = []
+        for row in rows:
+            # One being validated or completed right now is not idle either: skip it.
+            with self._locks.exclusive(row["id"], wait=False) as got:
+                if not got:
+                    continue
                 msg = self.message(
                     None, "validator.server.session.expired", row["id"], self.config.session_timeout
                 )
                 with self._tx() as db:
-                    db.execute(
-                        "UPDATE sessions SET state = 'ERROR', error_message = ? WHERE id = ?",
-                        (json.dumps(msg.to_dict()), row["id"]),
-                    )
-        for row in rows:
-            self._discard_uploads(row["id"])
+                    changed = db.execute(
+                        f"UPDATE sessions SET state = 'ERROR', error_message = ?"
+                        f" WHERE id = ? AND {idle}",
+                        (json.dumps(msg.to_dict()), row["id"], now),
+                    ).rowcount
+                if changed:
+                    self._discard_uploads(row["id"])
+                    expired.append(row)
+        for row in expired:
             self._changed(row, ACTIVE, ERROR)
-        return len(rows)
+        return len(expired)
 
     def _changed(self, row: sqlite3.Row, old: str | None, new: str) -> None:
         self.hook(
@@ -516,7 +583,7 @@ class Service:
             raise self.error(ctx, "not_found", "validator.server.not_found.session", session_id)
         return rows[0]
 
-    def _active_row(self, ctx: Ctx, session_id: Any, *, check_busy: bool = True) -> sqlite3.Row:
+    def _active_row(self, ctx: Ctx, session_id: Any) -> sqlite3.Row:
         row = self._session_row(ctx, session_id)
         if row["state"] != ACTIVE:
             raise self.error(
@@ -526,15 +593,14 @@ class Service:
                 row["id"],
                 row["state"],
             )
-        if check_busy and row["id"] in self._busy:
-            raise self.error(
-                ctx,
-                "resource_busy",
-                "validator.server.session.busy",
-                row["id"],
-                self._busy[row["id"]],
-            )
         return row
+
+    @contextlib.contextmanager
+    def _exclusive(self, ctx: Ctx, session_id: Any) -> Iterator[sqlite3.Row]:
+        """The ACTIVE session, held alone (after any validate or complete running on it)."""
+        sid = str(self._session_row(ctx, session_id)["id"])  # not_found before waiting
+        with self._locks.exclusive(sid):
+            yield self._active_row(ctx, sid)
 
     def _touch(self, db: sqlite3.Connection, session_id: str) -> None:
         db.execute(
@@ -651,7 +717,7 @@ class Service:
         return [str(r["id"]) for r in rows]
 
     def session_keep_alive(self, ctx: Ctx, session_id: Any, client_progress: Any = None) -> None:
-        row = self._active_row(ctx, session_id, check_busy=False)
+        row = self._active_row(ctx, session_id)
         progress = self._progress(ctx, client_progress)
         with self._tx() as db:
             self._touch(db, row["id"])
@@ -673,14 +739,14 @@ class Service:
 
     def session_update(self, ctx: Ctx, session_id: Any, spec: Any) -> None:
         spec = self._spec(ctx, spec, "update_spec")
-        row = self._active_row(ctx, session_id)
         behavior = (
             self._warning_behavior(ctx, spec["warning_behavior"])
             if "warning_behavior" in spec
             else None
         )
         progress = self._progress(ctx, spec.get("client_progress"))
-        with self._tx() as db:
+        # warning_behavior decides what complete accepts: not changed under it.
+        with self._exclusive(ctx, session_id) as row, self._tx() as db:
             self._touch(db, row["id"])
             if behavior is not None:
                 db.execute(
@@ -695,15 +761,31 @@ class Service:
     def _end(
         self, ctx: Ctx, session_id: Any, state: str, message: LocalizableMessage | None
     ) -> None:
-        row = self._active_row(ctx, session_id)
-        with self._tx() as db:
-            db.execute(
-                "UPDATE sessions SET state = ?, error_message = ?"
-                " WHERE id = ? AND state = 'ACTIVE'",
-                (state, json.dumps(message.to_dict()) if message else None, row["id"]),
-            )
-        self._discard_uploads(row["id"])
+        with self._exclusive(ctx, session_id) as row:
+            with self._tx() as db:
+                db.execute(
+                    "UPDATE sessions SET state = ?, error_message = ?"
+                    " WHERE id = ? AND state = 'ACTIVE'",
+                    (state, json.dumps(message.to_dict()) if message else None, row["id"]),
+                )
+                self._end_transfers(db, str(row["id"]), state)
+            self._discard_uploads(row["id"])
         self._changed(row, ACTIVE, state)
+
+    def _end_transfers(self, db: sqlite3.Connection, session_id: str, state: str) -> None:
+        """Uploads still arriving in a session that ends are over: they end ``ERROR``."""
+        for f in db.execute(
+            "SELECT name FROM session_files WHERE session_id = ? AND status = 'TRANSFERRING'",
+            (session_id,),
+        ).fetchall():
+            msg = self.message(
+                None, "validator.server.file.session_ended", f["name"], session_id, state
+            )
+            db.execute(
+                "UPDATE session_files SET status = 'ERROR', received_size = NULL, sha256 = NULL,"
+                " error_message = ? WHERE session_id = ? AND name = ?",
+                (json.dumps(msg.to_dict()), session_id, f["name"]),
+            )
 
     def session_cancel(self, ctx: Ctx, session_id: Any) -> None:
         self._end(ctx, session_id, CANCELED, None)
@@ -755,7 +837,10 @@ class Service:
 
     def file_add(self, ctx: Ctx, session_id: Any, spec: Any) -> dict[str, Any]:
         spec = self._spec(ctx, spec, "file_spec")
-        row = self._active_row(ctx, session_id)
+        with self._exclusive(ctx, session_id) as row:
+            return self._file_add(ctx, row, spec)
+
+    def _file_add(self, ctx: Ctx, row: sqlite3.Row, spec: Mapping[str, Any]) -> dict[str, Any]:
         name = spec.get("name")
         if not isinstance(name, str) or not is_plain_name(name):
             raise self.error(ctx, "invalid_argument", "validator.server.arg.bad_name", name)
@@ -881,19 +966,19 @@ class Service:
         return [self._file_info(ctx, r) for r in rows]
 
     def file_remove(self, ctx: Ctx, session_id: Any, file_name: Any) -> None:
-        row = self._active_row(ctx, session_id)
-        frow = self._file_row(ctx, row["id"], file_name)
-        if frow["status"] == "TRANSFERRING":
-            raise self.error(
-                ctx, "resource_busy", "validator.server.session.busy", row["id"], frow["name"]
-            )
-        with self._tx() as db:
-            db.execute(
-                "DELETE FROM session_files WHERE session_id = ? AND name = ?",
-                (row["id"], frow["name"]),
-            )
-            self._touch(db, row["id"])
-        self._unlink_upload(row["id"], frow["upload_token"])
+        with self._exclusive(ctx, session_id) as row:
+            frow = self._file_row(ctx, row["id"], file_name)
+            if frow["status"] == "TRANSFERRING":
+                raise self.error(
+                    ctx, "resource_busy", "validator.server.session.busy", row["id"], frow["name"]
+                )
+            with self._tx() as db:
+                db.execute(
+                    "DELETE FROM session_files WHERE session_id = ? AND name = ?",
+                    (row["id"], frow["name"]),
+                )
+                self._touch(db, row["id"])
+            self._unlink_upload(row["id"], frow["upload_token"])
 
     # -- uploads ----------------------------------------------------------
     def upload_begin(self, ctx: Ctx, token: str) -> UploadTarget:
@@ -901,6 +986,17 @@ class Service:
         if not token or len(token) > 128 or not re.fullmatch(r"[A-Za-z0-9_-]+", token):
             raise self.error(ctx, "not_found", "validator.server.not_found.upload", "-")
         self.expire()
+        found = self._query(
+            "SELECT f.session_id, s.owner FROM session_files f"
+            " JOIN sessions s ON s.id = f.session_id WHERE f.upload_token = ?",
+            (token,),
+        )
+        if not found or found[0]["owner"] != ctx.user:
+            raise self.error(ctx, "not_found", "validator.server.not_found.upload", "-")
+        with self._locks.exclusive(str(found[0]["session_id"])):
+            return self._upload_begin(ctx, token)
+
+    def _upload_begin(self, ctx: Ctx, token: str) -> UploadTarget:
         with self._tx() as db:
             frow = db.execute(
                 "SELECT f.*, s.owner, s.state FROM session_files f"
@@ -917,10 +1013,6 @@ class Service:
                     "validator.server.session.not_active",
                     sid,
                     frow["state"],
-                )
-            if sid in self._busy:
-                raise self.error(
-                    ctx, "resource_busy", "validator.server.session.busy", sid, self._busy[sid]
                 )
             if frow["status"] not in ("WAITING_FOR_TRANSFER", "ERROR"):
                 raise self.error(
@@ -964,8 +1056,53 @@ class Service:
         digests: Mapping[str, str],
         problem: tuple[str, tuple[object, ...]] | None,
     ) -> dict[str, Any]:
-        """Record how an upload ended: READY, or ERROR with the reason."""
+        """Record how an upload ended: READY, or ERROR with the reason.
+
+        In a session that ended meanwhile (cancel, fail, expiry, complete) the file ends
+        ``ERROR`` and the client gets ``not_allowed_in_current_state``.
+        """
+        with self._locks.exclusive(target.session_id):
+            return self._upload_finish(ctx, target, received, digests, problem)
+
+    def _upload_finish(
+        self,
+        ctx: Ctx,
+        target: UploadTarget,
+        received: int,
+        digests: Mapping[str, str],
+        problem: tuple[str, tuple[object, ...]] | None,
+    ) -> dict[str, Any]:
         token = target.final.name
+        states = self._query("SELECT state FROM sessions WHERE id = ?", (target.session_id,))
+        state = str(states[0]["state"]) if states else "DELETED"
+        if state != ACTIVE:
+            with contextlib.suppress(OSError):
+                target.part.unlink()
+            msg = self.message(
+                None, "validator.server.file.session_ended", target.name, target.session_id, state
+            )
+            with self._tx() as db:
+                db.execute(
+                    "UPDATE session_files SET status = 'ERROR', bytes_transferred = ?,"
+                    " received_size = NULL, sha256 = NULL, error_message = ?"
+                    " WHERE upload_token = ? AND status = 'TRANSFERRING'",
+                    (received, json.dumps(msg.to_dict()), token),
+                )
+            self.hook(
+                "validator_server_file_received",
+                session_id=target.session_id,
+                user=target.user,
+                name=target.name,
+                status="ERROR",
+                bytes_transferred=received,
+            )
+            raise self.error(
+                ctx,
+                "not_allowed_in_current_state",
+                "validator.server.session.not_active",
+                target.session_id,
+                state,
+            )
         if problem is None and target.size is not None and received != target.size:
             problem = ("validator.server.file.short", (target.name, received, target.size))
         if problem is None and target.checksum is not None:
@@ -977,9 +1114,12 @@ class Service:
                     (target.name, alg.value, actual, target.checksum.checksum),
                 )
         if problem is None:
-            os.replace(target.part, target.final)
-            _fsync_dir(target.final.parent)
-        else:
+            try:
+                os.replace(target.part, target.final)
+                _fsync_dir(target.final.parent)
+            except OSError:  # the partial file is gone: not received
+                problem = ("validator.server.file.interrupted", (target.name, received))
+        if problem is not None:
             with contextlib.suppress(OSError):
                 target.part.unlink()
         message = self.message(None, problem[0], *problem[1]) if problem else None
@@ -996,7 +1136,9 @@ class Service:
                     token,
                 ),
             )
-            self._touch(db, target.session_id)
+            if problem is None or problem[0] != "validator.server.file.stalled":
+                # A stalled upload is no activity: its session expires as if it had not begun.
+                self._touch(db, target.session_id)
             frow = db.execute(
                 "SELECT * FROM session_files WHERE upload_token = ?", (token,)
             ).fetchone()
@@ -1120,17 +1262,19 @@ class Service:
             )
 
     def validate(self, ctx: Ctx, session_id: Any) -> ValidationResult:
-        row = self._active_row(ctx, session_id, check_busy=False)
-        with self._tx() as db:
-            self._touch(db, row["id"])
-        result, _ = self._run_engine(ctx, row)
+        # Held for the whole run: complete, cancel, add … wait until every file was read.
+        sid = str(self._session_row(ctx, session_id)["id"])
+        with self._locks.shared(sid):
+            row = self._active_row(ctx, sid)
+            with self._tx() as db:
+                self._touch(db, row["id"])
+            result, _ = self._run_engine(ctx, row)
         return result
 
     def complete(self, ctx: Ctx, session_id: Any) -> None:
-        with self._lock:
-            row = self._active_row(ctx, session_id)
-            self._busy[row["id"]] = "complete"
-        try:
+        # Concurrent operations on the session wait for it, then find it DONE (or still
+        # ACTIVE when it refused): never resource_busy, which complete does not list.
+        with self._exclusive(ctx, session_id) as row:
             result, _ = self._run_engine(ctx, row)
             if result.has_errors:
                 invalid = list(dict.fromkeys(e.name for e in result.invalid_files))
@@ -1159,9 +1303,6 @@ class Service:
                     ]
                 )
             self._publish(ctx, row)
-        finally:
-            with self._lock:
-                self._busy.pop(row["id"], None)
 
     def _publish(self, ctx: Ctx, row: sqlite3.Row) -> None:
         sid = str(row["id"])

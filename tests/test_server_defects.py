@@ -1,0 +1,226 @@
+"""Defects a real client found in the server (issue 13), each reproduced first.
+
+Races are made deterministic: the engine run of one operation is held at its
+start (after the session's files were listed) while another operation runs.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.test_server_hostile import parse
+from tests.test_server_live import Live
+from tests.test_server_support import Api, server_env
+from validator.results import VapiError
+from validator.server import service as service_module
+from validator.server.service import Ctx, Service
+
+__all__ = ["server_env"]
+
+API_US = "/api/content/library/item/update-session"
+Env = tuple[TestClient, Service]
+ALICE = Ctx(user="alice")
+
+
+def _ready_session(api: Api) -> tuple[str, str]:
+    item = api.item()
+    sid = api.session(item)
+    api.push_bundle(sid)
+    return item, sid
+
+
+class HeldEngine:
+    """Replaces the server's Engine: the first ``validate`` waits at its start until
+    released (the session's files are already listed), the others run at once."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+        real = service_module.Engine
+        held = self
+
+        class Engine(real):  # type: ignore[misc, valid-type]
+            def validate(self, *args: Any, **kw: Any) -> Any:
+                held.calls += 1
+                if held.calls == 1:
+                    held.entered.set()
+                    held.release.wait(10)
+                return super().validate(*args, **kw)
+
+        monkeypatch.setattr(service_module, "Engine", Engine)
+
+
+# -- 1. cancel or fail during an upload ------------------------------------------------
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    server = Live(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("end", ["cancel", "fail"])
+def test_ending_a_session_during_an_upload(live: Live, end: str) -> None:
+    """Bug: the upload answered 500 with the server's absolute upload path
+    (FileNotFoundError at os.replace), the file stayed TRANSFERRING forever and the
+    rest of the body went to an unlinked file."""
+    c = live.client()
+    sid = c.new_session(c.new_item())
+    size = 3 << 20
+    info = c.req("POST", f"{API_US}/{sid}/file", json={"name": "big.bin", "size": size}).json()
+    path = "/" + info["upload_endpoint"]["uri"].split("/", 3)[3]
+    head = (
+        f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n"
+        f"vmware-api-session-id: {c.token}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", live.port), timeout=20) as s:
+        s.sendall(head + b"x" * 10_000)
+        deadline = time.monotonic() + 10
+        while c.req("GET", f"{API_US}/{sid}/file/big.bin").json()["status"] != "TRANSFERRING":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        body = {"client_error_message": "giving up"} if end == "fail" else None
+        assert c.req("POST", f"{API_US}/{sid}?action={end}", json=body).status_code == 204
+        try:
+            for _ in range(size // (64 << 10)):
+                s.sendall(b"y" * (64 << 10))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server stopped reading: the session is over
+        answer = b""
+        try:
+            while chunk := s.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    status, err = parse(answer)
+    assert status == 400, err
+    assert err["error_type"] == "NOT_ALLOWED_IN_CURRENT_STATE"
+    assert err["messages"][0]["id"] == "validator.server.session.not_active"
+    assert str(live.data) not in answer.decode("utf-8", "replace")
+    assert "/uploads/" not in answer.decode("utf-8", "replace")
+    got = c.req("GET", f"{API_US}/{sid}/file/big.bin").json()
+    assert got["status"] == "ERROR", got
+    assert got["error_message"]["id"] == "validator.server.file.session_ended"
+    assert got["error_message"]["args"][1:] == [sid, "CANCELED" if end == "cancel" else "ERROR"]
+    assert not (live.data / "uploads" / sid).exists()
+    assert "internal error" not in live.log.read_text()
+    c.close()
+
+
+def test_no_server_path_in_an_internal_error(
+    server_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    client, service = server_env
+    api = Api(client)
+
+    def boom(*args: Any) -> None:
+        open(service.data / "uploads" / "nowhere" / "x")  # noqa: SIM115 (raises)
+
+    monkeypatch.setattr(service, "library_list", boom)
+    r = api.req("GET", "/api/content/library")
+    assert r.status_code == 500 and r.json()["error_type"] == "INTERNAL_SERVER_ERROR"
+    assert str(service.data) not in r.text and "nowhere" not in r.text
+    assert "FileNotFoundError" in r.text  # the kind of failure, not where
+
+
+# -- 2. validate racing complete ------------------------------------------------------
+
+
+def test_validate_racing_complete_reports_the_package_as_it_was(
+    server_env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bug: validate checked ACTIVE, then complete moved the uploads: a valid package
+    was reported broken ("The manifest vm.mf cannot be read")."""
+    client, service = server_env
+    api = Api(client)
+    _item, sid = _ready_session(api)
+    held = HeldEngine(monkeypatch)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        validating = pool.submit(service.validate, ALICE, sid)
+        assert held.entered.wait(10)
+        completing = pool.submit(service.complete, ALICE, sid)
+        time.sleep(0.3)
+        assert not completing.done()  # complete waits for the running validation
+        held.release.set()
+        result = validating.result(10)
+        completing.result(10)
+    assert result.has_errors is False, result.to_dict()
+    assert service.session_get(ALICE, sid)["state"] == "DONE"
+    assert service.check_consistency() == []
+
+
+def test_validate_after_complete_is_not_allowed(server_env: Env) -> None:
+    client, service = server_env
+    api = Api(client)
+    _item, sid = _ready_session(api)
+    service.complete(ALICE, sid)
+    with pytest.raises(VapiError) as err:
+        service.validate(ALICE, sid)
+    assert err.value.error == "not_allowed_in_current_state"
+
+
+# -- 7. no resource_busy from complete ------------------------------------------------
+
+
+def test_operations_during_complete_wait_then_are_not_allowed(
+    server_env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bug: an operation during complete answered resource_busy, which neither the seed
+    nor the bindings list for these operations; they wait, then find the session DONE."""
+    client, service = server_env
+    api = Api(client)
+    _item, sid = _ready_session(api)
+    held = HeldEngine(monkeypatch)
+    others = {
+        "validate": lambda: service.validate(ALICE, sid),
+        "cancel": lambda: service.session_cancel(ALICE, sid),
+        "fail": lambda: service.session_fail(ALICE, sid, "x"),
+        "add": lambda: service.file_add(ALICE, sid, {"name": "x.txt"}),
+        "remove": lambda: service.file_remove(ALICE, sid, "vm.ovf"),
+        "update": lambda: service.session_update(ALICE, sid, {"client_progress": 5}),
+        "complete": lambda: service.complete(ALICE, sid),
+    }
+    with concurrent.futures.ThreadPoolExecutor(len(others) + 1) as pool:
+        completing = pool.submit(service.complete, ALICE, sid)
+        assert held.entered.wait(10)
+        futures = {name: pool.submit(call) for name, call in others.items()}
+        time.sleep(0.3)
+        assert not any(f.done() for f in futures.values())
+        held.release.set()
+        completing.result(10)
+        for name, future in futures.items():
+            with pytest.raises(VapiError) as err:
+                future.result(10)
+            assert err.value.error == "not_allowed_in_current_state", (name, err.value)
+    assert service.session_get(ALICE, sid)["state"] == "DONE"
+
+
+def test_complete_answers_no_resource_busy_over_http(
+    server_env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, service = server_env
+    api = Api(client)
+    _item, sid = _ready_session(api)
+    held = HeldEngine(monkeypatch)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        completing = pool.submit(service.complete, ALICE, sid)
+        assert held.entered.wait(10)
+        second = pool.submit(api.req, "POST", f"{API_US}/{sid}?action=complete")
+        time.sleep(0.2)
+        held.release.set()
+        completing.result(10)
+        r = second.result(10)
+    assert r.status_code == 400
+    assert r.json()["error_type"] == "NOT_ALLOWED_IN_CURRENT_STATE"
