@@ -19,9 +19,10 @@ from starlette.testclient import TestClient
 
 from tests.test_server_hostile import parse
 from tests.test_server_live import Live
-from tests.test_server_support import Api, server_env
+from tests.test_server_support import PASSWORD, Api, server_env
 from validator.results import VapiError
 from validator.server import service as service_module
+from validator.server.auth import LoginThrottle, hash_password
 from validator.server.service import Ctx, Service
 
 __all__ = ["server_env"]
@@ -224,3 +225,88 @@ def test_complete_answers_no_resource_busy_over_http(
         r = second.result(10)
     assert r.status_code == 400
     assert r.json()["error_type"] == "NOT_ALLOWED_IN_CURRENT_STATE"
+
+
+# -- 3. a flood of bad logins ---------------------------------------------------------
+
+
+def _rss_peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_flood_of_bad_logins_leaves_authenticated_clients_alone(tmp_path: Path) -> None:
+    """Bug: every Basic-auth attempt ran scrypt in the thread pool every request uses:
+    150 concurrent bad logins pushed a 3 ms authenticated GET to 7 s and RSS to 890 MB."""
+    import asyncio
+
+    import httpx
+
+    server = Live(tmp_path)
+    # A user with the real scrypt cost (the test users are cheap to hash).
+    with server.users.open("a") as fh:
+        fh.write(f"carol:{hash_password('carol-pw')}\n")
+    server.start()
+    try:
+        assert server.proc is not None
+        c = server.client()
+        rss_before = _rss_peak_kib(server.proc.pid)
+        statuses: list[int] = []
+        retry_after: list[str] = []
+
+        async def flood() -> None:
+            limits = httpx.Limits(max_connections=150)
+            async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as h:
+
+                async def one(i: int) -> None:
+                    user = ("carol", "nobody", "alice")[i % 3]
+                    r = await h.post("/api/session", auth=(user, f"wrong-{i}"))
+                    statuses.append(r.status_code)
+                    if r.status_code == 503:
+                        assert r.json()["error_type"] == "SERVICE_UNAVAILABLE"
+                        retry_after.append(r.headers["retry-after"])
+
+                await asyncio.gather(*(one(i) for i in range(150)))
+
+        flooding = threading.Thread(target=asyncio.run, args=(flood(),))
+        latencies = []
+        flooding.start()
+        while flooding.is_alive() or len(latencies) < 20:
+            t = time.perf_counter()
+            assert c.req("GET", "/api/content/library").status_code == 200
+            latencies.append(time.perf_counter() - t)
+            time.sleep(0.02)
+        flooding.join()
+        assert len(statuses) == 150 and set(statuses) <= {401, 503}, statuses
+        assert statuses.count(503) >= 100 and all(int(s) >= 1 for s in retry_after)
+        latencies.sort()
+        # Bounded on a busy 2-core machine; it was 7 s.
+        assert latencies[len(latencies) // 2] < 0.2 and latencies[-1] < 1.5, latencies
+        assert _rss_peak_kib(server.proc.pid) - rss_before < 100 << 10
+        # The throttled client is refused at once, good password or not, then recovers.
+        r = httpx.post(server.url + "/api/session", auth=("alice", PASSWORD))
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+        c.close()
+    finally:
+        server.stop()
+
+
+def test_login_throttle_windows() -> None:
+    t = LoginThrottle(per_client=3, per_user=5, window=10)
+    for i in range(3):
+        assert t.retry_after("10.0.0.1", "alice", now=i) == 0
+        t.failed("10.0.0.1", "alice", now=i)
+    assert t.retry_after("10.0.0.1", "alice", now=3) == pytest.approx(7)
+    assert t.retry_after("10.0.0.1", "bob", now=3) == pytest.approx(7)  # any user
+    assert t.retry_after("10.0.0.2", "alice", now=3) == 0  # another client
+    for i in range(2):  # alice now has 5 failures from two clients
+        t.failed("10.0.0.2", "alice", now=4 + i)
+    assert t.retry_after("10.0.0.2", "alice", now=6) == pytest.approx(4)  # it failed too
+    assert t.retry_after("10.0.0.3", "alice", now=6) == 0  # a fresh client may try
+    assert t.retry_after("10.0.0.1", "bob", now=12.5) == 0  # the window passed
+    small = LoginThrottle(max_keys=2)
+    for n in range(5):
+        small.failed(f"c{n}", f"u{n}", now=0)
+    assert len(small._clients) == 2 and len(small._users) == 2

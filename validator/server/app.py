@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -45,6 +46,7 @@ from validator.messages import normalize_locale
 from validator.registry import describe
 from validator.results import ValidationResult, VapiError, result_to_xml
 from validator.server import vapi_types as vt
+from validator.server.auth import LoginThrottle
 from validator.server.service import Ctx, Service, UploadTarget, iso_time
 
 log = logging.getLogger("validator.server")
@@ -53,6 +55,14 @@ SESSION_HEADER = "vmware-api-session-id"
 OPENAPI_PATH = "/api/openapi.json"
 #: Bytes of an upload collected before they are written (and hashed) in a worker thread.
 UPLOAD_BUFFER = 1 << 20
+
+
+class Throttled(VapiError):
+    """``service_unavailable`` for a login refused before hashing; says when to retry."""
+
+    def __init__(self, message: Any, retry_after: float) -> None:
+        super().__init__("service_unavailable", [message])
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 @dataclass(frozen=True)
@@ -211,6 +221,16 @@ class Server:
         self.service = service
         self.max_body = service.config.max_body_bytes
         self._openapi: bytes | None = None
+        cfg = service.config
+        self.throttle = LoginThrottle(
+            per_client=cfg.login_failures_per_client,
+            per_user=cfg.login_failures_per_user,
+            window=cfg.login_fail_window,
+        )
+        #: Password hashing has its own few threads: a flood of logins never takes the
+        #: worker threads every other request runs in (made in the event loop, lazily).
+        self._hash_limiter: anyio.CapacityLimiter | None = None
+        self._logins_waiting = 0
 
     # -- helpers ------------------------------------------------------------
     def path(self, request: Request, ctx: Ctx) -> str:
@@ -346,6 +366,45 @@ class Server:
         )
 
     # -- login ------------------------------------------------------------------
+    async def check_login(self, request: Request, ctx: Ctx, user: str, password: str) -> str:
+        """A new token for a good user and password; throttled, hashing bounded."""
+        cfg = self.service.config
+        client = request.client.host if request.client else "-"
+        user_key = user[:128]
+        wait = self.throttle.retry_after(client, user_key)
+        if wait > 0:
+            secs = max(1, math.ceil(wait))
+            raise Throttled(
+                self.service.message(ctx, "validator.server.auth.throttled", secs), secs
+            )
+        if self._logins_waiting >= cfg.login_queue:
+            raise Throttled(self.service.message(ctx, "validator.server.auth.busy", 1), 1)
+        if self._hash_limiter is None:
+            self._hash_limiter = anyio.CapacityLimiter(cfg.login_workers)
+        self._logins_waiting += 1
+        try:
+            token = await anyio.to_thread.run_sync(
+                self.service.login, user, password, limiter=self._hash_limiter
+            )
+        finally:
+            self._logins_waiting -= 1
+        if token is None:
+            self.throttle.failed(client, user_key)
+            raise self.service.error(
+                ctx, "unauthenticated", "validator.server.auth.bad_credentials"
+            )
+        return token
+
+    def error_response(self, request: Request, err: VapiError, family: str) -> Response:
+        response = (
+            self.rest_error(request, err)
+            if family == "rest"
+            else _json(err.to_api_dict(), err.http_status)
+        )
+        if isinstance(err, Throttled):
+            response.headers["Retry-After"] = str(err.retry_after)
+        return response
+
     async def login(self, request: Request, family: str) -> Response:
         ctx = self.anonymous(request)
         wrap = (lambda v: {"value": v}) if family == "rest" else (lambda v: v)
@@ -359,15 +418,11 @@ class Server:
                         user, _, password = raw.partition(":")
                     except (binascii.Error, UnicodeDecodeError):
                         user = None
-                token = (
-                    await run_in_threadpool(self.service.login, user, password or "")
-                    if user
-                    else None
-                )
-                if token is None:
+                if not user:
                     raise self.service.error(
                         ctx, "unauthenticated", "validator.server.auth.bad_credentials"
                     )
+                token = await self.check_login(request, ctx, user, password or "")
                 return _json(wrap(token), 201 if family == "api" else 200)
             token = request.headers.get(SESSION_HEADER, "")
             user = await run_in_threadpool(self.service.authenticate, token) if token else None
@@ -379,11 +434,7 @@ class Server:
             now = iso_time(time.time())
             return _json(wrap({"user": user, "created_time": now, "last_accessed_time": now}))
         except VapiError as err:
-            return (
-                self.rest_error(request, err)
-                if family == "rest"
-                else _json(err.to_api_dict(), err.http_status)
-            )
+            return self.error_response(request, err, family)
 
     # -- /rest ------------------------------------------------------------------
     async def rest(self, request: Request) -> Response:
@@ -596,15 +647,11 @@ class Server:
                         user, _, password = (
                             base64.b64decode(auth[6:]).decode("utf-8").partition(":")
                         )
-            token = (
-                await run_in_threadpool(self.service.login, user, password)
-                if isinstance(user, str) and isinstance(password, str)
-                else None
-            )
-            if token is None:
+            if not (isinstance(user, str) and user and isinstance(password, str)):
                 raise self.service.error(
                     ctx, "unauthenticated", "validator.server.auth.bad_credentials"
                 )
+            token = await self.check_login(request, ctx, user, password)
             return {"output": vt.encode(token, "secret")}
         token = security.get("sessionId") or request.headers.get(SESSION_HEADER, "")
         user = await run_in_threadpool(self.service.authenticate, str(token)) if token else None

@@ -51,12 +51,15 @@ ERROR_TYPES = (
     "unauthenticated",
     "not_found",
     "internal_server_error",
+    "service_unavailable",
 )
 _STATUS_TEXT = {
     400: "The arguments or the state do not allow the operation",
     401: "No valid session token (or, to log in, no valid user name and password)",
     404: "No such library, item, update session, file, upload endpoint or operation",
     500: "The server failed unexpectedly (logged; never a traceback)",
+    503: "Login refused before the password is checked: too many failed logins from this "
+    "client or for this user, or too many logins in progress (see the Retry-After header)",
 }
 
 
@@ -564,6 +567,9 @@ class _Builder:
                     "responses": {
                         ok: {"description": "The token", "content": body(token)},
                         **errors,
+                        "503": {
+                            "$ref": f"#/components/responses/{family.title()}Error503"
+                        },
                     },
                 },
             )

@@ -196,6 +196,15 @@ class ServerConfig:
     upload_idle_timeout: float = 60.0
     #: A login token unused for this long stops working.
     token_idle_seconds: float = 24 * 3600.0
+    #: Password hashes (scrypt) computed at once; more logins wait, without a thread.
+    login_workers: int = 2
+    #: Logins waiting for a hash worker; more are refused at once (service_unavailable).
+    login_queue: int = 32
+    #: Failed logins in ``login_fail_window`` seconds after which a client (or, for a
+    #: client that failed too, a user name) is refused until the window has passed.
+    login_failures_per_client: int = 10
+    login_failures_per_user: int = 20
+    login_fail_window: float = 60.0
     limits: Limits = field(default_factory=Limits)
 
 
