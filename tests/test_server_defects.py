@@ -310,3 +310,49 @@ def test_login_throttle_windows() -> None:
     for n in range(5):
         small.failed(f"c{n}", f"u{n}", now=0)
     assert len(small._clients) == 2 and len(small._users) == 2
+
+
+# -- 4. a stalled upload --------------------------------------------------------------
+
+
+def test_a_stalled_upload_ends_and_its_session_expires(tmp_path: Path) -> None:
+    """Bug: a client that sent 10 of 1000 bytes and went silent kept its session ACTIVE
+    (and the item busy) for as long as the TCP connection lived."""
+    server = Live(tmp_path, extra_args=["--session-timeout", "1", "--upload-idle-timeout", "1"])
+    server.start()
+    try:
+        c = server.client()
+        item = c.new_item()
+        sid = c.new_session(item)
+        info = c.req("POST", f"{API_US}/{sid}/file", json={"name": "a.bin", "size": 1000}).json()
+        path = "/" + info["upload_endpoint"]["uri"].split("/", 3)[3]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as s:
+            s.sendall(
+                f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                f"vmware-api-session-id: {c.token}\r\n\r\n".encode()
+                + b"x" * 10
+            )
+            t = time.monotonic()
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            waited = time.monotonic() - t
+            status, err = parse(answer)  # the server answered the silent client, then closed
+        assert 0.9 < waited < 10, waited
+        assert status == 400 and err["messages"][0]["id"] == "validator.server.file.stalled"
+        assert err["messages"][0]["args"] == ["a.bin", "10", "1.0"]
+        deadline = time.monotonic() + 10
+        while c.req("GET", f"{API_US}/{sid}").json()["state"] == "ACTIVE":
+            assert time.monotonic() < deadline, "the session never expired"
+            time.sleep(0.1)
+        got = c.req("GET", f"{API_US}/{sid}").json()
+        assert got["state"] == "ERROR"
+        assert got["error_message"]["id"] == "validator.server.session.expired"
+        # The item is free again.
+        assert c.req("POST", API_US, json={"library_item_id": item}).status_code == 201
+        c.close()
+    finally:
+        server.stop()

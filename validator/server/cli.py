@@ -42,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds without keep-alive after which an ACTIVE session expires (default 300)",
     )
     p.add_argument(
+        "--upload-idle-timeout",
+        type=float,
+        default=60.0,
+        help="seconds an upload may go without receiving a byte before it ends ERROR "
+        "(default 60); its session then expires as usual",
+    )
+    p.add_argument(
         "--max-upload-bytes",
         type=int,
         default=64 << 30,
@@ -108,6 +115,7 @@ def main(argv: Sequence[str]) -> int:
     config = ServerConfig(
         data_dir=data,
         session_timeout=opts.session_timeout,
+        upload_idle_timeout=opts.upload_idle_timeout,
         max_upload_bytes=opts.max_upload_bytes,
     )
     logging.basicConfig(level=opts.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
