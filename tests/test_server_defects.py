@@ -22,8 +22,8 @@ from tests.test_server_live import Live
 from tests.test_server_support import PASSWORD, Api, server_env
 from validator.results import VapiError
 from validator.server import service as service_module
-from validator.server.auth import LoginThrottle, hash_password
-from validator.server.service import Ctx, Service
+from validator.server.auth import LoginThrottle, Users, hash_password
+from validator.server.service import Ctx, ServerConfig, Service
 
 __all__ = ["server_env"]
 
@@ -356,3 +356,75 @@ def test_a_stalled_upload_ends_and_its_session_expires(tmp_path: Path) -> None:
         c.close()
     finally:
         server.stop()
+
+
+# -- 5. Client-Token and the create spec ----------------------------------------------
+
+
+def test_a_client_token_is_bound_to_its_create_spec(server_env: Env) -> None:
+    """Bug: the same Client-Token with another item answered the first item's session,
+    even a canceled one."""
+    client, _ = server_env
+    api = Api(client)
+    first, second = api.item(), api.item()
+    h = {"Client-Token": "tok-42"}
+    s1 = api.req("POST", API_US, json={"library_item_id": first}, headers=h).json()
+    assert api.req("POST", f"{API_US}/{s1}?action=cancel").status_code == 204
+    # Same token, same spec: the same session (idempotent), whatever its state.
+    again = api.req("POST", API_US, json={"library_item_id": first}, headers=h)
+    assert again.status_code == 201 and again.json() == s1
+    # Same token, another spec: refused.
+    r = api.req("POST", API_US, json={"library_item_id": second}, headers=h)
+    assert r.status_code == 400 and r.json()["error_type"] == "INVALID_ARGUMENT"
+    assert r.json()["messages"][0]["id"] == "validator.server.arg.client_token_reused"
+    spec = {"library_item_id": first, "warning_behavior": [{"type": "X", "ignored": True}]}
+    r = api.req("POST", API_US, json=spec, headers=h)
+    assert r.status_code == 400, r.text
+    # Items and libraries too.
+    lib = api.library()
+    body = {"library_id": lib, "name": "a", "type": "ovf"}
+    i1 = api.req("POST", "/api/content/library/item", json=body, headers=h).json()
+    assert api.req("POST", "/api/content/library/item", json=body, headers=h).json() == i1
+    r = api.req("POST", "/api/content/library/item", json={**body, "name": "b"}, headers=h)
+    assert r.status_code == 400
+    r = api.req("POST", "/api/content/local-library", json={"name": "x"}, headers=h)
+    assert r.status_code == 201
+    r = api.req("POST", "/api/content/local-library", json={"name": "y"}, headers=h)
+    assert r.status_code == 400
+
+
+def test_storage_backings_are_kept(server_env: Env) -> None:
+    """Bug: storage_backings given at library create were dropped."""
+    client, _ = server_env
+    api = Api(client)
+    backings = [{"type": "OTHER", "storage_uri": "file:///srv/cls"}]
+    r = api.req(
+        "POST", "/api/content/local-library", json={"name": "l", "storage_backings": backings}
+    )
+    assert r.status_code == 201, r.text
+    assert api.req("GET", f"/api/content/library/{r.json()}").json()["storage_backings"] == backings
+    bad = [{"type": "TAPE"}]
+    r = api.req("POST", "/api/content/local-library", json={"name": "l", "storage_backings": bad})
+    assert r.status_code == 400
+
+
+def test_a_data_folder_of_the_first_schema_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    from validator.server import build_server_registry
+    from validator.server.service import SCHEMA
+
+    data = tmp_path / "data"
+    data.mkdir()
+    db = sqlite3.connect(data / "state.sqlite3")
+    db.executescript(SCHEMA)
+    db.execute("INSERT INTO libraries VALUES ('lib-1', 'old', '', 'alice', 'tok', 1.0)")
+    db.commit()
+    db.close()
+    service = Service(ServerConfig(data_dir=data), build_server_registry(), Users({}))
+    try:
+        assert service.library_get(ALICE, "lib-1")["storage_backings"] == []
+        # A token used before specs were recorded still answers its library.
+        assert service.library_create(ALICE, {"name": "other"}, "tok") == "lib-1"
+    finally:
+        service.close()

@@ -115,6 +115,16 @@ CREATE TABLE IF NOT EXISTS session_files (
 CREATE TABLE IF NOT EXISTS tokens (
     key TEXT PRIMARY KEY, user TEXT NOT NULL, created REAL NOT NULL, last REAL NOT NULL);
 """
+#: Columns added after the first schema: (table, column, definition). A data folder made
+#: before them is upgraded at start.
+ADDED_COLUMNS = (
+    # The create spec a client token was first used with (a JSON document): the same
+    # token with another spec is refused, not answered with the first object.
+    ("libraries", "client_spec", "TEXT"),
+    ("items", "client_spec", "TEXT"),
+    ("sessions", "client_spec", "TEXT"),
+    ("libraries", "storage_backings", "TEXT NOT NULL DEFAULT '[]'"),
+)
 
 
 class DataFolderBusy(RuntimeError):
@@ -283,6 +293,10 @@ class Service:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        for table, column, definition in ADDED_COLUMNS:
+            have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         self._lock = threading.RLock()
         #: validate reads a session's files; complete, cancel, add … change them (see SessionLocks).
         self._locks = SessionLocks()
@@ -372,6 +386,18 @@ class Service:
             )
         return value
 
+    def _reused(
+        self, ctx: Ctx, row: sqlite3.Row | None, token: str, spec: Mapping[str, Any]
+    ) -> str | None:
+        """The id a client token already made, if it was made with the same spec."""
+        if row is None:
+            return None
+        if row["client_spec"] is not None and json.loads(row["client_spec"]) != spec:
+            raise self.error(
+                ctx, "invalid_argument", "validator.server.arg.client_token_reused", token
+            )
+        return str(row["id"])
+
     # -- access -----------------------------------------------------------
     def login(self, user: str, password: str) -> str | None:
         if not self.users.check(user, password):
@@ -408,21 +434,63 @@ class Service:
         spec = self._spec(ctx, spec, "create_spec")
         name = self._text(ctx, spec, "name", required=False) or "library"
         description = self._text(ctx, spec, "description", required=False, limit=4096) or ""
+        backings = self._storage_backings(ctx, spec.get("storage_backings"))
         token = self._client_token(ctx, client_token)
+        made = {"name": name, "description": description, "storage_backings": backings}
         with self._tx() as db:
             if token is not None:
                 row = db.execute(
-                    "SELECT id FROM libraries WHERE owner = ? AND client_token = ?",
+                    "SELECT id, client_spec FROM libraries WHERE owner = ? AND client_token = ?",
                     (ctx.user, token),
                 ).fetchone()
-                if row is not None:
-                    return str(row["id"])
+                if (found := self._reused(ctx, row, token, made)) is not None:
+                    return found
             lib_id = str(uuid.uuid4())
             db.execute(
-                "INSERT INTO libraries VALUES (?, ?, ?, ?, ?, ?)",
-                (lib_id, name, description, ctx.user, token, time.time()),
+                "INSERT INTO libraries (id, name, description, owner, client_token, created,"
+                " client_spec, storage_backings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    lib_id,
+                    name,
+                    description,
+                    ctx.user,
+                    token,
+                    time.time(),
+                    json.dumps(made) if token else None,
+                    json.dumps(backings),
+                ),
             )
         return lib_id
+
+    def _storage_backings(self, ctx: Ctx, value: Any) -> list[dict[str, str]]:
+        """``storage_backings`` of a library create spec: kept and answered as given."""
+        if value is None:
+            return []
+        if not isinstance(value, list) or len(value) > 16:
+            raise self.error(
+                ctx, "invalid_argument", "validator.server.arg.invalid", "storage_backings", value
+            )
+        out = []
+        for entry in value:
+            ok = (
+                isinstance(entry, Mapping)
+                and entry.get("type") in ("DATASTORE", "OTHER")
+                and set(entry) <= {"type", "datastore_id", "storage_uri"}
+                and all(
+                    entry.get(k) is None or (isinstance(entry[k], str) and len(entry[k]) <= 1024)
+                    for k in ("datastore_id", "storage_uri")
+                )
+            )
+            if not ok:
+                raise self.error(
+                    ctx,
+                    "invalid_argument",
+                    "validator.server.arg.invalid",
+                    "storage_backings",
+                    entry,
+                )
+            out.append({k: v for k, v in entry.items() if v is not None})
+        return out
 
     def _library_row(self, ctx: Ctx, library_id: Any) -> sqlite3.Row:
         library_id = self.check_id(ctx, library_id, "library")
@@ -439,7 +507,7 @@ class Service:
             "description": row["description"],
             "type": "LOCAL",
             "creation_time": iso_time(row["created"]),
-            "storage_backings": [],
+            "storage_backings": json.loads(row["storage_backings"] or "[]"),
         }
 
     def library_list(self, ctx: Ctx) -> list[str]:
@@ -457,20 +525,33 @@ class Service:
                 ctx, "invalid_argument", "validator.server.arg.unknown_type", kind, known
             )
         token = self._client_token(ctx, client_token)
+        made = {"library_id": library["id"], "name": name, "type": kind, "description": description}
         now = time.time()
         with self._tx() as db:
             if token is not None:
                 row = db.execute(
-                    "SELECT id FROM items WHERE owner = ? AND client_token = ?", (ctx.user, token)
+                    "SELECT id, client_spec FROM items WHERE owner = ? AND client_token = ?",
+                    (ctx.user, token),
                 ).fetchone()
-                if row is not None:
-                    return str(row["id"])
+                if (found := self._reused(ctx, row, token, made)) is not None:
+                    return found
             item_id = str(uuid.uuid4())
             db.execute(
                 "INSERT INTO items (id, library_id, name, description, type, owner, client_token,"
-                " content_version, content_dir, created, modified)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?)",
-                (item_id, library["id"], name, description, kind, ctx.user, token, now, now),
+                " content_version, content_dir, created, modified, client_spec)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?, ?)",
+                (
+                    item_id,
+                    library["id"],
+                    name,
+                    description,
+                    kind,
+                    ctx.user,
+                    token,
+                    now,
+                    now,
+                    json.dumps(made) if token else None,
+                ),
             )
         return item_id
 
@@ -649,14 +730,15 @@ class Service:
         behavior = self._warning_behavior(ctx, spec.get("warning_behavior"))
         self.expire()
         now = time.time()
+        made = {"library_item_id": item["id"], "warning_behavior": behavior}
         with self._tx() as db:
             if token is not None:
                 row = db.execute(
-                    "SELECT id FROM sessions WHERE owner = ? AND client_token = ?",
+                    "SELECT id, client_spec FROM sessions WHERE owner = ? AND client_token = ?",
                     (ctx.user, token),
                 ).fetchone()
-                if row is not None:
-                    return str(row["id"])
+                if (found := self._reused(ctx, row, token, made)) is not None:
+                    return found
             busy = db.execute(
                 "SELECT id FROM sessions WHERE item_id = ? AND state = 'ACTIVE'", (item["id"],)
             ).fetchone()
@@ -671,7 +753,8 @@ class Service:
             session_id = str(uuid.uuid4())
             db.execute(
                 "INSERT INTO sessions (id, owner, item_id, state, client_token, base_version,"
-                " expiration, warning_behavior, created) VALUES (?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?)",
+                " expiration, warning_behavior, created, client_spec)"
+                " VALUES (?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?, ?)",
                 (
                     session_id,
                     ctx.user,
@@ -681,6 +764,7 @@ class Service:
                     now + self.config.session_timeout,
                     json.dumps(behavior),
                     now,
+                    json.dumps(made) if token else None,
                 ),
             )
         self._changed(
