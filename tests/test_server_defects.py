@@ -7,6 +7,7 @@ start (after the session's files were listed) while another operation runs.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import socket
 import threading
 import time
@@ -428,3 +429,24 @@ def test_a_data_folder_of_the_first_schema_is_upgraded(tmp_path: Path) -> None:
         assert service.library_create(ALICE, {"name": "other"}, "tok") == "lib-1"
     finally:
         service.close()
+
+
+# -- 6. problems of the whole session ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["ovf", "iso"])
+def test_a_session_level_problem_names_no_file(server_env: Env, kind: str) -> None:
+    """Bug: invalid_files[].name was the update session's id when an OVF session had no
+    descriptor or an ISO session no image."""
+    client, _ = server_env
+    api = Api(client)
+    sid = api.session(api.item(kind))
+    r = api.req("POST", f"{API_US}/{sid}/file?action=validate")
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert result["has_errors"] is True
+    assert result["invalid_files"], result
+    assert all(e["name"] != sid for e in result["invalid_files"])
+    assert any(e["name"] == "" for e in result["invalid_files"])
+    r = api.req("POST", f"{API_US}/{sid}?action=complete")
+    assert r.status_code == 400 and sid not in json.dumps(r.json()["messages"][1:])

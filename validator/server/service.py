@@ -22,6 +22,7 @@ and raises :class:`~validator.results.VapiError` for the client.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import importlib
@@ -46,6 +47,7 @@ from validator.registry import HookFailure, Registry
 from validator.results import (
     LocalizableMessage,
     NotAllowedInCurrentState,
+    ValidationError,
     ValidationResult,
     VapiError,
 )
@@ -255,6 +257,25 @@ def warning_type(message_id: str) -> str:
         if key in last:
             return name
     return message_id
+
+
+def _session_level(result: ValidationResult, session: Session) -> ValidationResult:
+    """Problems of the session as a whole get an empty name, not the session's id.
+
+    An adapter names such a problem (an OVF session without a descriptor, an ISO session
+    without an image) by the session's origin, which for a CLI run is the path given;
+    here that is the update session's id, which a client would take for a file name.
+    """
+    origin = session.origin
+    if session.get(origin) is not None:  # a file really has that name
+        return result
+
+    def fix(entries: tuple[ValidationError, ...]) -> tuple[ValidationError, ...]:
+        return tuple(dataclasses.replace(e, name="") if e.name == origin else e for e in entries)
+
+    return dataclasses.replace(
+        result, invalid_files=fix(result.invalid_files), warnings=fix(result.warnings)
+    )
 
 
 def _fsync_dir(path: Path) -> None:
@@ -1284,6 +1305,7 @@ class Service:
         except SessionError as exc:
             msg = self.registry.catalogs.message(exc.message_id, exc.args_, ctx.locale)
             raise VapiError("invalid_argument", [msg]) from None
+        result = _session_level(result, session)
         self._store_preview(row, result, session)
         return result, session
 
