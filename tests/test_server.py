@@ -348,7 +348,7 @@ def test_session_lifecycle(server_env: Env) -> None:
     client, _ = server_env
     api = Api(client)
     item = api.item()
-    sid = api.session(item, client_token=None)
+    sid = api.session(item)
     r = api.req("DELETE", f"{API_US}/{sid}")
     assert r.status_code == 400 and r.json()["error_type"] == "NOT_ALLOWED_IN_CURRENT_STATE"
     assert api.req("POST", f"{REST_US}/id:{sid}?~action=cancel").status_code == 200

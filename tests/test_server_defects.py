@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from tests.test_server_hostile import parse
 from tests.test_server_live import Live
-from tests.test_server_support import PASSWORD, Api, server_env
+from tests.test_server_support import PASSWORD, SAMPLES, Api, server_env
 from validator.results import VapiError
 from validator.server import service as service_module
 from validator.server.auth import LoginThrottle, Users, hash_password
@@ -450,3 +450,91 @@ def test_a_session_level_problem_names_no_file(server_env: Env, kind: str) -> No
     assert any(e["name"] == "" for e in result["invalid_files"])
     r = api.req("POST", f"{API_US}/{sid}?action=complete")
     assert r.status_code == 400 and sid not in json.dumps(r.json()["messages"][1:])
+
+
+# -- and the smaller ones ---------------------------------------------------------------
+
+
+def test_cis_session_times_are_the_tokens(server_env: Env) -> None:
+    """Bug: Session.get answered "now" as created_time and last_accessed_time."""
+    client, _ = server_env
+    api = Api(client)
+    first = api.req("GET", "/api/session").json()
+    time.sleep(0.05)
+    again = api.req("GET", "/api/session").json()
+    assert first == again and first["user"] == "alice"
+    assert first["created_time"] <= first["last_accessed_time"]
+    rest = api.req("GET", "/rest/com/vmware/cis/session").json()["value"]
+    assert rest == first
+
+
+def test_an_item_file_not_found_names_the_item(server_env: Env) -> None:
+    """Bug: "The update session <ITEM ID> has no file named …"."""
+    client, _ = server_env
+    api = Api(client)
+    item = api.item()
+    r = api.req("GET", f"/api/content/library/item/{item}/file?name=nope.ovf")
+    assert r.status_code == 404
+    message = r.json()["messages"][0]
+    assert message["id"] == "validator.server.not_found.item_file"
+    assert message["args"] == [item, "nope.ovf"]
+    assert "library item" in message["default_message"]
+
+
+def test_a_missing_id_is_named_as_missing(server_env: Env) -> None:
+    """Bug: "None is not a valid identifier"."""
+    client, _ = server_env
+    api = Api(client)
+    r = api.req("POST", "/api/content/library/item", json={"name": "x", "type": "ovf"})
+    assert r.status_code == 400
+    message = r.json()["messages"][0]
+    assert message["id"] == "validator.server.arg.missing"
+    assert message["args"] == ["library_id"] and "None" not in message["default_message"]
+    r = api.req("POST", "/rest/com/vmware/content/library/item/update-session?~action=complete")
+    assert r.json()["value"]["messages"][0]["args"] == ["update_session_id"]
+
+
+def test_file_size_is_set_once_received(server_env: Env) -> None:
+    """Bug: File.Info.size was the declared size before any byte had arrived."""
+    client, _ = server_env
+    api = Api(client)
+    sid = api.session(api.item())
+    data = (SAMPLES / "vm.ovf").read_bytes()
+    info = api.add(sid, "vm.ovf", size=len(data))
+    assert "size" not in info and info["status"] == "WAITING_FOR_TRANSFER"
+    assert api.upload(info, data).json()["size"] == len(data)
+    assert api.req("GET", f"{API_US}/{sid}/file/vm.ovf").json()["size"] == len(data)
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/content/local-library", {"create_spec": {"name": "l"}}),
+        ("/api/content/library/item", {"create_spec": {"name": "x", "type": "ovf"}}),
+        (API_US, {"create_spec": {"library_item_id": "i"}, "client_token": "t"}),
+        (API_US, {"library_item_id": "i", "client_token": "t"}),
+    ],
+)
+def test_unknown_fields_in_api_bodies_are_refused(
+    server_env: Env, url: str, body: dict[str, Any]
+) -> None:
+    """Bug: a legacy {"create_spec": …} body sent to /api was silently ignored."""
+    client, _ = server_env
+    api = Api(client)
+    r = api.req("POST", url, json=body)
+    assert r.status_code == 400, r.text
+    message = r.json()["messages"][0]
+    assert message["id"] == "validator.server.arg.unknown_field"
+    assert message["args"][0] in ("create_spec", "client_token")
+
+
+def test_unknown_fields_of_a_field_body_are_refused(server_env: Env) -> None:
+    client, _ = server_env
+    api = Api(client)
+    sid = api.session(api.item())
+    r = api.req("POST", f"{API_US}/{sid}?action=keep-alive", json={"client_progres": 5})
+    assert r.status_code == 400
+    assert r.json()["messages"][0]["args"][0] == "client_progres"
+    r = api.req("POST", f"{API_US}/{sid}/file", json={"name": "a.ovf", "sise": 5})
+    assert r.status_code == 400
+    assert api.req("POST", f"{API_US}/{sid}?action=keep-alive", json={"client_progress": 5})

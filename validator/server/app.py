@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import re
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +46,7 @@ from validator.registry import describe
 from validator.results import ValidationResult, VapiError, result_to_xml
 from validator.server import vapi_types as vt
 from validator.server.auth import LoginThrottle
-from validator.server.service import Ctx, Service, UploadTarget, iso_time
+from validator.server.service import Ctx, Service, UploadTarget
 
 log = logging.getLogger("validator.server")
 
@@ -208,6 +207,15 @@ API_ROUTES: list[ApiRoute] = [
     ApiRoute("GET", "/api/content/library/{library_id}", None, _LIB, "get"),
 ]
 
+#: The fields an ``/api`` body that *is* a parameter may have (its vAPI structure's fields).
+SPEC_FIELDS: dict[tuple[str, str], frozenset[str]] = {
+    (_LOCAL, "create"): frozenset(vt.LIBRARY_MODEL.fields),
+    (_ITEM, "create"): frozenset(vt.ITEM_MODEL.fields),
+    (_LS, "create"): frozenset(vt.UPDATE_SESSION_MODEL.fields),
+    (_LS, "update"): frozenset(vt.UPDATE_SESSION_MODEL.fields),
+    (_FS, "add"): frozenset(("name", "source_type", "source_endpoint", "size", "checksum_info")),
+}
+
 _XML_NS = {
     _FS: "http://vmware.com/content/library/item/updatesession/file",
     _LS: "http://vmware.com/content/library/item/update_session",
@@ -318,6 +326,19 @@ class Server:
             raise self.service.error(
                 ctx, "invalid_argument", "validator.server.arg.bad_body", describe(exc)
             ) from None
+
+    def known_fields(self, ctx: Ctx, body: Mapping[str, Any], fields: frozenset[str]) -> None:
+        """An ``/api`` body's fields must be the operation's: a field it does not take (a
+        legacy ``{"create_spec": …}`` wrapper, a typo) is refused, never ignored."""
+        unknown = sorted(str(k) for k in body if k not in fields)
+        if unknown:
+            raise self.service.error(
+                ctx,
+                "invalid_argument",
+                "validator.server.arg.unknown_field",
+                unknown[0],
+                ", ".join(sorted(fields)) or "-",
+            )
 
     def not_an_object(self, ctx: Ctx, body: Any) -> VapiError:
         kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}
@@ -431,8 +452,10 @@ class Server:
             if request.method == "DELETE":
                 await run_in_threadpool(self.service.logout, token)
                 return Response(status_code=200 if family == "rest" else 204)
-            now = iso_time(time.time())
-            return _json(wrap({"user": user, "created_time": now, "last_accessed_time": now}))
+            info = await run_in_threadpool(self.service.token_info, token)
+            if info is None:
+                raise self.unauthenticated(ctx)
+            return _json(wrap(info))
         except VapiError as err:
             return self.error_response(request, err, family)
 
@@ -507,9 +530,13 @@ class Server:
                     k: v for k, v in request.query_params.items() if k != "action"
                 }
                 body = self.parse_body(request, ctx, await self.body(request, ctx))
+                op = OPS[(route.service, route.op)]
                 if route.body is not None:
+                    if isinstance(body, Mapping):
+                        self.known_fields(ctx, body, SPEC_FIELDS[(route.service, route.op)])
                     params[route.body] = body
                 elif isinstance(body, Mapping):
+                    self.known_fields(ctx, body, frozenset(op.params))
                     params.update(body)
                 elif body is not None:  # the body's fields are the parameters: an object
                     raise self.not_an_object(ctx, body)
@@ -518,7 +545,6 @@ class Server:
                     token = request.headers.get("client-token")
                     if token:
                         params["client_token"] = token
-                op = OPS[(route.service, route.op)]
                 if route.service == _IFILE and "name" in params:
                     op = OPS[(route.service, "get")]
                 result = await self.call(op, ctx, params)
@@ -661,8 +687,9 @@ class Server:
             await run_in_threadpool(self.service.logout, str(token))
             return {"output": None}
         if operation == "get":
-            now = iso_time(time.time())
-            info = {"user": user, "created_time": now, "last_accessed_time": now}
+            info = await run_in_threadpool(self.service.token_info, str(token))
+            if info is None:
+                raise self.unauthenticated(ctx)
             return {"output": vt.encode(info, vt.CIS_SESSION_INFO)}
         raise self.service.error(
             ctx, "not_found", "validator.server.not_found.operation", "cis.session", operation

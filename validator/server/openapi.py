@@ -137,7 +137,19 @@ def inputs(
     item_types: Iterable[str], max_upload_bytes: int
 ) -> dict[tuple[str, str], dict[str, Param]]:
     """Each operation's parameters (its vAPI ``operation-input``)."""
-    library_spec = _spec((), name=TEXT, description=LONG_TEXT)
+    backing = _spec(
+        ("type",),
+        type={"type": "string", "enum": ["DATASTORE", "OTHER"]},
+        datastore_id={"type": "string", "maxLength": 1024},
+        storage_uri={"type": "string", "maxLength": 1024},
+    )
+    backing["additionalProperties"] = False
+    library_spec = _spec(
+        (),
+        name=TEXT,
+        description=LONG_TEXT,
+        storage_backings={"type": "array", "maxItems": 16, "items": backing},
+    )
     item_spec = _spec(
         ("library_id", "name", "type"),
         library_id=ID,
@@ -567,9 +579,7 @@ class _Builder:
                     "responses": {
                         ok: {"description": "The token", "content": body(token)},
                         **errors,
-                        "503": {
-                            "$ref": f"#/components/responses/{family.title()}Error503"
-                        },
+                        "503": {"$ref": f"#/components/responses/{family.title()}Error503"},
                     },
                 },
             )

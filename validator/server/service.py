@@ -81,6 +81,12 @@ _WARNING_KEYWORDS = (
     ("untrusted", "UNTRUSTED_CERTIFICATE"),
 )
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+#: The parameter that names an object of each kind (for "the parameter … is required").
+_ID_PARAMS = {
+    "library": "library_id",
+    "library item": "library_item_id",
+    "update session": "update_session_id",
+}
 _HEX = re.compile(r"[0-9a-fA-F]{32,128}")
 _METADATA_SUFFIXES = {"ovf": (".mf", ".cert")}
 #: As vCenter does, an OVF item's manifest or certificate may not be added once
@@ -373,6 +379,9 @@ class Service:
                 log.warning("plugin %s failed in %s: %s", plugin, hook_name, result.error)
 
     def check_id(self, ctx: Ctx, value: Any, what: str) -> str:
+        if value is None:  # not given: say which parameter, not "None is not an id"
+            param = _ID_PARAMS.get(what, what)
+            raise self.error(ctx, "invalid_argument", "validator.server.arg.missing", param)
         if not isinstance(value, str) or not _ID.fullmatch(value):  # match's $ allows "id\n"
             shown = repr(value) if not isinstance(value, str) else display_name(value)
             shown = shown if len(shown) <= 64 else shown[:64] + "…"
@@ -445,6 +454,20 @@ class Service:
             with self._tx() as db:
                 db.execute("UPDATE tokens SET last = ? WHERE key = ?", (now, key))
         return str(rows[0]["user"])
+
+    def token_info(self, token: str) -> dict[str, str] | None:
+        """``cis.session.Info`` of a valid token: its user, when it was made and last used."""
+        user = self.authenticate(token)
+        if user is None:
+            return None
+        rows = self._query("SELECT created, last FROM tokens WHERE key = ?", (token_key(token),))
+        if not rows:
+            return None
+        return {
+            "user": user,
+            "created_time": iso_time(rows[0]["created"]),
+            "last_accessed_time": iso_time(rows[0]["last"]),
+        }
 
     def logout(self, token: str) -> None:
         with self._tx() as db:
@@ -936,9 +959,10 @@ class Service:
             "status": row["status"],
             "keep_in_storage": bool(row["keep_in_storage"]),
         }
-        size = row["received_size"] if row["received_size"] is not None else row["size"]
-        if size is not None:
-            info["size"] = size
+        # File.Info.size is set once the file is fully received (REFERENCE §2), not when
+        # a size was only declared.
+        if row["received_size"] is not None:
+            info["size"] = row["received_size"]
         if row["checksum_alg"]:
             info["checksum_info"] = {"algorithm": row["checksum_alg"], "checksum": row["checksum"]}
         # The API's union: a PUSH file always carries its upload endpoint.
