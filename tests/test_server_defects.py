@@ -20,13 +20,13 @@ from starlette.testclient import TestClient
 
 from tests.test_server_hostile import parse
 from tests.test_server_live import Live
-from tests.test_server_support import PASSWORD, SAMPLES, Api, server_env
+from tests.test_server_support import PASSWORD, SAMPLES, Api, database, postgres, server_env
 from validator.results import VapiError
 from validator.server import service as service_module
-from validator.server.auth import LoginThrottle, Users, hash_password
-from validator.server.service import Ctx, ServerConfig, Service
+from validator.server.auth import LoginThrottle, hash_password
+from validator.server.service import Ctx, Service
 
-__all__ = ["server_env"]
+__all__ = ["database", "postgres", "server_env"]
 
 API_US = "/api/content/library/item/update-session"
 Env = tuple[TestClient, Service]
@@ -407,28 +407,6 @@ def test_storage_backings_are_kept(server_env: Env) -> None:
     bad = [{"type": "TAPE"}]
     r = api.req("POST", "/api/content/local-library", json={"name": "l", "storage_backings": bad})
     assert r.status_code == 400
-
-
-def test_a_data_folder_of_the_first_schema_is_upgraded(tmp_path: Path) -> None:
-    import sqlite3
-
-    from validator.server import build_server_registry
-    from validator.server.service import SCHEMA
-
-    data = tmp_path / "data"
-    data.mkdir()
-    db = sqlite3.connect(data / "state.sqlite3")
-    db.executescript(SCHEMA)
-    db.execute("INSERT INTO libraries VALUES ('lib-1', 'old', '', 'alice', 'tok', 1.0)")
-    db.commit()
-    db.close()
-    service = Service(ServerConfig(data_dir=data), build_server_registry(), Users({}))
-    try:
-        assert service.library_get(ALICE, "lib-1")["storage_backings"] == []
-        # A token used before specs were recorded still answers its library.
-        assert service.library_create(ALICE, {"name": "other"}, "tok") == "lib-1"
-    finally:
-        service.close()
 
 
 # -- 6. problems of the whole session ---------------------------------------------------

@@ -24,11 +24,11 @@ from lxml import etree
 from starlette.testclient import TestClient
 
 from tests.test_server_live import Live
-from tests.test_server_support import SAMPLES, Api, fast_users, server_env
+from tests.test_server_support import SAMPLES, Api, database, fast_users, postgres, server_env
 from validator.server import create_app
 from validator.server.service import ServerConfig, Service
 
-__all__ = ["server_env"]
+__all__ = ["database", "postgres", "server_env"]
 
 Env = tuple[TestClient, Service]
 API_US = "/api/content/library/item/update-session"

@@ -31,7 +31,6 @@ import logging
 import os
 import re
 import shutil
-import sqlite3
 import threading
 import time
 import uuid
@@ -52,6 +51,7 @@ from validator.results import (
     VapiError,
 )
 from validator.server.auth import Users, new_token, token_key
+from validator.server.db import Database, Row, Tx, default_url
 from validator.session import (
     ChecksumAlgorithm,
     ChecksumInfo,
@@ -93,46 +93,6 @@ _METADATA_SUFFIXES = {"ovf": (".mf", ".cert")}
 #: its descriptor is in the session (they must come first: the descriptor's
 #: arrival is what a client's upload order keys on).
 _DESCRIPTOR_SUFFIXES = {"ovf": ".ovf"}
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS libraries (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL DEFAULT '',
-    owner TEXT NOT NULL, client_token TEXT, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    id TEXT PRIMARY KEY, library_id TEXT NOT NULL REFERENCES libraries(id),
-    name TEXT NOT NULL, description TEXT NOT NULL DEFAULT '', type TEXT NOT NULL,
-    owner TEXT NOT NULL, client_token TEXT, content_version INTEGER NOT NULL DEFAULT 1,
-    content_dir TEXT, created REAL NOT NULL, modified REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS item_files (
-    item_id TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
-    PRIMARY KEY (item_id, name));
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY, owner TEXT NOT NULL, item_id TEXT NOT NULL, state TEXT NOT NULL,
-    client_token TEXT, client_progress INTEGER NOT NULL DEFAULT 0,
-    base_version INTEGER NOT NULL, expiration REAL NOT NULL,
-    error_message TEXT, warning_behavior TEXT NOT NULL DEFAULT '[]', preview_info TEXT,
-    created REAL NOT NULL);
-CREATE UNIQUE INDEX IF NOT EXISTS one_active_session ON sessions(item_id) WHERE state = 'ACTIVE';
-CREATE UNIQUE INDEX IF NOT EXISTS session_token ON sessions(owner, client_token);
-CREATE TABLE IF NOT EXISTS session_files (
-    session_id TEXT NOT NULL, name TEXT NOT NULL, seq INTEGER NOT NULL,
-    source_type TEXT NOT NULL, size INTEGER, checksum_alg TEXT, checksum TEXT,
-    status TEXT NOT NULL, bytes_transferred INTEGER NOT NULL DEFAULT 0,
-    received_size INTEGER, sha256 TEXT, error_message TEXT, upload_token TEXT NOT NULL UNIQUE,
-    keep_in_storage INTEGER NOT NULL, PRIMARY KEY (session_id, name));
-CREATE TABLE IF NOT EXISTS tokens (
-    key TEXT PRIMARY KEY, user TEXT NOT NULL, created REAL NOT NULL, last REAL NOT NULL);
-"""
-#: Columns added after the first schema: (table, column, definition). A data folder made
-#: before them is upgraded at start.
-ADDED_COLUMNS = (
-    # The create spec a client token was first used with (a JSON document): the same
-    # token with another spec is refused, not answered with the first object.
-    ("libraries", "client_spec", "TEXT"),
-    ("items", "client_spec", "TEXT"),
-    ("sessions", "client_spec", "TEXT"),
-    ("libraries", "storage_backings", "TEXT NOT NULL DEFAULT '[]'"),
-)
 
 
 class DataFolderBusy(RuntimeError):
@@ -224,6 +184,8 @@ class ServerConfig:
     login_failures_per_user: int = 20
     login_fail_window: float = 60.0
     limits: Limits = field(default_factory=Limits)
+    #: ``sqlite:///PATH`` or ``postgresql://…``; ``None``: SQLite in the data folder.
+    database: str | None = None
 
 
 @dataclass(frozen=True)
@@ -302,67 +264,37 @@ class Service:
         self.users = users
         self.data = config.data_dir
         self.data.mkdir(parents=True, exist_ok=True)
-        # One server per data folder: recovery removes what no item points at, which
-        # would break a second server's publish in progress.
-        self._lockfile = open(self.data / "server.lock", "a+b")  # noqa: SIM115
-        try:
-            fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lockfile.close()
-            raise DataFolderBusy(str(self.data)) from None
+        self.db = Database(config.database or default_url(self.data))
+        self._lockfile = None
+        if not self.db.shared:
+            # One server per data folder on SQLite: recovery removes what no item points
+            # at, which would break a second server's publish in progress. On PostgreSQL
+            # several servers share the folder; what they must do once is held by
+            # advisory locks (validator.server.db.PgSessionLocks).
+            self._lockfile = open(self.data / "server.lock", "a+b")  # noqa: SIM115
+            try:
+                fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                self._lockfile.close()
+                self.db.close()
+                raise DataFolderBusy(str(self.data)) from None
         (self.data / "uploads").mkdir(exist_ok=True)
         (self.data / "content").mkdir(exist_ok=True)
-        self._db = sqlite3.connect(
-            self.data / "state.sqlite3", check_same_thread=False, isolation_level=None
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
-        for table, column, definition in ADDED_COLUMNS:
-            have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in have:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-        self._lock = threading.RLock()
+        self.db.upgrade()
         #: validate reads a session's files; complete, cancel, add … change them (see SessionLocks).
-        self._locks = SessionLocks()
+        self._locks: Any = self.db.session_locks()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
+        if self._lockfile is not None:
             self._lockfile.close()  # releases the folder's lock
 
     # -- plumbing ---------------------------------------------------------
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[Tx]:
+        return self.db.tx()
 
-    @contextlib.contextmanager
-    def _durable(self) -> Iterator[None]:
-        """Commit with an fsync of the log: publishing must survive a power loss too.
-
-        Routine commits use ``synchronous=NORMAL`` (durable across a killed
-        process, which is what WAL guarantees); the one that switches an item's
-        content is made durable before the old folder is removed.
-        """
-        with self._lock:
-            self._db.execute("PRAGMA synchronous=FULL")
-            try:
-                yield
-            finally:
-                self._db.execute("PRAGMA synchronous=NORMAL")
-
-    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return list(self._db.execute(sql, args))
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        return self.db.query(sql, args)
 
     def message(self, ctx: Ctx | None, message_id: str, *args: object) -> LocalizableMessage:
         # Arguments often echo what a client sent: never echo a megabyte back.
@@ -416,9 +348,7 @@ class Service:
             )
         return value
 
-    def _reused(
-        self, ctx: Ctx, row: sqlite3.Row | None, token: str, spec: Mapping[str, Any]
-    ) -> str | None:
+    def _reused(self, ctx: Ctx, row: Row | None, token: str, spec: Mapping[str, Any]) -> str | None:
         """The id a client token already made, if it was made with the same spec."""
         if row is None:
             return None
@@ -442,7 +372,7 @@ class Service:
         if not token or len(token) > 256:
             return None
         key = token_key(token)
-        rows = self._query("SELECT user, last FROM tokens WHERE key = ?", (key,))
+        rows = self._query('SELECT "user", last FROM tokens WHERE key = ?', (key,))
         if not rows:
             return None
         now = time.time()
@@ -536,7 +466,7 @@ class Service:
             out.append({k: v for k, v in entry.items() if v is not None})
         return out
 
-    def _library_row(self, ctx: Ctx, library_id: Any) -> sqlite3.Row:
+    def _library_row(self, ctx: Ctx, library_id: Any) -> Row:
         library_id = self.check_id(ctx, library_id, "library")
         rows = self._query("SELECT * FROM libraries WHERE id = ?", (library_id,))
         if not rows:
@@ -599,7 +529,7 @@ class Service:
             )
         return item_id
 
-    def _item_row(self, ctx: Ctx, item_id: Any) -> sqlite3.Row:
+    def _item_row(self, ctx: Ctx, item_id: Any) -> Row:
         item_id = self.check_id(ctx, item_id, "library item")
         rows = self._query("SELECT * FROM items WHERE id = ?", (item_id,))
         if not rows:
@@ -631,7 +561,7 @@ class Service:
         )
         return [str(r["id"]) for r in rows]
 
-    def _item_file_info(self, row: sqlite3.Row, version: int) -> dict[str, Any]:
+    def _item_file_info(self, row: Row, version: int) -> dict[str, Any]:
         return {
             "name": row["name"],
             "size": row["size"],
@@ -697,7 +627,7 @@ class Service:
             self._changed(row, ACTIVE, ERROR)
         return len(expired)
 
-    def _changed(self, row: sqlite3.Row, old: str | None, new: str) -> None:
+    def _changed(self, row: Row, old: str | None, new: str) -> None:
         self.hook(
             "validator_server_session_changed",
             session_id=row["id"],
@@ -707,7 +637,7 @@ class Service:
             new_state=new,
         )
 
-    def _session_row(self, ctx: Ctx, session_id: Any) -> sqlite3.Row:
+    def _session_row(self, ctx: Ctx, session_id: Any) -> Row:
         session_id = self.check_id(ctx, session_id, "update session")
         self.expire()
         rows = self._query(
@@ -717,7 +647,7 @@ class Service:
             raise self.error(ctx, "not_found", "validator.server.not_found.session", session_id)
         return rows[0]
 
-    def _active_row(self, ctx: Ctx, session_id: Any) -> sqlite3.Row:
+    def _active_row(self, ctx: Ctx, session_id: Any) -> Row:
         row = self._session_row(ctx, session_id)
         if row["state"] != ACTIVE:
             raise self.error(
@@ -730,13 +660,13 @@ class Service:
         return row
 
     @contextlib.contextmanager
-    def _exclusive(self, ctx: Ctx, session_id: Any) -> Iterator[sqlite3.Row]:
+    def _exclusive(self, ctx: Ctx, session_id: Any) -> Iterator[Row]:
         """The ACTIVE session, held alone (after any validate or complete running on it)."""
         sid = str(self._session_row(ctx, session_id)["id"])  # not_found before waiting
         with self._locks.exclusive(sid):
             yield self._active_row(ctx, sid)
 
-    def _touch(self, db: sqlite3.Connection, session_id: str) -> None:
+    def _touch(self, db: Tx, session_id: str) -> None:
         db.execute(
             "UPDATE sessions SET expiration = ? WHERE id = ?",
             (time.time() + self.config.session_timeout, session_id),
@@ -820,7 +750,7 @@ class Service:
         rows = self._query("SELECT owner FROM sessions WHERE id = ?", (session_id,))
         return str(rows[0]["owner"]) if rows else None
 
-    def _session_model(self, row: sqlite3.Row) -> dict[str, Any]:
+    def _session_model(self, row: Row) -> dict[str, Any]:
         model: dict[str, Any] = {
             "id": row["id"],
             "library_item_id": row["item_id"],
@@ -909,7 +839,7 @@ class Service:
             self._discard_uploads(row["id"])
         self._changed(row, ACTIVE, state)
 
-    def _end_transfers(self, db: sqlite3.Connection, session_id: str, state: str) -> None:
+    def _end_transfers(self, db: Tx, session_id: str, state: str) -> None:
         """Uploads still arriving in a session that ends are over: they end ``ERROR``."""
         for f in db.execute(
             "SELECT name FROM session_files WHERE session_id = ? AND status = 'TRANSFERRING'",
@@ -951,7 +881,7 @@ class Service:
         shutil.rmtree(self.data / "uploads" / session_id, ignore_errors=True)
 
     # -- session files ----------------------------------------------------
-    def _file_info(self, ctx: Ctx, row: sqlite3.Row) -> dict[str, Any]:
+    def _file_info(self, ctx: Ctx, row: Row) -> dict[str, Any]:
         info: dict[str, Any] = {
             "name": row["name"],
             "source_type": row["source_type"],
@@ -978,7 +908,7 @@ class Service:
         with self._exclusive(ctx, session_id) as row:
             return self._file_add(ctx, row, spec)
 
-    def _file_add(self, ctx: Ctx, row: sqlite3.Row, spec: Mapping[str, Any]) -> dict[str, Any]:
+    def _file_add(self, ctx: Ctx, row: Row, spec: Mapping[str, Any]) -> dict[str, Any]:
         name = spec.get("name")
         if not isinstance(name, str) or not is_plain_name(name):
             raise self.error(ctx, "invalid_argument", "validator.server.arg.bad_name", name)
@@ -1061,7 +991,10 @@ class Service:
                     )
             seq = old["seq"] if old is not None else count["m"] + 1
             db.execute(
-                "INSERT OR REPLACE INTO session_files (session_id, name, seq, source_type, size,"
+                "DELETE FROM session_files WHERE session_id = ? AND name = ?", (row["id"], name)
+            )
+            db.execute(
+                "INSERT INTO session_files (session_id, name, seq, source_type, size,"
                 " checksum_alg, checksum, status, bytes_transferred, received_size, sha256,"
                 " error_message, upload_token, keep_in_storage)"
                 " VALUES (?, ?, ?, 'PUSH', ?, ?, ?, 'WAITING_FOR_TRANSFER', 0, NULL, NULL, NULL,"
@@ -1082,7 +1015,7 @@ class Service:
             with contextlib.suppress(OSError):
                 path.unlink()
 
-    def _file_row(self, ctx: Ctx, session_id: str, name: Any) -> sqlite3.Row:
+    def _file_row(self, ctx: Ctx, session_id: str, name: Any) -> Row:
         if not isinstance(name, str) or not is_plain_name(name):
             raise self.error(ctx, "invalid_argument", "validator.server.arg.bad_name", name)
         rows = self._query(
@@ -1294,7 +1227,7 @@ class Service:
         return self._file_info(ctx, frow)
 
     # -- validate and complete --------------------------------------------
-    def _engine_session(self, row: sqlite3.Row, item_type: str) -> Session:
+    def _engine_session(self, row: Row, item_type: str) -> Session:
         session = Session(origin=str(row["id"]), item_type=item_type)
         base = self.data / "uploads" / str(row["id"])
         for f in self._query(
@@ -1320,7 +1253,7 @@ class Service:
             )
         return session
 
-    def _run_engine(self, ctx: Ctx, row: sqlite3.Row) -> tuple[ValidationResult, Session]:
+    def _run_engine(self, ctx: Ctx, row: Row) -> tuple[ValidationResult, Session]:
         item = self._query("SELECT type FROM items WHERE id = ?", (row["item_id"],))[0]
         session = self._engine_session(row, str(item["type"]))
         engine = Engine(self.registry, limits=self.config.limits, locale=ctx.locale)
@@ -1333,7 +1266,7 @@ class Service:
         self._store_preview(row, result, session)
         return result, session
 
-    def _preview(self, row: sqlite3.Row, result: ValidationResult) -> dict[str, Any]:
+    def _preview(self, row: Row, result: ValidationResult) -> dict[str, Any]:
         behavior = json.loads(row["warning_behavior"])
         ignored = {b["type"] for b in behavior if b.get("ignored")}
         warnings = []
@@ -1387,7 +1320,7 @@ class Service:
             return {}
         return {"certificate_info": info, "cert_chain": [b.decode("ascii") for b in blocks]}
 
-    def _store_preview(self, row: sqlite3.Row, result: ValidationResult, session: Session) -> None:
+    def _store_preview(self, row: Row, result: ValidationResult, session: Session) -> None:
         preview = self._preview(row, result)
         stored = {
             "state": preview["state"],
@@ -1443,7 +1376,7 @@ class Service:
                 )
             self._publish(ctx, row)
 
-    def _publish(self, ctx: Ctx, row: sqlite3.Row) -> None:
+    def _publish(self, ctx: Ctx, row: Row) -> None:
         sid = str(row["id"])
         item_id = str(row["item_id"])
         files = self._query("SELECT * FROM session_files WHERE session_id = ? ORDER BY seq", (sid,))
@@ -1454,7 +1387,7 @@ class Service:
         # The new folder: nothing refers to it until the transaction below commits.
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
-        kept: list[sqlite3.Row] = []
+        kept: list[Row] = []
         for f in files:
             if not f["keep_in_storage"]:
                 continue
@@ -1470,8 +1403,10 @@ class Service:
         _fsync_dir(target)
         _fsync_dir(target.parent)
         old_dir = item["content_dir"]
-        with self._lock, self._durable(), self._tx() as db:
-            state = db.execute("SELECT state FROM sessions WHERE id = ?", (sid,)).fetchone()
+        with self.db.tx(durable=True) as db:
+            state = db.execute(
+                "SELECT state FROM sessions WHERE id = ?" + db.for_update, (sid,)
+            ).fetchone()
             if state is None or state["state"] != ACTIVE:
                 shutil.rmtree(target, ignore_errors=True)
                 raise self.error(
