@@ -205,7 +205,7 @@ class PostgresCluster:
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-W", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -768,6 +769,7 @@ class Server:
         and the number of bytes received."""
         received = reported = pending_size = 0
         pending: list[bytes] = []
+        heartbeat, beat = min(10.0, idle / 3), time.monotonic()
         stream = request.stream().__aiter__()
         try:
             while True:
@@ -797,8 +799,9 @@ class Server:
                             (target.name, received),
                         ), received
                     pending, pending_size = [], 0
-                if received - reported >= 16 << 20:
-                    reported = received
+                # Progress, and a heartbeat other servers read (session_files.seen).
+                if received - reported >= 16 << 20 or time.monotonic() - beat >= heartbeat:
+                    reported, beat = received, time.monotonic()
                     token = target.final.name
                     await run_in_threadpool(self.service.upload_progress, token, received)
             if not await run_in_threadpool(flush, fh, pending):
@@ -959,7 +962,7 @@ def make_starlette(server: Server, sweep_seconds: float) -> Starlette:
                 while True:
                     await anyio.sleep(sweep_seconds)
                     try:
-                        await run_in_threadpool(server.service.expire)
+                        await run_in_threadpool(server.service.sweep)
                     except Exception as exc:  # keep sweeping
                         log.warning("expiry sweep failed: %s", describe(exc))
 

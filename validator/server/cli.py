@@ -14,8 +14,9 @@ from pathlib import Path
 DESCRIPTION = """\
 Run the reference update-session server (docs/server.md): the content
 library's update sessions over /rest (legacy), /api and vAPI JSON-RPC, with
-the validator's plugins as type adapters. State is kept in SQLite and files
-in the data folder, both created on first start.
+the validator's plugins as type adapters. State is kept in SQLite (or, for
+several servers behind a load balancer, PostgreSQL) and files in the data
+folder, both created on first start.
 """
 
 
@@ -28,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("validator-data"),
         help="data folder: database, uploads, content (default ./validator-data)",
+    )
+    p.add_argument(
+        "--database",
+        metavar="URL",
+        help="sqlite:///PATH (default: DATA/state.sqlite3, one server per data folder) or "
+        "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB: several servers share the database "
+        "and the data folder (on shared storage) behind a load balancer",
     )
     p.add_argument(
         "--users",
@@ -116,15 +124,22 @@ def main(argv: Sequence[str]) -> int:
         data_dir=data,
         session_timeout=opts.session_timeout,
         upload_idle_timeout=opts.upload_idle_timeout,
+        database=opts.database,
         max_upload_bytes=opts.max_upload_bytes,
     )
     logging.basicConfig(level=opts.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     from validator.server.service import DataFolderBusy
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         app = create_app(config, users, plugins)
     except DataFolderBusy as exc:
         print(f"validator serve: another server uses the data folder {exc}", file=sys.stderr)
+        return 2
+    except (SQLAlchemyError, ValueError) as exc:
+        text = " ".join(str(exc).split())[:300]
+        print(f"validator serve: cannot open the database: {text}", file=sys.stderr)
         return 2
     print(
         f"validator serve: http://{opts.host}:{opts.port} data={data} pid={os.getpid()}",

@@ -34,11 +34,13 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy import exc as sa_exc
 
 from validator.engine import Engine
 from validator.limits import Limits
@@ -65,6 +67,7 @@ from validator.session import (
 )
 
 log = logging.getLogger("validator.server")
+T = TypeVar("T")
 
 GiB = 1 << 30
 ACTIVE, DONE, ERROR, CANCELED = "ACTIVE", "DONE", "ERROR", "CANCELED"
@@ -348,6 +351,17 @@ class Service:
             )
         return value
 
+    def _once(self, fn: Callable[[Tx], T]) -> T:
+        """``fn`` in a transaction. With several servers (PostgreSQL) two creates can race
+        to a unique index (one ACTIVE session per item, one object per client token):
+        the loser runs once more and then sees the winner's row."""
+        try:
+            with self._tx() as db:
+                return fn(db)
+        except sa_exc.IntegrityError:
+            with self._tx() as db:
+                return fn(db)
+
     def _reused(self, ctx: Ctx, row: Row | None, token: str, spec: Mapping[str, Any]) -> str | None:
         """The id a client token already made, if it was made with the same spec."""
         if row is None:
@@ -411,7 +425,8 @@ class Service:
         backings = self._storage_backings(ctx, spec.get("storage_backings"))
         token = self._client_token(ctx, client_token)
         made = {"name": name, "description": description, "storage_backings": backings}
-        with self._tx() as db:
+
+        def create(db: Tx) -> str:
             if token is not None:
                 row = db.execute(
                     "SELECT id, client_spec FROM libraries WHERE owner = ? AND client_token = ?",
@@ -434,7 +449,9 @@ class Service:
                     json.dumps(backings),
                 ),
             )
-        return lib_id
+            return lib_id
+
+        return self._once(create)
 
     def _storage_backings(self, ctx: Ctx, value: Any) -> list[dict[str, str]]:
         """``storage_backings`` of a library create spec: kept and answered as given."""
@@ -501,7 +518,8 @@ class Service:
         token = self._client_token(ctx, client_token)
         made = {"library_id": library["id"], "name": name, "type": kind, "description": description}
         now = time.time()
-        with self._tx() as db:
+
+        def create(db: Tx) -> str:
             if token is not None:
                 row = db.execute(
                     "SELECT id, client_spec FROM items WHERE owner = ? AND client_token = ?",
@@ -527,7 +545,9 @@ class Service:
                     json.dumps(made) if token else None,
                 ),
             )
-        return item_id
+            return item_id
+
+        return self._once(create)
 
     def _item_row(self, ctx: Ctx, item_id: Any) -> Row:
         item_id = self.check_id(ctx, item_id, "library item")
@@ -705,14 +725,15 @@ class Service:
         self.expire()
         now = time.time()
         made = {"library_item_id": item["id"], "warning_behavior": behavior}
-        with self._tx() as db:
+
+        def create(db: Tx) -> tuple[str, bool]:
             if token is not None:
                 row = db.execute(
                     "SELECT id, client_spec FROM sessions WHERE owner = ? AND client_token = ?",
                     (ctx.user, token),
                 ).fetchone()
                 if (found := self._reused(ctx, row, token, made)) is not None:
-                    return found
+                    return found, False
             busy = db.execute(
                 "SELECT id FROM sessions WHERE item_id = ? AND state = 'ACTIVE'", (item["id"],)
             ).fetchone()
@@ -741,6 +762,11 @@ class Service:
                     json.dumps(made) if token else None,
                 ),
             )
+            return session_id, True
+
+        session_id, made_now = self._once(create)
+        if not made_now:
+            return session_id
         self._changed(
             self._query("SELECT * FROM sessions WHERE id = ?", (session_id,))[0], None, ACTIVE
         )
@@ -1095,9 +1121,9 @@ class Service:
                 )
             db.execute(
                 "UPDATE session_files SET status = 'TRANSFERRING', bytes_transferred = 0,"
-                " received_size = NULL, sha256 = NULL, error_message = NULL"
+                " received_size = NULL, sha256 = NULL, error_message = NULL, seen = ?"
                 " WHERE upload_token = ?",
-                (token,),
+                (time.time(), token),
             )
             self._touch(db, sid)
         base = self.data / "uploads" / sid
@@ -1114,9 +1140,11 @@ class Service:
         )
 
     def upload_progress(self, token: str, n: int) -> None:
+        """Bytes received so far; also says this upload is alive (``seen``)."""
         with self._tx() as db:
             db.execute(
-                "UPDATE session_files SET bytes_transferred = ? WHERE upload_token = ?", (n, token)
+                "UPDATE session_files SET bytes_transferred = ?, seen = ? WHERE upload_token = ?",
+                (n, time.time(), token),
             )
 
     def upload_finish(
@@ -1443,50 +1471,98 @@ class Service:
 
     # -- start-up -----------------------------------------------------------
     def recover(self) -> dict[str, int]:
-        """Make disk and database agree after a crash; returns what was repaired."""
-        fixed = {"uploads_interrupted": 0, "content_dirs_removed": 0, "upload_dirs_removed": 0}
-        with self._tx() as db:
-            for f in db.execute("SELECT * FROM session_files WHERE status = 'TRANSFERRING'"):
-                msg = self.message(None, "validator.server.file.restarted", f["name"])
-                db.execute(
-                    "UPDATE session_files SET status = 'ERROR', received_size = NULL,"
-                    " error_message = ? WHERE upload_token = ?",
-                    (json.dumps(msg.to_dict()), f["upload_token"]),
-                )
-                fixed["uploads_interrupted"] += 1
-            current = {
-                str(r["id"]): r["content_dir"]
-                for r in db.execute("SELECT id, content_dir FROM items")
-            }
-            active = {
-                str(r["id"]) for r in db.execute("SELECT id FROM sessions WHERE state = 'ACTIVE'")
-            }
-            ready = {
-                (str(r["session_id"]), str(r["upload_token"]))
-                for r in db.execute(
-                    "SELECT session_id, upload_token FROM session_files WHERE status = 'READY'"
-                )
-            }
+        """Make disk and database agree after a crash; returns what was repaired.
+
+        On SQLite this server is alone on its data folder: every upload still
+        TRANSFERRING was cut by the crash. On PostgreSQL other servers may be running:
+        only uploads nobody has fed for longer than twice the upload idle timeout are
+        ended, and a folder is removed only while its session is held here (a publish
+        or an upload in progress elsewhere holds it), after the database was read again.
+        """
+        fixed = {
+            "uploads_interrupted": self.end_stale_uploads(everything=not self.db.shared),
+            "content_dirs_removed": 0,
+            "upload_dirs_removed": 0,
+        }
         content = self.data / "content"
         for item_dir in content.iterdir():
-            keep = current.get(item_dir.name)
-            for version_dir in item_dir.iterdir() if item_dir.is_dir() else []:
-                if version_dir.name != keep:
+            for version_dir in sorted(item_dir.iterdir()) if item_dir.is_dir() else []:
+                sid = version_dir.name.partition("-")[2]
+                with self._locks.exclusive(sid or version_dir.name, wait=False) as got:
+                    if not got:  # being published right now
+                        continue
+                    rows = self._query(
+                        "SELECT content_dir FROM items WHERE id = ?", (item_dir.name,)
+                    )
+                    if rows and rows[0]["content_dir"] == version_dir.name:
+                        continue
                     shutil.rmtree(version_dir, ignore_errors=True)
                     fixed["content_dirs_removed"] += 1
-            if item_dir.name not in current:
-                shutil.rmtree(item_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                item_dir.rmdir()  # only when empty: an item without content
         for session_dir in (self.data / "uploads").iterdir():
-            if session_dir.name not in active:
-                shutil.rmtree(session_dir, ignore_errors=True)
-                fixed["upload_dirs_removed"] += 1
-                continue
-            for path in session_dir.iterdir():
-                if (session_dir.name, path.name) not in ready:
-                    with contextlib.suppress(OSError):
-                        path.unlink()
+            with self._locks.exclusive(session_dir.name, wait=False) as got:
+                if not got:
+                    continue
+                rows = self._query("SELECT state FROM sessions WHERE id = ?", (session_dir.name,))
+                if not rows or rows[0]["state"] != ACTIVE:
+                    shutil.rmtree(session_dir, ignore_errors=True)
+                    fixed["upload_dirs_removed"] += 1
+                    continue
+                keep = set()
+                for f in self._query(
+                    "SELECT upload_token, status FROM session_files WHERE session_id = ?",
+                    (session_dir.name,),
+                ):
+                    if f["status"] == "READY":
+                        keep.add(str(f["upload_token"]))
+                    elif f["status"] == "TRANSFERRING":  # arriving at another server
+                        keep.add(f"{f['upload_token']}.part")
+                for path in session_dir.iterdir():
+                    if path.name not in keep:
+                        with contextlib.suppress(OSError):
+                            path.unlink()
         self.expire()
         return fixed
+
+    def end_stale_uploads(self, *, everything: bool = False, now: float | None = None) -> int:
+        """Uploads still TRANSFERRING that no server feeds end ERROR (file.restarted).
+
+        ``everything``: all of them (a lone server that restarted). Otherwise those whose
+        bytes last arrived more than twice the upload idle timeout ago: a live server
+        refreshes ``seen`` while bytes arrive and ends a stalled upload itself.
+        """
+        now = time.time() if now is None else now
+        cutoff = now - (2 * self.config.upload_idle_timeout + 5)
+        sql = "SELECT * FROM session_files WHERE status = 'TRANSFERRING'"
+        if not everything:
+            sql += " AND (seen IS NULL OR seen < ?)"
+        rows = self._query(sql, () if everything else (cutoff,))
+        ended = 0
+        for f in rows:
+            with self._locks.exclusive(str(f["session_id"]), wait=False) as got:
+                if not got:
+                    continue
+                msg = self.message(None, "validator.server.file.restarted", f["name"])
+                with self._tx() as db:
+                    changed = db.execute(
+                        "UPDATE session_files SET status = 'ERROR', received_size = NULL,"
+                        " error_message = ? WHERE upload_token = ? AND status = 'TRANSFERRING'"
+                        + ("" if everything else " AND (seen IS NULL OR seen < ?)"),
+                        (json.dumps(msg.to_dict()), f["upload_token"])
+                        + (() if everything else (cutoff,)),
+                    ).rowcount
+                if changed:
+                    ended += 1
+                    self._unlink_upload(str(f["session_id"]), str(f["upload_token"]))
+        return ended
+
+    def sweep(self) -> None:
+        """What every server does every few seconds: expiry, and (several servers) the
+        uploads of a server that died."""
+        if self.db.shared:
+            self.end_stale_uploads()
+        self.expire()
 
     def check_consistency(self) -> list[str]:
         """Problems between database and disk (empty when consistent); used by tests."""
