@@ -137,7 +137,9 @@ class PostgresCluster:
     ``postgres`` user of Debian's ``postgresql`` package, through ``runuser``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """``durable``: PostgreSQL's own defaults (fsync on); else fast settings for tests
+        (the tests kill server processes, never the database)."""
         bindir = _pg_bindir()
         if bindir is None:
             pytest.skip("PostgreSQL is not installed (Debian package postgresql)")
@@ -163,8 +165,9 @@ class PostgresCluster:
         )
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=400"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             "pg_ctl",
             "-D",
