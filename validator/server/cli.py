@@ -128,9 +128,9 @@ def main(argv: Sequence[str]) -> int:
         max_upload_bytes=opts.max_upload_bytes,
     )
     logging.basicConfig(level=opts.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    from validator.server.service import DataFolderBusy
-
     from sqlalchemy.exc import SQLAlchemyError
+
+    from validator.server.service import DataFolderBusy
 
     try:
         app = create_app(config, users, plugins)

@@ -55,6 +55,12 @@ class Result:
     def fetchone(self) -> Row | None:
         return self.rows[0] if self.rows else None
 
+    def one(self) -> Row:
+        """The single row a statement must have answered (an aggregate, a row just written)."""
+        if len(self.rows) != 1:
+            raise LookupError(f"expected one row, got {len(self.rows)}")
+        return self.rows[0]
+
     def fetchall(self) -> list[Row]:
         return self.rows
 

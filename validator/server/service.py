@@ -990,7 +990,7 @@ class Service:
                 "SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS m FROM session_files"
                 " WHERE session_id = ?",
                 (row["id"],),
-            ).fetchone()
+            ).one()
             if old is None and count["n"] >= self.config.max_session_files:
                 raise self.error(
                     ctx,
@@ -1030,7 +1030,7 @@ class Service:
             self._touch(db, row["id"])
             new = db.execute(
                 "SELECT * FROM session_files WHERE session_id = ? AND name = ?", (row["id"], name)
-            ).fetchone()
+            ).one()
         if old is not None:
             self._unlink_upload(row["id"], old["upload_token"])
         return self._file_info(ctx, new)
