@@ -24,7 +24,9 @@ def build_server_registry(plugins: Iterable[tuple[str, object]] = ()) -> Registr
     from validator.registry import build_registry
     from validator.server import hookspecs, plugin
 
-    return build_registry(extra_hookspecs=[hookspecs], extra_plugins=[("server", plugin), *plugins])
+    return build_registry(
+        extra_hookspecs=[hookspecs], extra_plugins=[("server", plugin), *plugins]
+    )
 
 
 def create_service(
