@@ -6,15 +6,19 @@ keeps its content; the first schema (before migrations were versioned) is the ba
 
 from __future__ import annotations
 
+import concurrent.futures
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from tests.test_server_support import PostgresCluster, postgres
-from validator.server import build_server_registry
+from tests.test_server_support import PostgresCluster, fast_users, postgres
+from validator.hookspecs import hookimpl
+from validator.server import build_server_registry, create_service
 from validator.server.auth import Users
 from validator.server.db import MIGRATIONS, Database
 from validator.server.service import Ctx, ServerConfig, Service
@@ -132,3 +136,63 @@ def test_a_postgresql_database_at_the_baseline_is_upgraded(
         _check_upgraded(service)
     finally:
         service.close()
+
+
+class _Changes:
+    """Records every session state change a server reports (its hook)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None, str]] = []
+        self.lock = threading.Lock()
+
+    @hookimpl
+    def validator_server_session_changed(
+        self, session_id: str, old_state: str | None, new_state: str
+    ) -> None:
+        with self.lock:
+            self.seen.append((session_id, old_state, new_state))
+
+
+def test_expiry_and_recovery_by_several_servers_at_once(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    """Three servers on one database sweep and recover at the same moments: each idle
+    session expires exactly once, each with its uploads removed, and nothing else."""
+    url = postgres.new_database()
+    changes = _Changes()
+    config = ServerConfig(data_dir=tmp_path / "data", database=url, session_timeout=0.5)
+    servers = [create_service(config, fast_users(), [("changes", changes)]) for _ in range(3)]
+    first = servers[0]
+    try:
+        lib = first.library_create(ALICE, {"name": "l"})
+        idle, busy = [], []
+        for i in range(12):
+            item = first.item_create(ALICE, {"library_id": lib, "name": f"i{i}", "type": "iso"})
+            sid = first.session_create(ALICE, {"library_item_id": item})
+            info = first.file_add(ALICE, sid, {"name": "image.iso", "size": 4})
+            target = first.upload_begin(ALICE, info["upload_endpoint"]["uri"].rsplit("/", 1)[1])
+            target.part.write_bytes(b"data")
+            if i % 3:  # received: an idle session with an upload on disk
+                first.upload_finish(ALICE, target, 4, {}, None)
+                idle.append(sid)
+            else:  # still arriving at some server: not idle, left alone
+                first.upload_progress(target.final.name, 2)
+                busy.append((sid, target))
+        time.sleep(0.6)
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            jobs = [pool.submit(s.recover) for s in servers]
+            jobs += [pool.submit(s.sweep) for s in servers for _ in range(3)]
+            for job in jobs:
+                job.result()
+        expired = [c for c in changes.seen if c[1:] == ("ACTIVE", "ERROR")]
+        assert sorted(c[0] for c in expired) == sorted(idle)  # each once
+        for sid in idle:
+            assert first.session_get(ALICE, sid)["state"] == "ERROR"
+            assert not (config.data_dir / "uploads" / sid).exists()
+        for sid, target in busy:
+            assert first.session_get(ALICE, sid)["state"] == "ACTIVE"
+            assert first.file_get(ALICE, sid, "image.iso")["status"] == "TRANSFERRING"
+            assert target.part.exists()  # another server's upload in progress is kept
+    finally:
+        for s in servers:
+            s.close()
