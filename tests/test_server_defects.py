@@ -283,6 +283,12 @@ def test_a_flood_of_bad_logins_leaves_authenticated_clients_alone(tmp_path: Path
         assert len(statuses) == 150 and set(statuses) <= {401, 503}, statuses
         assert statuses.count(503) >= 100 and all(int(s) >= 1 for s in retry_after)
         latencies.sort()
+        rss_growth = _rss_peak_kib(server.proc.pid) - rss_before
+        print(
+            f"login flood: {statuses.count(401)} x 401, {statuses.count(503)} x 503; "
+            f"authenticated GET p50 {latencies[len(latencies) // 2] * 1000:.1f} ms, "
+            f"max {latencies[-1] * 1000:.1f} ms over {len(latencies)}; RSS +{rss_growth} KiB"
+        )
         # Bounded on a busy 2-core machine; it was 7 s.
         assert latencies[len(latencies) // 2] < 0.2 and latencies[-1] < 1.5, latencies
         assert _rss_peak_kib(server.proc.pid) - rss_before < 100 << 10
