@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -196,3 +197,16 @@ def test_expiry_and_recovery_by_several_servers_at_once(
     finally:
         for s in servers:
             s.close()
+
+
+def test_serve_refuses_a_database_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from validator.server import cli_main
+
+    data = str(tmp_path / "data")
+    assert cli_main(["--data", data, "--database", "mysql://x/y", "--port", "0"]) == 2
+    assert "cannot open the database: unsupported database" in capsys.readouterr().err
+    url = "postgresql://nobody@127.0.0.1:1/none"  # nothing listens on port 1
+    assert cli_main(["--data", data, "--database", url, "--port", "0"]) == 2
+    assert "cannot open the database" in capsys.readouterr().err

@@ -116,8 +116,10 @@ class Database:
         elif self.kind == "postgresql":
             if self.url.drivername in ("postgresql", "postgres"):
                 self.url = self.url.set(drivername="postgresql+psycopg")
+            # Up to 100 connections per server: each of the worker threads (40) may hold a
+            # session lock on one connection while it runs a statement on another.
             self.engine = sa.create_engine(
-                self.url, pool_size=10, max_overflow=40, pool_pre_ping=True
+                self.url, pool_size=10, max_overflow=90, pool_pre_ping=True
             )
             self.lock = contextlib.nullcontext()
         else:
