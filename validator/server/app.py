@@ -496,6 +496,10 @@ class Server:
         params: dict[str, Any] = {k: v for k, v in request.query_params.items() if k != "~action"}
         body = self.parse_body(request, ctx, await self.body(request, ctx))
         if isinstance(body, Mapping):
+            # The fields are the operation's parameters; one it does not take (another
+            # action's, a typo) is refused, as in the /api form.
+            taken = set(op.params) | ({"file_name"} if resource[0] == _IFILE else set())
+            self.known_fields(ctx, body, frozenset(taken))
             params.update(body)
         elif body is not None:
             raise self.not_an_object(ctx, body)
