@@ -105,7 +105,13 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    config = ServerConfig(data_dir=tmp_path_factory.mktemp("openapi") / "data")
+    # The run logs in with wrong credentials hundreds of times: the login throttle (its
+    # 503 is documented; tests/test_server_defects.py tests it) would answer most of them.
+    config = ServerConfig(
+        data_dir=tmp_path_factory.mktemp("openapi") / "data",
+        login_failures_per_client=1 << 30,
+        login_failures_per_user=1 << 30,
+    )
     app = create_app(config, fast_users())
     with TestClient(app) as client:
         api = Api(client)

@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -45,7 +46,8 @@ from validator.messages import normalize_locale
 from validator.registry import describe
 from validator.results import ValidationResult, VapiError, result_to_xml
 from validator.server import vapi_types as vt
-from validator.server.service import Ctx, Service, iso_time
+from validator.server.auth import LoginThrottle
+from validator.server.service import Ctx, Service, UploadTarget
 
 log = logging.getLogger("validator.server")
 
@@ -53,6 +55,14 @@ SESSION_HEADER = "vmware-api-session-id"
 OPENAPI_PATH = "/api/openapi.json"
 #: Bytes of an upload collected before they are written (and hashed) in a worker thread.
 UPLOAD_BUFFER = 1 << 20
+
+
+class Throttled(VapiError):
+    """``service_unavailable`` for a login refused before hashing; says when to retry."""
+
+    def __init__(self, message: Any, retry_after: float) -> None:
+        super().__init__("service_unavailable", [message])
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 @dataclass(frozen=True)
@@ -198,6 +208,15 @@ API_ROUTES: list[ApiRoute] = [
     ApiRoute("GET", "/api/content/library/{library_id}", None, _LIB, "get"),
 ]
 
+#: The fields an ``/api`` body that *is* a parameter may have (its vAPI structure's fields).
+SPEC_FIELDS: dict[tuple[str, str], frozenset[str]] = {
+    (_LOCAL, "create"): frozenset(vt.LIBRARY_MODEL.fields),
+    (_ITEM, "create"): frozenset(vt.ITEM_MODEL.fields),
+    (_LS, "create"): frozenset(vt.UPDATE_SESSION_MODEL.fields),
+    (_LS, "update"): frozenset(vt.UPDATE_SESSION_MODEL.fields),
+    (_FS, "add"): frozenset(("name", "source_type", "source_endpoint", "size", "checksum_info")),
+}
+
 _XML_NS = {
     _FS: "http://vmware.com/content/library/item/updatesession/file",
     _LS: "http://vmware.com/content/library/item/update_session",
@@ -211,6 +230,16 @@ class Server:
         self.service = service
         self.max_body = service.config.max_body_bytes
         self._openapi: bytes | None = None
+        cfg = service.config
+        self.throttle = LoginThrottle(
+            per_client=cfg.login_failures_per_client,
+            per_user=cfg.login_failures_per_user,
+            window=cfg.login_fail_window,
+        )
+        #: Password hashing has its own few threads: a flood of logins never takes the
+        #: worker threads every other request runs in (made in the event loop, lazily).
+        self._hash_limiter: anyio.CapacityLimiter | None = None
+        self._logins_waiting = 0
 
     # -- helpers ------------------------------------------------------------
     def path(self, request: Request, ctx: Ctx) -> str:
@@ -299,6 +328,19 @@ class Server:
                 ctx, "invalid_argument", "validator.server.arg.bad_body", describe(exc)
             ) from None
 
+    def known_fields(self, ctx: Ctx, body: Mapping[str, Any], fields: frozenset[str]) -> None:
+        """An ``/api`` body's fields must be the operation's: a field it does not take (a
+        legacy ``{"create_spec": …}`` wrapper, a typo) is refused, never ignored."""
+        unknown = sorted(str(k) for k in body if k not in fields)
+        if unknown:
+            raise self.service.error(
+                ctx,
+                "invalid_argument",
+                "validator.server.arg.unknown_field",
+                unknown[0],
+                ", ".join(sorted(fields)) or "-",
+            )
+
     def not_an_object(self, ctx: Ctx, body: Any) -> VapiError:
         kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}
         shown = kind.get(type(body), "number")
@@ -340,11 +382,51 @@ class Server:
 
     def internal(self, ctx: Ctx, exc: BaseException) -> VapiError:
         log.exception("internal error: %s", describe(exc))
+        # Only the kind of failure: its text may hold server paths (they go to the log).
         return self.service.error(
-            ctx, "internal_server_error", "validator.server.internal", describe(exc)
+            ctx, "internal_server_error", "validator.server.internal", type(exc).__name__
         )
 
     # -- login ------------------------------------------------------------------
+    async def check_login(self, request: Request, ctx: Ctx, user: str, password: str) -> str:
+        """A new token for a good user and password; throttled, hashing bounded."""
+        cfg = self.service.config
+        client = request.client.host if request.client else "-"
+        user_key = user[:128]
+        wait = self.throttle.retry_after(client, user_key)
+        if wait > 0:
+            secs = max(1, math.ceil(wait))
+            raise Throttled(
+                self.service.message(ctx, "validator.server.auth.throttled", secs), secs
+            )
+        if self._logins_waiting >= cfg.login_queue:
+            raise Throttled(self.service.message(ctx, "validator.server.auth.busy", 1), 1)
+        if self._hash_limiter is None:
+            self._hash_limiter = anyio.CapacityLimiter(cfg.login_workers)
+        self._logins_waiting += 1
+        try:
+            token = await anyio.to_thread.run_sync(
+                self.service.login, user, password, limiter=self._hash_limiter
+            )
+        finally:
+            self._logins_waiting -= 1
+        if token is None:
+            self.throttle.failed(client, user_key)
+            raise self.service.error(
+                ctx, "unauthenticated", "validator.server.auth.bad_credentials"
+            )
+        return token
+
+    def error_response(self, request: Request, err: VapiError, family: str) -> Response:
+        response = (
+            self.rest_error(request, err)
+            if family == "rest"
+            else _json(err.to_api_dict(), err.http_status)
+        )
+        if isinstance(err, Throttled):
+            response.headers["Retry-After"] = str(err.retry_after)
+        return response
+
     async def login(self, request: Request, family: str) -> Response:
         ctx = self.anonymous(request)
         wrap = (lambda v: {"value": v}) if family == "rest" else (lambda v: v)
@@ -358,15 +440,11 @@ class Server:
                         user, _, password = raw.partition(":")
                     except (binascii.Error, UnicodeDecodeError):
                         user = None
-                token = (
-                    await run_in_threadpool(self.service.login, user, password or "")
-                    if user
-                    else None
-                )
-                if token is None:
+                if not user:
                     raise self.service.error(
                         ctx, "unauthenticated", "validator.server.auth.bad_credentials"
                     )
+                token = await self.check_login(request, ctx, user, password or "")
                 return _json(wrap(token), 201 if family == "api" else 200)
             token = request.headers.get(SESSION_HEADER, "")
             user = await run_in_threadpool(self.service.authenticate, token) if token else None
@@ -375,14 +453,12 @@ class Server:
             if request.method == "DELETE":
                 await run_in_threadpool(self.service.logout, token)
                 return Response(status_code=200 if family == "rest" else 204)
-            now = iso_time(time.time())
-            return _json(wrap({"user": user, "created_time": now, "last_accessed_time": now}))
+            info = await run_in_threadpool(self.service.token_info, token)
+            if info is None:
+                raise self.unauthenticated(ctx)
+            return _json(wrap(info))
         except VapiError as err:
-            return (
-                self.rest_error(request, err)
-                if family == "rest"
-                else _json(err.to_api_dict(), err.http_status)
-            )
+            return self.error_response(request, err, family)
 
     # -- /rest ------------------------------------------------------------------
     async def rest(self, request: Request) -> Response:
@@ -420,6 +496,10 @@ class Server:
         params: dict[str, Any] = {k: v for k, v in request.query_params.items() if k != "~action"}
         body = self.parse_body(request, ctx, await self.body(request, ctx))
         if isinstance(body, Mapping):
+            # The fields are the operation's parameters; one it does not take (another
+            # action's, a typo) is refused, as in the /api form.
+            taken = set(op.params) | ({"file_name"} if resource[0] == _IFILE else set())
+            self.known_fields(ctx, body, frozenset(taken))
             params.update(body)
         elif body is not None:
             raise self.not_an_object(ctx, body)
@@ -455,9 +535,13 @@ class Server:
                     k: v for k, v in request.query_params.items() if k != "action"
                 }
                 body = self.parse_body(request, ctx, await self.body(request, ctx))
+                op = OPS[(route.service, route.op)]
                 if route.body is not None:
+                    if isinstance(body, Mapping):
+                        self.known_fields(ctx, body, SPEC_FIELDS[(route.service, route.op)])
                     params[route.body] = body
                 elif isinstance(body, Mapping):
+                    self.known_fields(ctx, body, frozenset(op.params))
                     params.update(body)
                 elif body is not None:  # the body's fields are the parameters: an object
                     raise self.not_an_object(ctx, body)
@@ -466,7 +550,6 @@ class Server:
                     token = request.headers.get("client-token")
                     if token:
                         params["client_token"] = token
-                op = OPS[(route.service, route.op)]
                 if route.service == _IFILE and "name" in params:
                     op = OPS[(route.service, "get")]
                 result = await self.call(op, ctx, params)
@@ -595,15 +678,11 @@ class Server:
                         user, _, password = (
                             base64.b64decode(auth[6:]).decode("utf-8").partition(":")
                         )
-            token = (
-                await run_in_threadpool(self.service.login, user, password)
-                if isinstance(user, str) and isinstance(password, str)
-                else None
-            )
-            if token is None:
+            if not (isinstance(user, str) and user and isinstance(password, str)):
                 raise self.service.error(
                     ctx, "unauthenticated", "validator.server.auth.bad_credentials"
                 )
+            token = await self.check_login(request, ctx, user, password)
             return {"output": vt.encode(token, "secret")}
         token = security.get("sessionId") or request.headers.get(SESSION_HEADER, "")
         user = await run_in_threadpool(self.service.authenticate, str(token)) if token else None
@@ -613,8 +692,9 @@ class Server:
             await run_in_threadpool(self.service.logout, str(token))
             return {"output": None}
         if operation == "get":
-            now = iso_time(time.time())
-            info = {"user": user, "created_time": now, "last_accessed_time": now}
+            info = await run_in_threadpool(self.service.token_info, str(token))
+            if info is None:
+                raise self.unauthenticated(ctx)
             return {"output": vt.encode(info, vt.CIS_SESSION_INFO)}
         raise self.service.error(
             ctx, "not_found", "validator.server.not_found.operation", "cis.session", operation
@@ -628,8 +708,12 @@ class Server:
             target = await run_in_threadpool(
                 self.service.upload_begin, ctx, request.path_params["token"]
             )
-        except VapiError as err:
+            return await self.receive(request, ctx, target)
+        except VapiError as err:  # also: the session ended while the bytes arrived
             return _json(err.to_api_dict(), err.http_status)
+
+    async def receive(self, request: Request, ctx: Ctx, target: UploadTarget) -> Response:
+        """Stream an upload's body to its ``.part`` file, then record how it ended."""
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > target.limit:
             problem_early = ("validator.server.file.too_large", (target.name, target.limit))
@@ -643,49 +727,31 @@ class Server:
         if target.checksum is not None:
             alg = target.checksum.algorithm.hashlib_name
             hashers.setdefault(alg, hashlib.new(alg))
+        idle = self.service.config.upload_idle_timeout
         received = 0
         problem: tuple[str, tuple[object, ...]] | None = None
-        reported = 0
-        pending: list[bytes] = []
-        pending_size = 0
 
-        def flush(fh: Any, chunks: list[bytes]) -> None:
+        def flush(fh: Any, chunks: list[bytes]) -> bool:
             # In a worker thread: disk writes and hashing (which releases the GIL)
-            # never hold up the event loop.
+            # never hold up the event loop. False: the file was unlinked under us
+            # (its session ended and its folder was removed): stop writing.
             for data in chunks:
                 fh.write(data)
                 for h in hashers.values():
                     h.update(data)
+            return os.fstat(fh.fileno()).st_nlink > 0
 
         try:
-            with open(target.part, "wb") as fh:
-                try:
-                    # Constant memory: at most one buffer of UPLOAD_BUFFER bytes per upload.
-                    async for chunk in request.stream():
-                        if received + len(chunk) > target.limit:
-                            problem = (
-                                "validator.server.file.too_large",
-                                (target.name, target.limit),
-                            )
-                            break
-                        pending.append(chunk)
-                        pending_size += len(chunk)
-                        received += len(chunk)
-                        if pending_size >= UPLOAD_BUFFER:
-                            await run_in_threadpool(flush, fh, pending)
-                            pending, pending_size = [], 0
-                        if received - reported >= 16 << 20:
-                            reported = received
-                            token = target.final.name
-                            await run_in_threadpool(self.service.upload_progress, token, received)
-                    await run_in_threadpool(flush, fh, pending)
-                    fh.flush()
-                    await run_in_threadpool(os.fsync, fh.fileno())
-                except (ClientDisconnect, OSError):
-                    problem = ("validator.server.file.interrupted", (target.name, received))
+            try:
+                fh = open(target.part, "wb")  # noqa: SIM115 (closed below, in every case)
+            except OSError:  # the session ended (its folder is gone) before the first byte
+                problem = ("validator.server.file.interrupted", (target.name, 0))
+            else:
+                with fh:
+                    problem, received = await self.stream_to(request, target, fh, idle, flush)
         except BaseException:
             problem = ("validator.server.file.interrupted", (target.name, received))
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True), contextlib.suppress(VapiError):
                 await run_in_threadpool(
                     self.service.upload_finish, ctx, target, received, {}, problem
                 )
@@ -699,6 +765,56 @@ class Server:
             msg = info["error_message"]
             return _json({"error_type": "INVALID_ARGUMENT", "messages": [msg]}, 400)
         return _json(info, 200)
+
+    async def stream_to(
+        self, request: Request, target: UploadTarget, fh: Any, idle: float, flush: Any
+    ) -> tuple[tuple[str, tuple[object, ...]] | None, int]:
+        """Write the body to ``fh`` in constant memory: the problem that ended it, if any,
+        and the number of bytes received."""
+        received = reported = pending_size = 0
+        pending: list[bytes] = []
+        heartbeat, beat = min(10.0, idle / 3), time.monotonic()
+        stream = request.stream().__aiter__()
+        try:
+            while True:
+                with anyio.move_on_after(idle) as waiting:
+                    try:
+                        chunk = await stream.__anext__()
+                    except StopAsyncIteration:
+                        break
+                if waiting.cancelled_caught:
+                    return (
+                        "validator.server.file.stalled",
+                        (target.name, received, idle),
+                    ), received
+                if received + len(chunk) > target.limit:
+                    return (
+                        "validator.server.file.too_large",
+                        (target.name, target.limit),
+                    ), received
+                pending.append(chunk)
+                pending_size += len(chunk)
+                received += len(chunk)
+                # Constant memory: at most one buffer of UPLOAD_BUFFER bytes per upload.
+                if pending_size >= UPLOAD_BUFFER:
+                    if not await run_in_threadpool(flush, fh, pending):
+                        return (
+                            "validator.server.file.interrupted",
+                            (target.name, received),
+                        ), received
+                    pending, pending_size = [], 0
+                # Progress, and a heartbeat other servers read (session_files.seen).
+                if received - reported >= 16 << 20 or time.monotonic() - beat >= heartbeat:
+                    reported, beat = received, time.monotonic()
+                    token = target.final.name
+                    await run_in_threadpool(self.service.upload_progress, token, received)
+            if not await run_in_threadpool(flush, fh, pending):
+                return ("validator.server.file.interrupted", (target.name, received)), received
+            fh.flush()
+            await run_in_threadpool(os.fsync, fh.fileno())
+        except (ClientDisconnect, OSError):
+            return ("validator.server.file.interrupted", (target.name, received)), received
+        return None, received
 
     # -- the OpenAPI document ---------------------------------------------------------
     async def openapi(self, request: Request) -> Response:
@@ -850,7 +966,7 @@ def make_starlette(server: Server, sweep_seconds: float) -> Starlette:
                 while True:
                     await anyio.sleep(sweep_seconds)
                     try:
-                        await run_in_threadpool(server.service.expire)
+                        await run_in_threadpool(server.service.sweep)
                     except Exception as exc:  # keep sweeping
                         log.warning("expiry sweep failed: %s", describe(exc))
 

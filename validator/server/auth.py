@@ -16,7 +16,10 @@ import hmac
 import os
 import re
 import secrets
-from dataclasses import dataclass
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 14, 8, 1
@@ -122,3 +125,59 @@ def new_token() -> str:
 def token_key(token: str) -> str:
     """What the database stores for a token (its SHA-256), so a copy of it logs no one in."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class LoginThrottle:
+    """Failed logins per client address and per user name, over a sliding window.
+
+    A client with ``per_client`` failures in the last ``window`` seconds is refused
+    before any password is hashed, whatever user it names; a user name with
+    ``per_user`` failures is refused to every client that has failed itself in the
+    window (a client that has not failed still gets its attempt, so guessing one
+    user's password from many addresses is slowed without locking the user out).
+    Kept in memory per server process; at most ``max_keys`` addresses and names
+    are tracked (the oldest are dropped first).
+    """
+
+    per_client: int = 10
+    per_user: int = 20
+    window: float = 60.0
+    max_keys: int = 10_000
+    _clients: dict[str, deque[float]] = field(default_factory=dict)
+    _users: dict[str, deque[float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _recent(self, table: dict[str, deque[float]], key: str, now: float) -> deque[float]:
+        times = table.get(key)
+        if times is None:
+            return deque()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del table[key]
+        return times
+
+    def retry_after(self, client: str, user: str, now: float | None = None) -> float:
+        """Seconds until ``client`` may try ``user`` again (0: now)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            by_client = self._recent(self._clients, client, now)
+            if len(by_client) >= self.per_client:
+                return by_client[-self.per_client] + self.window - now
+            by_user = self._recent(self._users, user, now)
+            if by_client and len(by_user) >= self.per_user:
+                return by_user[-self.per_user] + self.window - now
+        return 0.0
+
+    def failed(self, client: str, user: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for table, key in ((self._clients, client), (self._users, user)):
+                times = table.pop(key, None) or deque()
+                times.append(now)
+                while len(times) > max(self.per_client, self.per_user):
+                    times.popleft()
+                table[key] = times  # re-inserted last: dicts keep insertion order
+                while len(table) > self.max_keys:
+                    del table[next(iter(table))]

@@ -14,8 +14,9 @@ from pathlib import Path
 DESCRIPTION = """\
 Run the reference update-session server (docs/server.md): the content
 library's update sessions over /rest (legacy), /api and vAPI JSON-RPC, with
-the validator's plugins as type adapters. State is kept in SQLite and files
-in the data folder, both created on first start.
+the validator's plugins as type adapters. State is kept in SQLite (or, for
+several servers behind a load balancer, PostgreSQL) and files in the data
+folder, both created on first start.
 """
 
 
@@ -30,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
         help="data folder: database, uploads, content (default ./validator-data)",
     )
     p.add_argument(
+        "--database",
+        metavar="URL",
+        help="sqlite:///PATH (default: DATA/state.sqlite3, one server per data folder) or "
+        "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB: several servers share the database "
+        "and the data folder (on shared storage) behind a load balancer",
+    )
+    p.add_argument(
         "--users",
         type=Path,
         help="users file (NAME:HASH lines); default DATA/users, created with a user "
@@ -40,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=300.0,
         help="seconds without keep-alive after which an ACTIVE session expires (default 300)",
+    )
+    p.add_argument(
+        "--upload-idle-timeout",
+        type=float,
+        default=60.0,
+        help="seconds an upload may go without receiving a byte before it ends ERROR "
+        "(default 60); its session then expires as usual",
     )
     p.add_argument(
         "--max-upload-bytes",
@@ -108,15 +123,23 @@ def main(argv: Sequence[str]) -> int:
     config = ServerConfig(
         data_dir=data,
         session_timeout=opts.session_timeout,
+        upload_idle_timeout=opts.upload_idle_timeout,
+        database=opts.database,
         max_upload_bytes=opts.max_upload_bytes,
     )
     logging.basicConfig(level=opts.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    from sqlalchemy.exc import SQLAlchemyError
+
     from validator.server.service import DataFolderBusy
 
     try:
         app = create_app(config, users, plugins)
     except DataFolderBusy as exc:
         print(f"validator serve: another server uses the data folder {exc}", file=sys.stderr)
+        return 2
+    except (SQLAlchemyError, ValueError) as exc:
+        text = " ".join(str(exc).split())[:300]
+        print(f"validator serve: cannot open the database: {text}", file=sys.stderr)
         return 2
     print(
         f"validator serve: http://{opts.host}:{opts.port} data={data} pid={os.getpid()}",

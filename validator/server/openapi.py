@@ -51,12 +51,15 @@ ERROR_TYPES = (
     "unauthenticated",
     "not_found",
     "internal_server_error",
+    "service_unavailable",
 )
 _STATUS_TEXT = {
     400: "The arguments or the state do not allow the operation",
     401: "No valid session token (or, to log in, no valid user name and password)",
     404: "No such library, item, update session, file, upload endpoint or operation",
     500: "The server failed unexpectedly (logged; never a traceback)",
+    503: "Login refused before the password is checked: too many failed logins from this "
+    "client or for this user, or too many logins in progress (see the Retry-After header)",
 }
 
 
@@ -134,7 +137,19 @@ def inputs(
     item_types: Iterable[str], max_upload_bytes: int
 ) -> dict[tuple[str, str], dict[str, Param]]:
     """Each operation's parameters (its vAPI ``operation-input``)."""
-    library_spec = _spec((), name=TEXT, description=LONG_TEXT)
+    backing = _spec(
+        ("type",),
+        type={"type": "string", "enum": ["DATASTORE", "OTHER"]},
+        datastore_id={"type": "string", "maxLength": 1024},
+        storage_uri={"type": "string", "maxLength": 1024},
+    )
+    backing["additionalProperties"] = False
+    library_spec = _spec(
+        (),
+        name=TEXT,
+        description=LONG_TEXT,
+        storage_backings={"type": "array", "maxItems": 16, "items": backing},
+    )
     item_spec = _spec(
         ("library_id", "name", "type"),
         library_id=ID,
@@ -564,6 +579,7 @@ class _Builder:
                     "responses": {
                         ok: {"description": "The token", "content": body(token)},
                         **errors,
+                        "503": {"$ref": f"#/components/responses/{family.title()}Error503"},
                     },
                 },
             )

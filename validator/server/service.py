@@ -22,6 +22,7 @@ and raises :class:`~validator.results.VapiError` for the client.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import importlib
@@ -30,15 +31,16 @@ import logging
 import os
 import re
 import shutil
-import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy import exc as sa_exc
 
 from validator.engine import Engine
 from validator.limits import Limits
@@ -46,10 +48,12 @@ from validator.registry import HookFailure, Registry
 from validator.results import (
     LocalizableMessage,
     NotAllowedInCurrentState,
+    ValidationError,
     ValidationResult,
     VapiError,
 )
 from validator.server.auth import Users, new_token, token_key
+from validator.server.db import Database, Row, Tx, default_url
 from validator.session import (
     ChecksumAlgorithm,
     ChecksumInfo,
@@ -63,6 +67,7 @@ from validator.session import (
 )
 
 log = logging.getLogger("validator.server")
+T = TypeVar("T")
 
 GiB = 1 << 30
 ACTIVE, DONE, ERROR, CANCELED = "ACTIVE", "DONE", "ERROR", "CANCELED"
@@ -79,6 +84,12 @@ _WARNING_KEYWORDS = (
     ("untrusted", "UNTRUSTED_CERTIFICATE"),
 )
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+#: The parameter that names an object of each kind (for "the parameter … is required").
+_ID_PARAMS = {
+    "library": "library_id",
+    "library item": "library_item_id",
+    "update session": "update_session_id",
+}
 _HEX = re.compile(r"[0-9a-fA-F]{32,128}")
 _METADATA_SUFFIXES = {"ovf": (".mf", ".cert")}
 #: As vCenter does, an OVF item's manifest or certificate may not be added once
@@ -86,39 +97,68 @@ _METADATA_SUFFIXES = {"ovf": (".mf", ".cert")}
 #: arrival is what a client's upload order keys on).
 _DESCRIPTOR_SUFFIXES = {"ovf": ".ovf"}
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS libraries (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, description TEXT NOT NULL DEFAULT '',
-    owner TEXT NOT NULL, client_token TEXT, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    id TEXT PRIMARY KEY, library_id TEXT NOT NULL REFERENCES libraries(id),
-    name TEXT NOT NULL, description TEXT NOT NULL DEFAULT '', type TEXT NOT NULL,
-    owner TEXT NOT NULL, client_token TEXT, content_version INTEGER NOT NULL DEFAULT 1,
-    content_dir TEXT, created REAL NOT NULL, modified REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS item_files (
-    item_id TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
-    PRIMARY KEY (item_id, name));
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY, owner TEXT NOT NULL, item_id TEXT NOT NULL, state TEXT NOT NULL,
-    client_token TEXT, client_progress INTEGER NOT NULL DEFAULT 0,
-    base_version INTEGER NOT NULL, expiration REAL NOT NULL,
-    error_message TEXT, warning_behavior TEXT NOT NULL DEFAULT '[]', preview_info TEXT,
-    created REAL NOT NULL);
-CREATE UNIQUE INDEX IF NOT EXISTS one_active_session ON sessions(item_id) WHERE state = 'ACTIVE';
-CREATE UNIQUE INDEX IF NOT EXISTS session_token ON sessions(owner, client_token);
-CREATE TABLE IF NOT EXISTS session_files (
-    session_id TEXT NOT NULL, name TEXT NOT NULL, seq INTEGER NOT NULL,
-    source_type TEXT NOT NULL, size INTEGER, checksum_alg TEXT, checksum TEXT,
-    status TEXT NOT NULL, bytes_transferred INTEGER NOT NULL DEFAULT 0,
-    received_size INTEGER, sha256 TEXT, error_message TEXT, upload_token TEXT NOT NULL UNIQUE,
-    keep_in_storage INTEGER NOT NULL, PRIMARY KEY (session_id, name));
-CREATE TABLE IF NOT EXISTS tokens (
-    key TEXT PRIMARY KEY, user TEXT NOT NULL, created REAL NOT NULL, last REAL NOT NULL);
-"""
-
 
 class DataFolderBusy(RuntimeError):
     """Another server process uses the data folder."""
+
+
+class SessionLocks:
+    """Per-session reader/writer locks: ``validate`` reads, what changes files writes.
+
+    ``validate`` holds a shared lock for its whole run, so ``complete`` (which
+    moves the uploads into the item), ``cancel``, ``fail``, ``add``, ``remove``
+    and the end of an upload wait until it has read what it reports on, and it
+    never reads a half-published or half-removed session. Operations that find
+    the session no longer ACTIVE after waiting answer ``not_allowed_in_current_state``.
+    A waiting writer blocks new readers, so a stream of validations cannot
+    starve ``complete``.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        #: session id → readers holding it (> 0) or -1 for a writer
+        self._held: dict[str, int] = {}
+        self._writers_waiting: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def shared(self, session_id: str) -> Iterator[None]:
+        with self._cond:
+            while self._held.get(session_id, 0) < 0 or self._writers_waiting.get(session_id):
+                self._cond.wait()
+            self._held[session_id] = self._held.get(session_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held[session_id] -= 1
+                if not self._held[session_id]:
+                    del self._held[session_id]
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self, session_id: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the session alone; with ``wait=False`` yield ``False`` at once when busy."""
+        with self._cond:
+            busy = bool(self._held.get(session_id, 0)) and not wait
+            if not busy:
+                self._writers_waiting[session_id] = self._writers_waiting.get(session_id, 0) + 1
+                try:
+                    while self._held.get(session_id, 0):
+                        self._cond.wait()
+                finally:
+                    self._writers_waiting[session_id] -= 1
+                    if not self._writers_waiting[session_id]:
+                        del self._writers_waiting[session_id]
+                self._held[session_id] = -1
+        if busy:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with self._cond:
+                del self._held[session_id]
+                self._cond.notify_all()
 
 
 @dataclass(frozen=True)
@@ -133,9 +173,22 @@ class ServerConfig:
     #: refuses only a block still incomplete after 16 KiB, one read can bring 256 KiB).
     max_header_bytes: int = 16 << 10
     max_session_files: int = 1000
+    #: An upload that receives no byte for this long ends ERROR (validator.server.file.stalled).
+    upload_idle_timeout: float = 60.0
     #: A login token unused for this long stops working.
     token_idle_seconds: float = 24 * 3600.0
+    #: Password hashes (scrypt) computed at once; more logins wait, without a thread.
+    login_workers: int = 2
+    #: Logins waiting for a hash worker; more are refused at once (service_unavailable).
+    login_queue: int = 32
+    #: Failed logins in ``login_fail_window`` seconds after which a client (or, for a
+    #: client that failed too, a user name) is refused until the window has passed.
+    login_failures_per_client: int = 10
+    login_failures_per_user: int = 20
+    login_fail_window: float = 60.0
     limits: Limits = field(default_factory=Limits)
+    #: ``sqlite:///PATH`` or ``postgresql://…``; ``None``: SQLite in the data folder.
+    database: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +230,25 @@ def warning_type(message_id: str) -> str:
     return message_id
 
 
+def _session_level(result: ValidationResult, session: Session) -> ValidationResult:
+    """Problems of the session as a whole get an empty name, not the session's id.
+
+    An adapter names such a problem (an OVF session without a descriptor, an ISO session
+    without an image) by the session's origin, which for a CLI run is the path given;
+    here that is the update session's id, which a client would take for a file name.
+    """
+    origin = session.origin
+    if session.get(origin) is not None:  # a file really has that name
+        return result
+
+    def fix(entries: tuple[ValidationError, ...]) -> tuple[ValidationError, ...]:
+        return tuple(dataclasses.replace(e, name="") if e.name == origin else e for e in entries)
+
+    return dataclasses.replace(
+        result, invalid_files=fix(result.invalid_files), warnings=fix(result.warnings)
+    )
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -195,63 +267,37 @@ class Service:
         self.users = users
         self.data = config.data_dir
         self.data.mkdir(parents=True, exist_ok=True)
-        # One server per data folder: recovery removes what no item points at, which
-        # would break a second server's publish in progress.
-        self._lockfile = open(self.data / "server.lock", "a+b")  # noqa: SIM115
-        try:
-            fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lockfile.close()
-            raise DataFolderBusy(str(self.data)) from None
+        self.db = Database(config.database or default_url(self.data))
+        self._lockfile = None
+        if not self.db.shared:
+            # One server per data folder on SQLite: recovery removes what no item points
+            # at, which would break a second server's publish in progress. On PostgreSQL
+            # several servers share the folder; what they must do once is held by
+            # advisory locks (validator.server.db.PgSessionLocks).
+            self._lockfile = open(self.data / "server.lock", "a+b")  # noqa: SIM115
+            try:
+                fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                self._lockfile.close()
+                self.db.close()
+                raise DataFolderBusy(str(self.data)) from None
         (self.data / "uploads").mkdir(exist_ok=True)
         (self.data / "content").mkdir(exist_ok=True)
-        self._db = sqlite3.connect(
-            self.data / "state.sqlite3", check_same_thread=False, isolation_level=None
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
-        self._lock = threading.RLock()
-        #: Sessions with an operation in progress that others must not overlap (complete).
-        self._busy: dict[str, str] = {}
+        self.db.upgrade()
+        #: validate reads a session's files; complete, cancel, add … change them (see SessionLocks).
+        self._locks: Any = self.db.session_locks()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
+        if self._lockfile is not None:
             self._lockfile.close()  # releases the folder's lock
 
     # -- plumbing ---------------------------------------------------------
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[Tx]:
+        return self.db.tx()
 
-    @contextlib.contextmanager
-    def _durable(self) -> Iterator[None]:
-        """Commit with an fsync of the log: publishing must survive a power loss too.
-
-        Routine commits use ``synchronous=NORMAL`` (durable across a killed
-        process, which is what WAL guarantees); the one that switches an item's
-        content is made durable before the old folder is removed.
-        """
-        with self._lock:
-            self._db.execute("PRAGMA synchronous=FULL")
-            try:
-                yield
-            finally:
-                self._db.execute("PRAGMA synchronous=NORMAL")
-
-    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return list(self._db.execute(sql, args))
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        return self.db.query(sql, args)
 
     def message(self, ctx: Ctx | None, message_id: str, *args: object) -> LocalizableMessage:
         # Arguments often echo what a client sent: never echo a megabyte back.
@@ -268,6 +314,9 @@ class Service:
                 log.warning("plugin %s failed in %s: %s", plugin, hook_name, result.error)
 
     def check_id(self, ctx: Ctx, value: Any, what: str) -> str:
+        if value is None:  # not given: say which parameter, not "None is not an id"
+            param = _ID_PARAMS.get(what, what)
+            raise self.error(ctx, "invalid_argument", "validator.server.arg.missing", param)
         if not isinstance(value, str) or not _ID.fullmatch(value):  # match's $ allows "id\n"
             shown = repr(value) if not isinstance(value, str) else display_name(value)
             shown = shown if len(shown) <= 64 else shown[:64] + "…"
@@ -302,6 +351,27 @@ class Service:
             )
         return value
 
+    def _once(self, fn: Callable[[Tx], T]) -> T:
+        """``fn`` in a transaction. With several servers (PostgreSQL) two creates can race
+        to a unique index (one ACTIVE session per item, one object per client token):
+        the loser runs once more and then sees the winner's row."""
+        try:
+            with self._tx() as db:
+                return fn(db)
+        except sa_exc.IntegrityError:
+            with self._tx() as db:
+                return fn(db)
+
+    def _reused(self, ctx: Ctx, row: Row | None, token: str, spec: Mapping[str, Any]) -> str | None:
+        """The id a client token already made, if it was made with the same spec."""
+        if row is None:
+            return None
+        if row["client_spec"] is not None and json.loads(row["client_spec"]) != spec:
+            raise self.error(
+                ctx, "invalid_argument", "validator.server.arg.client_token_reused", token
+            )
+        return str(row["id"])
+
     # -- access -----------------------------------------------------------
     def login(self, user: str, password: str) -> str | None:
         if not self.users.check(user, password):
@@ -316,7 +386,7 @@ class Service:
         if not token or len(token) > 256:
             return None
         key = token_key(token)
-        rows = self._query("SELECT user, last FROM tokens WHERE key = ?", (key,))
+        rows = self._query('SELECT "user", last FROM tokens WHERE key = ?', (key,))
         if not rows:
             return None
         now = time.time()
@@ -329,6 +399,20 @@ class Service:
                 db.execute("UPDATE tokens SET last = ? WHERE key = ?", (now, key))
         return str(rows[0]["user"])
 
+    def token_info(self, token: str) -> dict[str, str] | None:
+        """``cis.session.Info`` of a valid token: its user, when it was made and last used."""
+        user = self.authenticate(token)
+        if user is None:
+            return None
+        rows = self._query("SELECT created, last FROM tokens WHERE key = ?", (token_key(token),))
+        if not rows:
+            return None
+        return {
+            "user": user,
+            "created_time": iso_time(rows[0]["created"]),
+            "last_accessed_time": iso_time(rows[0]["last"]),
+        }
+
     def logout(self, token: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM tokens WHERE key = ?", (token_key(token),))
@@ -338,23 +422,68 @@ class Service:
         spec = self._spec(ctx, spec, "create_spec")
         name = self._text(ctx, spec, "name", required=False) or "library"
         description = self._text(ctx, spec, "description", required=False, limit=4096) or ""
+        backings = self._storage_backings(ctx, spec.get("storage_backings"))
         token = self._client_token(ctx, client_token)
-        with self._tx() as db:
+        made = {"name": name, "description": description, "storage_backings": backings}
+
+        def create(db: Tx) -> str:
             if token is not None:
                 row = db.execute(
-                    "SELECT id FROM libraries WHERE owner = ? AND client_token = ?",
+                    "SELECT id, client_spec FROM libraries WHERE owner = ? AND client_token = ?",
                     (ctx.user, token),
                 ).fetchone()
-                if row is not None:
-                    return str(row["id"])
+                if (found := self._reused(ctx, row, token, made)) is not None:
+                    return found
             lib_id = str(uuid.uuid4())
             db.execute(
-                "INSERT INTO libraries VALUES (?, ?, ?, ?, ?, ?)",
-                (lib_id, name, description, ctx.user, token, time.time()),
+                "INSERT INTO libraries (id, name, description, owner, client_token, created,"
+                " client_spec, storage_backings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    lib_id,
+                    name,
+                    description,
+                    ctx.user,
+                    token,
+                    time.time(),
+                    json.dumps(made) if token else None,
+                    json.dumps(backings),
+                ),
             )
-        return lib_id
+            return lib_id
 
-    def _library_row(self, ctx: Ctx, library_id: Any) -> sqlite3.Row:
+        return self._once(create)
+
+    def _storage_backings(self, ctx: Ctx, value: Any) -> list[dict[str, str]]:
+        """``storage_backings`` of a library create spec: kept and answered as given."""
+        if value is None:
+            return []
+        if not isinstance(value, list) or len(value) > 16:
+            raise self.error(
+                ctx, "invalid_argument", "validator.server.arg.invalid", "storage_backings", value
+            )
+        out = []
+        for entry in value:
+            ok = (
+                isinstance(entry, Mapping)
+                and entry.get("type") in ("DATASTORE", "OTHER")
+                and set(entry) <= {"type", "datastore_id", "storage_uri"}
+                and all(
+                    entry.get(k) is None or (isinstance(entry[k], str) and len(entry[k]) <= 1024)
+                    for k in ("datastore_id", "storage_uri")
+                )
+            )
+            if not ok:
+                raise self.error(
+                    ctx,
+                    "invalid_argument",
+                    "validator.server.arg.invalid",
+                    "storage_backings",
+                    entry,
+                )
+            out.append({k: v for k, v in entry.items() if v is not None})
+        return out
+
+    def _library_row(self, ctx: Ctx, library_id: Any) -> Row:
         library_id = self.check_id(ctx, library_id, "library")
         rows = self._query("SELECT * FROM libraries WHERE id = ?", (library_id,))
         if not rows:
@@ -369,7 +498,7 @@ class Service:
             "description": row["description"],
             "type": "LOCAL",
             "creation_time": iso_time(row["created"]),
-            "storage_backings": [],
+            "storage_backings": json.loads(row["storage_backings"] or "[]"),
         }
 
     def library_list(self, ctx: Ctx) -> list[str]:
@@ -387,24 +516,40 @@ class Service:
                 ctx, "invalid_argument", "validator.server.arg.unknown_type", kind, known
             )
         token = self._client_token(ctx, client_token)
+        made = {"library_id": library["id"], "name": name, "type": kind, "description": description}
         now = time.time()
-        with self._tx() as db:
+
+        def create(db: Tx) -> str:
             if token is not None:
                 row = db.execute(
-                    "SELECT id FROM items WHERE owner = ? AND client_token = ?", (ctx.user, token)
+                    "SELECT id, client_spec FROM items WHERE owner = ? AND client_token = ?",
+                    (ctx.user, token),
                 ).fetchone()
-                if row is not None:
-                    return str(row["id"])
+                if (found := self._reused(ctx, row, token, made)) is not None:
+                    return found
             item_id = str(uuid.uuid4())
             db.execute(
                 "INSERT INTO items (id, library_id, name, description, type, owner, client_token,"
-                " content_version, content_dir, created, modified)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?)",
-                (item_id, library["id"], name, description, kind, ctx.user, token, now, now),
+                " content_version, content_dir, created, modified, client_spec)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, NULL, ?, ?, ?)",
+                (
+                    item_id,
+                    library["id"],
+                    name,
+                    description,
+                    kind,
+                    ctx.user,
+                    token,
+                    now,
+                    now,
+                    json.dumps(made) if token else None,
+                ),
             )
-        return item_id
+            return item_id
 
-    def _item_row(self, ctx: Ctx, item_id: Any) -> sqlite3.Row:
+        return self._once(create)
+
+    def _item_row(self, ctx: Ctx, item_id: Any) -> Row:
         item_id = self.check_id(ctx, item_id, "library item")
         rows = self._query("SELECT * FROM items WHERE id = ?", (item_id,))
         if not rows:
@@ -436,7 +581,7 @@ class Service:
         )
         return [str(r["id"]) for r in rows]
 
-    def _item_file_info(self, row: sqlite3.Row, version: int) -> dict[str, Any]:
+    def _item_file_info(self, row: Row, version: int) -> dict[str, Any]:
         return {
             "name": row["name"],
             "size": row["size"],
@@ -460,7 +605,7 @@ class Service:
         for info in self.item_files(ctx, item_id):
             if info["name"] == name:
                 return info
-        raise self.error(ctx, "not_found", "validator.server.not_found.file", item_id, name)
+        raise self.error(ctx, "not_found", "validator.server.not_found.item_file", item_id, name)
 
     def item_content_path(self, item_id: str, name: str) -> Path | None:
         """Where the current content of an item's file is (for tests and deployments)."""
@@ -473,30 +618,36 @@ class Service:
     def expire(self, now: float | None = None) -> int:
         """Move ACTIVE sessions whose keep-alive ran out to ERROR; returns how many."""
         now = time.time() if now is None else now
-        with self._lock:
-            # A session with an upload in progress is not idle, however long it takes.
-            rows = self._query(
-                "SELECT * FROM sessions s WHERE state = 'ACTIVE' AND expiration < ?"
-                " AND NOT EXISTS (SELECT 1 FROM session_files f"
-                " WHERE f.session_id = s.id AND f.status = 'TRANSFERRING')",
-                (now,),
-            )
-            rows = [r for r in rows if r["id"] not in self._busy]
-            for row in rows:
+        # A session with an upload in progress is not idle, however long it takes (an
+        # upload that stalls ends by itself after upload_idle_timeout, see upload_finish).
+        idle = (
+            "state = 'ACTIVE' AND expiration < ? AND NOT EXISTS (SELECT 1 FROM session_files f"
+            " WHERE f.session_id = sessions.id AND f.status = 'TRANSFERRING')"
+        )
+        rows = self._query(f"SELECT * FROM sessions WHERE {idle}", (now,))
+        expired = []
+        for row in rows:
+            # One being validated or completed right now is not idle either: skip it.
+            with self._locks.exclusive(row["id"], wait=False) as got:
+                if not got:
+                    continue
                 msg = self.message(
                     None, "validator.server.session.expired", row["id"], self.config.session_timeout
                 )
                 with self._tx() as db:
-                    db.execute(
-                        "UPDATE sessions SET state = 'ERROR', error_message = ? WHERE id = ?",
-                        (json.dumps(msg.to_dict()), row["id"]),
-                    )
-        for row in rows:
-            self._discard_uploads(row["id"])
+                    changed = db.execute(
+                        f"UPDATE sessions SET state = 'ERROR', error_message = ?"
+                        f" WHERE id = ? AND {idle}",
+                        (json.dumps(msg.to_dict()), row["id"], now),
+                    ).rowcount
+                if changed:
+                    self._discard_uploads(row["id"])
+                    expired.append(row)
+        for row in expired:
             self._changed(row, ACTIVE, ERROR)
-        return len(rows)
+        return len(expired)
 
-    def _changed(self, row: sqlite3.Row, old: str | None, new: str) -> None:
+    def _changed(self, row: Row, old: str | None, new: str) -> None:
         self.hook(
             "validator_server_session_changed",
             session_id=row["id"],
@@ -506,7 +657,7 @@ class Service:
             new_state=new,
         )
 
-    def _session_row(self, ctx: Ctx, session_id: Any) -> sqlite3.Row:
+    def _session_row(self, ctx: Ctx, session_id: Any) -> Row:
         session_id = self.check_id(ctx, session_id, "update session")
         self.expire()
         rows = self._query(
@@ -516,7 +667,7 @@ class Service:
             raise self.error(ctx, "not_found", "validator.server.not_found.session", session_id)
         return rows[0]
 
-    def _active_row(self, ctx: Ctx, session_id: Any, *, check_busy: bool = True) -> sqlite3.Row:
+    def _active_row(self, ctx: Ctx, session_id: Any) -> Row:
         row = self._session_row(ctx, session_id)
         if row["state"] != ACTIVE:
             raise self.error(
@@ -526,17 +677,16 @@ class Service:
                 row["id"],
                 row["state"],
             )
-        if check_busy and row["id"] in self._busy:
-            raise self.error(
-                ctx,
-                "resource_busy",
-                "validator.server.session.busy",
-                row["id"],
-                self._busy[row["id"]],
-            )
         return row
 
-    def _touch(self, db: sqlite3.Connection, session_id: str) -> None:
+    @contextlib.contextmanager
+    def _exclusive(self, ctx: Ctx, session_id: Any) -> Iterator[Row]:
+        """The ACTIVE session, held alone (after any validate or complete running on it)."""
+        sid = str(self._session_row(ctx, session_id)["id"])  # not_found before waiting
+        with self._locks.exclusive(sid):
+            yield self._active_row(ctx, sid)
+
+    def _touch(self, db: Tx, session_id: str) -> None:
         db.execute(
             "UPDATE sessions SET expiration = ? WHERE id = ?",
             (time.time() + self.config.session_timeout, session_id),
@@ -574,14 +724,16 @@ class Service:
         behavior = self._warning_behavior(ctx, spec.get("warning_behavior"))
         self.expire()
         now = time.time()
-        with self._tx() as db:
+        made = {"library_item_id": item["id"], "warning_behavior": behavior}
+
+        def create(db: Tx) -> tuple[str, bool]:
             if token is not None:
                 row = db.execute(
-                    "SELECT id FROM sessions WHERE owner = ? AND client_token = ?",
+                    "SELECT id, client_spec FROM sessions WHERE owner = ? AND client_token = ?",
                     (ctx.user, token),
                 ).fetchone()
-                if row is not None:
-                    return str(row["id"])
+                if (found := self._reused(ctx, row, token, made)) is not None:
+                    return found, False
             busy = db.execute(
                 "SELECT id FROM sessions WHERE item_id = ? AND state = 'ACTIVE'", (item["id"],)
             ).fetchone()
@@ -596,7 +748,8 @@ class Service:
             session_id = str(uuid.uuid4())
             db.execute(
                 "INSERT INTO sessions (id, owner, item_id, state, client_token, base_version,"
-                " expiration, warning_behavior, created) VALUES (?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?)",
+                " expiration, warning_behavior, created, client_spec)"
+                " VALUES (?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?, ?)",
                 (
                     session_id,
                     ctx.user,
@@ -606,8 +759,14 @@ class Service:
                     now + self.config.session_timeout,
                     json.dumps(behavior),
                     now,
+                    json.dumps(made) if token else None,
                 ),
             )
+            return session_id, True
+
+        session_id, made_now = self._once(create)
+        if not made_now:
+            return session_id
         self._changed(
             self._query("SELECT * FROM sessions WHERE id = ?", (session_id,))[0], None, ACTIVE
         )
@@ -617,7 +776,7 @@ class Service:
         rows = self._query("SELECT owner FROM sessions WHERE id = ?", (session_id,))
         return str(rows[0]["owner"]) if rows else None
 
-    def _session_model(self, row: sqlite3.Row) -> dict[str, Any]:
+    def _session_model(self, row: Row) -> dict[str, Any]:
         model: dict[str, Any] = {
             "id": row["id"],
             "library_item_id": row["item_id"],
@@ -651,7 +810,7 @@ class Service:
         return [str(r["id"]) for r in rows]
 
     def session_keep_alive(self, ctx: Ctx, session_id: Any, client_progress: Any = None) -> None:
-        row = self._active_row(ctx, session_id, check_busy=False)
+        row = self._active_row(ctx, session_id)
         progress = self._progress(ctx, client_progress)
         with self._tx() as db:
             self._touch(db, row["id"])
@@ -673,14 +832,14 @@ class Service:
 
     def session_update(self, ctx: Ctx, session_id: Any, spec: Any) -> None:
         spec = self._spec(ctx, spec, "update_spec")
-        row = self._active_row(ctx, session_id)
         behavior = (
             self._warning_behavior(ctx, spec["warning_behavior"])
             if "warning_behavior" in spec
             else None
         )
         progress = self._progress(ctx, spec.get("client_progress"))
-        with self._tx() as db:
+        # warning_behavior decides what complete accepts: not changed under it.
+        with self._exclusive(ctx, session_id) as row, self._tx() as db:
             self._touch(db, row["id"])
             if behavior is not None:
                 db.execute(
@@ -695,15 +854,31 @@ class Service:
     def _end(
         self, ctx: Ctx, session_id: Any, state: str, message: LocalizableMessage | None
     ) -> None:
-        row = self._active_row(ctx, session_id)
-        with self._tx() as db:
-            db.execute(
-                "UPDATE sessions SET state = ?, error_message = ?"
-                " WHERE id = ? AND state = 'ACTIVE'",
-                (state, json.dumps(message.to_dict()) if message else None, row["id"]),
-            )
-        self._discard_uploads(row["id"])
+        with self._exclusive(ctx, session_id) as row:
+            with self._tx() as db:
+                db.execute(
+                    "UPDATE sessions SET state = ?, error_message = ?"
+                    " WHERE id = ? AND state = 'ACTIVE'",
+                    (state, json.dumps(message.to_dict()) if message else None, row["id"]),
+                )
+                self._end_transfers(db, str(row["id"]), state)
+            self._discard_uploads(row["id"])
         self._changed(row, ACTIVE, state)
+
+    def _end_transfers(self, db: Tx, session_id: str, state: str) -> None:
+        """Uploads still arriving in a session that ends are over: they end ``ERROR``."""
+        for f in db.execute(
+            "SELECT name FROM session_files WHERE session_id = ? AND status = 'TRANSFERRING'",
+            (session_id,),
+        ).fetchall():
+            msg = self.message(
+                None, "validator.server.file.session_ended", f["name"], session_id, state
+            )
+            db.execute(
+                "UPDATE session_files SET status = 'ERROR', received_size = NULL, sha256 = NULL,"
+                " error_message = ? WHERE session_id = ? AND name = ?",
+                (json.dumps(msg.to_dict()), session_id, f["name"]),
+            )
 
     def session_cancel(self, ctx: Ctx, session_id: Any) -> None:
         self._end(ctx, session_id, CANCELED, None)
@@ -732,7 +907,7 @@ class Service:
         shutil.rmtree(self.data / "uploads" / session_id, ignore_errors=True)
 
     # -- session files ----------------------------------------------------
-    def _file_info(self, ctx: Ctx, row: sqlite3.Row) -> dict[str, Any]:
+    def _file_info(self, ctx: Ctx, row: Row) -> dict[str, Any]:
         info: dict[str, Any] = {
             "name": row["name"],
             "source_type": row["source_type"],
@@ -740,9 +915,10 @@ class Service:
             "status": row["status"],
             "keep_in_storage": bool(row["keep_in_storage"]),
         }
-        size = row["received_size"] if row["received_size"] is not None else row["size"]
-        if size is not None:
-            info["size"] = size
+        # File.Info.size is set once the file is fully received (REFERENCE §2), not when
+        # a size was only declared.
+        if row["received_size"] is not None:
+            info["size"] = row["received_size"]
         if row["checksum_alg"]:
             info["checksum_info"] = {"algorithm": row["checksum_alg"], "checksum": row["checksum"]}
         # The API's union: a PUSH file always carries its upload endpoint.
@@ -755,7 +931,10 @@ class Service:
 
     def file_add(self, ctx: Ctx, session_id: Any, spec: Any) -> dict[str, Any]:
         spec = self._spec(ctx, spec, "file_spec")
-        row = self._active_row(ctx, session_id)
+        with self._exclusive(ctx, session_id) as row:
+            return self._file_add(ctx, row, spec)
+
+    def _file_add(self, ctx: Ctx, row: Row, spec: Mapping[str, Any]) -> dict[str, Any]:
         name = spec.get("name")
         if not isinstance(name, str) or not is_plain_name(name):
             raise self.error(ctx, "invalid_argument", "validator.server.arg.bad_name", name)
@@ -811,7 +990,7 @@ class Service:
                 "SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS m FROM session_files"
                 " WHERE session_id = ?",
                 (row["id"],),
-            ).fetchone()
+            ).one()
             if old is None and count["n"] >= self.config.max_session_files:
                 raise self.error(
                     ctx,
@@ -838,7 +1017,10 @@ class Service:
                     )
             seq = old["seq"] if old is not None else count["m"] + 1
             db.execute(
-                "INSERT OR REPLACE INTO session_files (session_id, name, seq, source_type, size,"
+                "DELETE FROM session_files WHERE session_id = ? AND name = ?", (row["id"], name)
+            )
+            db.execute(
+                "INSERT INTO session_files (session_id, name, seq, source_type, size,"
                 " checksum_alg, checksum, status, bytes_transferred, received_size, sha256,"
                 " error_message, upload_token, keep_in_storage)"
                 " VALUES (?, ?, ?, 'PUSH', ?, ?, ?, 'WAITING_FOR_TRANSFER', 0, NULL, NULL, NULL,"
@@ -848,7 +1030,7 @@ class Service:
             self._touch(db, row["id"])
             new = db.execute(
                 "SELECT * FROM session_files WHERE session_id = ? AND name = ?", (row["id"], name)
-            ).fetchone()
+            ).one()
         if old is not None:
             self._unlink_upload(row["id"], old["upload_token"])
         return self._file_info(ctx, new)
@@ -859,7 +1041,7 @@ class Service:
             with contextlib.suppress(OSError):
                 path.unlink()
 
-    def _file_row(self, ctx: Ctx, session_id: str, name: Any) -> sqlite3.Row:
+    def _file_row(self, ctx: Ctx, session_id: str, name: Any) -> Row:
         if not isinstance(name, str) or not is_plain_name(name):
             raise self.error(ctx, "invalid_argument", "validator.server.arg.bad_name", name)
         rows = self._query(
@@ -881,19 +1063,19 @@ class Service:
         return [self._file_info(ctx, r) for r in rows]
 
     def file_remove(self, ctx: Ctx, session_id: Any, file_name: Any) -> None:
-        row = self._active_row(ctx, session_id)
-        frow = self._file_row(ctx, row["id"], file_name)
-        if frow["status"] == "TRANSFERRING":
-            raise self.error(
-                ctx, "resource_busy", "validator.server.session.busy", row["id"], frow["name"]
-            )
-        with self._tx() as db:
-            db.execute(
-                "DELETE FROM session_files WHERE session_id = ? AND name = ?",
-                (row["id"], frow["name"]),
-            )
-            self._touch(db, row["id"])
-        self._unlink_upload(row["id"], frow["upload_token"])
+        with self._exclusive(ctx, session_id) as row:
+            frow = self._file_row(ctx, row["id"], file_name)
+            if frow["status"] == "TRANSFERRING":
+                raise self.error(
+                    ctx, "resource_busy", "validator.server.session.busy", row["id"], frow["name"]
+                )
+            with self._tx() as db:
+                db.execute(
+                    "DELETE FROM session_files WHERE session_id = ? AND name = ?",
+                    (row["id"], frow["name"]),
+                )
+                self._touch(db, row["id"])
+            self._unlink_upload(row["id"], frow["upload_token"])
 
     # -- uploads ----------------------------------------------------------
     def upload_begin(self, ctx: Ctx, token: str) -> UploadTarget:
@@ -901,6 +1083,17 @@ class Service:
         if not token or len(token) > 128 or not re.fullmatch(r"[A-Za-z0-9_-]+", token):
             raise self.error(ctx, "not_found", "validator.server.not_found.upload", "-")
         self.expire()
+        found = self._query(
+            "SELECT f.session_id, s.owner FROM session_files f"
+            " JOIN sessions s ON s.id = f.session_id WHERE f.upload_token = ?",
+            (token,),
+        )
+        if not found or found[0]["owner"] != ctx.user:
+            raise self.error(ctx, "not_found", "validator.server.not_found.upload", "-")
+        with self._locks.exclusive(str(found[0]["session_id"])):
+            return self._upload_begin(ctx, token)
+
+    def _upload_begin(self, ctx: Ctx, token: str) -> UploadTarget:
         with self._tx() as db:
             frow = db.execute(
                 "SELECT f.*, s.owner, s.state FROM session_files f"
@@ -918,10 +1111,6 @@ class Service:
                     sid,
                     frow["state"],
                 )
-            if sid in self._busy:
-                raise self.error(
-                    ctx, "resource_busy", "validator.server.session.busy", sid, self._busy[sid]
-                )
             if frow["status"] not in ("WAITING_FOR_TRANSFER", "ERROR"):
                 raise self.error(
                     ctx,
@@ -932,9 +1121,9 @@ class Service:
                 )
             db.execute(
                 "UPDATE session_files SET status = 'TRANSFERRING', bytes_transferred = 0,"
-                " received_size = NULL, sha256 = NULL, error_message = NULL"
+                " received_size = NULL, sha256 = NULL, error_message = NULL, seen = ?"
                 " WHERE upload_token = ?",
-                (token,),
+                (time.time(), token),
             )
             self._touch(db, sid)
         base = self.data / "uploads" / sid
@@ -951,9 +1140,11 @@ class Service:
         )
 
     def upload_progress(self, token: str, n: int) -> None:
+        """Bytes received so far; also says this upload is alive (``seen``)."""
         with self._tx() as db:
             db.execute(
-                "UPDATE session_files SET bytes_transferred = ? WHERE upload_token = ?", (n, token)
+                "UPDATE session_files SET bytes_transferred = ?, seen = ? WHERE upload_token = ?",
+                (n, time.time(), token),
             )
 
     def upload_finish(
@@ -964,8 +1155,53 @@ class Service:
         digests: Mapping[str, str],
         problem: tuple[str, tuple[object, ...]] | None,
     ) -> dict[str, Any]:
-        """Record how an upload ended: READY, or ERROR with the reason."""
+        """Record how an upload ended: READY, or ERROR with the reason.
+
+        In a session that ended meanwhile (cancel, fail, expiry, complete) the file ends
+        ``ERROR`` and the client gets ``not_allowed_in_current_state``.
+        """
+        with self._locks.exclusive(target.session_id):
+            return self._upload_finish(ctx, target, received, digests, problem)
+
+    def _upload_finish(
+        self,
+        ctx: Ctx,
+        target: UploadTarget,
+        received: int,
+        digests: Mapping[str, str],
+        problem: tuple[str, tuple[object, ...]] | None,
+    ) -> dict[str, Any]:
         token = target.final.name
+        states = self._query("SELECT state FROM sessions WHERE id = ?", (target.session_id,))
+        state = str(states[0]["state"]) if states else "DELETED"
+        if state != ACTIVE:
+            with contextlib.suppress(OSError):
+                target.part.unlink()
+            msg = self.message(
+                None, "validator.server.file.session_ended", target.name, target.session_id, state
+            )
+            with self._tx() as db:
+                db.execute(
+                    "UPDATE session_files SET status = 'ERROR', bytes_transferred = ?,"
+                    " received_size = NULL, sha256 = NULL, error_message = ?"
+                    " WHERE upload_token = ? AND status = 'TRANSFERRING'",
+                    (received, json.dumps(msg.to_dict()), token),
+                )
+            self.hook(
+                "validator_server_file_received",
+                session_id=target.session_id,
+                user=target.user,
+                name=target.name,
+                status="ERROR",
+                bytes_transferred=received,
+            )
+            raise self.error(
+                ctx,
+                "not_allowed_in_current_state",
+                "validator.server.session.not_active",
+                target.session_id,
+                state,
+            )
         if problem is None and target.size is not None and received != target.size:
             problem = ("validator.server.file.short", (target.name, received, target.size))
         if problem is None and target.checksum is not None:
@@ -977,9 +1213,12 @@ class Service:
                     (target.name, alg.value, actual, target.checksum.checksum),
                 )
         if problem is None:
-            os.replace(target.part, target.final)
-            _fsync_dir(target.final.parent)
-        else:
+            try:
+                os.replace(target.part, target.final)
+                _fsync_dir(target.final.parent)
+            except OSError:  # the partial file is gone: not received
+                problem = ("validator.server.file.interrupted", (target.name, received))
+        if problem is not None:
             with contextlib.suppress(OSError):
                 target.part.unlink()
         message = self.message(None, problem[0], *problem[1]) if problem else None
@@ -996,7 +1235,9 @@ class Service:
                     token,
                 ),
             )
-            self._touch(db, target.session_id)
+            if problem is None or problem[0] != "validator.server.file.stalled":
+                # A stalled upload is no activity: its session expires as if it had not begun.
+                self._touch(db, target.session_id)
             frow = db.execute(
                 "SELECT * FROM session_files WHERE upload_token = ?", (token,)
             ).fetchone()
@@ -1014,7 +1255,7 @@ class Service:
         return self._file_info(ctx, frow)
 
     # -- validate and complete --------------------------------------------
-    def _engine_session(self, row: sqlite3.Row, item_type: str) -> Session:
+    def _engine_session(self, row: Row, item_type: str) -> Session:
         session = Session(origin=str(row["id"]), item_type=item_type)
         base = self.data / "uploads" / str(row["id"])
         for f in self._query(
@@ -1040,7 +1281,7 @@ class Service:
             )
         return session
 
-    def _run_engine(self, ctx: Ctx, row: sqlite3.Row) -> tuple[ValidationResult, Session]:
+    def _run_engine(self, ctx: Ctx, row: Row) -> tuple[ValidationResult, Session]:
         item = self._query("SELECT type FROM items WHERE id = ?", (row["item_id"],))[0]
         session = self._engine_session(row, str(item["type"]))
         engine = Engine(self.registry, limits=self.config.limits, locale=ctx.locale)
@@ -1049,10 +1290,11 @@ class Service:
         except SessionError as exc:
             msg = self.registry.catalogs.message(exc.message_id, exc.args_, ctx.locale)
             raise VapiError("invalid_argument", [msg]) from None
+        result = _session_level(result, session)
         self._store_preview(row, result, session)
         return result, session
 
-    def _preview(self, row: sqlite3.Row, result: ValidationResult) -> dict[str, Any]:
+    def _preview(self, row: Row, result: ValidationResult) -> dict[str, Any]:
         behavior = json.loads(row["warning_behavior"])
         ignored = {b["type"] for b in behavior if b.get("ignored")}
         warnings = []
@@ -1106,7 +1348,7 @@ class Service:
             return {}
         return {"certificate_info": info, "cert_chain": [b.decode("ascii") for b in blocks]}
 
-    def _store_preview(self, row: sqlite3.Row, result: ValidationResult, session: Session) -> None:
+    def _store_preview(self, row: Row, result: ValidationResult, session: Session) -> None:
         preview = self._preview(row, result)
         stored = {
             "state": preview["state"],
@@ -1120,17 +1362,19 @@ class Service:
             )
 
     def validate(self, ctx: Ctx, session_id: Any) -> ValidationResult:
-        row = self._active_row(ctx, session_id, check_busy=False)
-        with self._tx() as db:
-            self._touch(db, row["id"])
-        result, _ = self._run_engine(ctx, row)
+        # Held for the whole run: complete, cancel, add … wait until every file was read.
+        sid = str(self._session_row(ctx, session_id)["id"])
+        with self._locks.shared(sid):
+            row = self._active_row(ctx, sid)
+            with self._tx() as db:
+                self._touch(db, row["id"])
+            result, _ = self._run_engine(ctx, row)
         return result
 
     def complete(self, ctx: Ctx, session_id: Any) -> None:
-        with self._lock:
-            row = self._active_row(ctx, session_id)
-            self._busy[row["id"]] = "complete"
-        try:
+        # Concurrent operations on the session wait for it, then find it DONE (or still
+        # ACTIVE when it refused): never resource_busy, which complete does not list.
+        with self._exclusive(ctx, session_id) as row:
             result, _ = self._run_engine(ctx, row)
             if result.has_errors:
                 invalid = list(dict.fromkeys(e.name for e in result.invalid_files))
@@ -1159,11 +1403,8 @@ class Service:
                     ]
                 )
             self._publish(ctx, row)
-        finally:
-            with self._lock:
-                self._busy.pop(row["id"], None)
 
-    def _publish(self, ctx: Ctx, row: sqlite3.Row) -> None:
+    def _publish(self, ctx: Ctx, row: Row) -> None:
         sid = str(row["id"])
         item_id = str(row["item_id"])
         files = self._query("SELECT * FROM session_files WHERE session_id = ? ORDER BY seq", (sid,))
@@ -1174,7 +1415,7 @@ class Service:
         # The new folder: nothing refers to it until the transaction below commits.
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
-        kept: list[sqlite3.Row] = []
+        kept: list[Row] = []
         for f in files:
             if not f["keep_in_storage"]:
                 continue
@@ -1190,8 +1431,10 @@ class Service:
         _fsync_dir(target)
         _fsync_dir(target.parent)
         old_dir = item["content_dir"]
-        with self._lock, self._durable(), self._tx() as db:
-            state = db.execute("SELECT state FROM sessions WHERE id = ?", (sid,)).fetchone()
+        with self.db.tx(durable=True) as db:
+            state = db.execute(
+                "SELECT state FROM sessions WHERE id = ?" + db.for_update, (sid,)
+            ).fetchone()
             if state is None or state["state"] != ACTIVE:
                 shutil.rmtree(target, ignore_errors=True)
                 raise self.error(
@@ -1228,50 +1471,98 @@ class Service:
 
     # -- start-up -----------------------------------------------------------
     def recover(self) -> dict[str, int]:
-        """Make disk and database agree after a crash; returns what was repaired."""
-        fixed = {"uploads_interrupted": 0, "content_dirs_removed": 0, "upload_dirs_removed": 0}
-        with self._tx() as db:
-            for f in db.execute("SELECT * FROM session_files WHERE status = 'TRANSFERRING'"):
-                msg = self.message(None, "validator.server.file.restarted", f["name"])
-                db.execute(
-                    "UPDATE session_files SET status = 'ERROR', received_size = NULL,"
-                    " error_message = ? WHERE upload_token = ?",
-                    (json.dumps(msg.to_dict()), f["upload_token"]),
-                )
-                fixed["uploads_interrupted"] += 1
-            current = {
-                str(r["id"]): r["content_dir"]
-                for r in db.execute("SELECT id, content_dir FROM items")
-            }
-            active = {
-                str(r["id"]) for r in db.execute("SELECT id FROM sessions WHERE state = 'ACTIVE'")
-            }
-            ready = {
-                (str(r["session_id"]), str(r["upload_token"]))
-                for r in db.execute(
-                    "SELECT session_id, upload_token FROM session_files WHERE status = 'READY'"
-                )
-            }
+        """Make disk and database agree after a crash; returns what was repaired.
+
+        On SQLite this server is alone on its data folder: every upload still
+        TRANSFERRING was cut by the crash. On PostgreSQL other servers may be running:
+        only uploads nobody has fed for longer than twice the upload idle timeout are
+        ended, and a folder is removed only while its session is held here (a publish
+        or an upload in progress elsewhere holds it), after the database was read again.
+        """
+        fixed = {
+            "uploads_interrupted": self.end_stale_uploads(everything=not self.db.shared),
+            "content_dirs_removed": 0,
+            "upload_dirs_removed": 0,
+        }
         content = self.data / "content"
         for item_dir in content.iterdir():
-            keep = current.get(item_dir.name)
-            for version_dir in item_dir.iterdir() if item_dir.is_dir() else []:
-                if version_dir.name != keep:
+            for version_dir in sorted(item_dir.iterdir()) if item_dir.is_dir() else []:
+                sid = version_dir.name.partition("-")[2]
+                with self._locks.exclusive(sid or version_dir.name, wait=False) as got:
+                    if not got:  # being published right now
+                        continue
+                    rows = self._query(
+                        "SELECT content_dir FROM items WHERE id = ?", (item_dir.name,)
+                    )
+                    if rows and rows[0]["content_dir"] == version_dir.name:
+                        continue
                     shutil.rmtree(version_dir, ignore_errors=True)
                     fixed["content_dirs_removed"] += 1
-            if item_dir.name not in current:
-                shutil.rmtree(item_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                item_dir.rmdir()  # only when empty: an item without content
         for session_dir in (self.data / "uploads").iterdir():
-            if session_dir.name not in active:
-                shutil.rmtree(session_dir, ignore_errors=True)
-                fixed["upload_dirs_removed"] += 1
-                continue
-            for path in session_dir.iterdir():
-                if (session_dir.name, path.name) not in ready:
-                    with contextlib.suppress(OSError):
-                        path.unlink()
+            with self._locks.exclusive(session_dir.name, wait=False) as got:
+                if not got:
+                    continue
+                rows = self._query("SELECT state FROM sessions WHERE id = ?", (session_dir.name,))
+                if not rows or rows[0]["state"] != ACTIVE:
+                    shutil.rmtree(session_dir, ignore_errors=True)
+                    fixed["upload_dirs_removed"] += 1
+                    continue
+                keep = set()
+                for f in self._query(
+                    "SELECT upload_token, status FROM session_files WHERE session_id = ?",
+                    (session_dir.name,),
+                ):
+                    if f["status"] == "READY":
+                        keep.add(str(f["upload_token"]))
+                    elif f["status"] == "TRANSFERRING":  # arriving at another server
+                        keep.add(f"{f['upload_token']}.part")
+                for path in session_dir.iterdir():
+                    if path.name not in keep:
+                        with contextlib.suppress(OSError):
+                            path.unlink()
         self.expire()
         return fixed
+
+    def end_stale_uploads(self, *, everything: bool = False, now: float | None = None) -> int:
+        """Uploads still TRANSFERRING that no server feeds end ERROR (file.restarted).
+
+        ``everything``: all of them (a lone server that restarted). Otherwise those whose
+        bytes last arrived more than twice the upload idle timeout ago: a live server
+        refreshes ``seen`` while bytes arrive and ends a stalled upload itself.
+        """
+        now = time.time() if now is None else now
+        cutoff = now - (2 * self.config.upload_idle_timeout + 5)
+        sql = "SELECT * FROM session_files WHERE status = 'TRANSFERRING'"
+        if not everything:
+            sql += " AND (seen IS NULL OR seen < ?)"
+        rows = self._query(sql, () if everything else (cutoff,))
+        ended = 0
+        for f in rows:
+            with self._locks.exclusive(str(f["session_id"]), wait=False) as got:
+                if not got:
+                    continue
+                msg = self.message(None, "validator.server.file.restarted", f["name"])
+                with self._tx() as db:
+                    changed = db.execute(
+                        "UPDATE session_files SET status = 'ERROR', received_size = NULL,"
+                        " error_message = ? WHERE upload_token = ? AND status = 'TRANSFERRING'"
+                        + ("" if everything else " AND (seen IS NULL OR seen < ?)"),
+                        (json.dumps(msg.to_dict()), f["upload_token"])
+                        + (() if everything else (cutoff,)),
+                    ).rowcount
+                if changed:
+                    ended += 1
+                    self._unlink_upload(str(f["session_id"]), str(f["upload_token"]))
+        return ended
+
+    def sweep(self) -> None:
+        """What every server does every few seconds: expiry, and (several servers) the
+        uploads of a server that died."""
+        if self.db.shared:
+            self.end_stale_uploads()
+        self.expire()
 
     def check_consistency(self) -> list[str]:
         """Problems between database and disk (empty when consistent); used by tests."""
