@@ -13,6 +13,7 @@ import os
 import stat
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from validator.checks import CheckContext, Reporter
 from validator.hookspecs import hookimpl
@@ -25,12 +26,23 @@ from validator.session import (
     session_from_directory,
 )
 
+if TYPE_CHECKING:
+    from validator.render import Renderer
+
 
 @hookimpl
 def validator_message_catalogs() -> Iterable[CatalogSource]:
     # A plain path (not importlib.resources.files): importing importlib.resources
     # costs 20 ms of start-up, and the package is always installed unzipped.
     return [CatalogSource("validator.core", Path(__file__).parent / "catalogs")]
+
+
+@hookimpl
+def validator_renderers() -> Iterable[type[Renderer]]:
+    """The built-in output formats: text, json, xml, junit, sarif."""
+    from validator.render import BUILTIN
+
+    return BUILTIN
 
 
 @hookimpl(trylast=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from validator.limits import Limits
-from validator.results import Problem
+from validator.results import Finding
 from validator.session import Session, SessionFile
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class Reporter:
 
     def __init__(self, order: tuple[Any, ...] = ()) -> None:
         self._order = order
-        self.problems: list[Problem] = []
+        self.problems: list[Finding] = []
 
     def error(self, name: str, message_id: str, *args: object) -> None:
         self._add(name, message_id, args, warning=False)
@@ -66,7 +66,7 @@ class Reporter:
 
     def _add(self, name: str, message_id: str, args: tuple[object, ...], warning: bool) -> None:
         self.problems.append(
-            Problem(
+            Finding(
                 name=str(name),
                 message_id=str(message_id),
                 args=tuple(str(a) for a in args),

@@ -33,11 +33,12 @@ from validator.registry import (
     describe,
 )
 from validator.results import (
+    Finding,
     LocalizableMessage,
     NotAllowedInCurrentState,
-    Problem,
     ValidationError,
     ValidationResult,
+    VapiError,
 )
 from validator.session import DamagedInput, Session, SessionError, SessionFile
 
@@ -181,8 +182,12 @@ class _UnitState:
 class Engine:
     """Validates sessions with the plugins of a :class:`~validator.registry.Registry`.
 
-    ``locale`` fills ``localized`` in messages; ``progress`` is called with the
-    number of bytes read after each chunk (from worker threads).
+    The result holds message ids, arguments and the English ``default_message``;
+    rendering and localization belong to the output (:mod:`validator.render`).
+    ``locale``, kept for callers that want a localized result from ``validate``
+    itself, applies :func:`validator.render.localize` to it once at the end.
+    ``progress`` is called with the number of bytes read after each chunk (from
+    worker threads).
     """
 
     def __init__(
@@ -296,7 +301,15 @@ class Engine:
 
     # -- validation -------------------------------------------------------
     def message(self, message_id: str, args: Iterable[object] = ()) -> LocalizableMessage:
-        return self.registry.catalogs.message(message_id, args, self.locale)
+        """A message by id and arguments, English only (the output localizes it)."""
+        return self.registry.catalogs.message(message_id, args)
+
+    def _localized(self, result: ValidationResult) -> ValidationResult:
+        if self.locale is None:
+            return result
+        from validator.render import localize
+
+        return localize(result, self.registry.catalogs, self.locale)
 
     def check_received(self, session: Session) -> None:
         """Raise the seed's ``not_allowed_in_current_state`` unless every file was received."""
@@ -326,66 +339,78 @@ class Engine:
         """
         if item_type is not None:
             session.item_type = item_type
-        kind = self.detect(session)
+        detected = self.detect(session)
         if session.damage is not None:
-            return self._damaged(session.damage, kind)
+            return self._localized(self._damaged(session.damage, detected))
         if not session.sequential:
-            self.check_received(session)
+            try:
+                self.check_received(session)
+            except VapiError as exc:
+                if self.locale is None:
+                    raise
+                from validator.render import localize_error
+
+                raise NotAllowedInCurrentState(
+                    localize_error(exc, self.registry.catalogs, self.locale).messages
+                ) from None
         ctx = CheckContext(
-            item_type=kind,
+            item_type=detected,
             limits=self.limits,
             locale=self.locale,
             options=dict(self.options),
             registry=self.registry,
         )
-        item = self.registry.item_types[kind]
+        item = self.registry.item_types[detected]
         try:
-            plugin = self.registry.item_type_plugin.get(kind, "?")
-            primary = self.bounded(item.primary_file, [session], plugin, f"{kind}.primary_file")
+            plugin = self.registry.item_type_plugin.get(detected, "?")
+            primary = self.bounded(
+                item.primary_file, [session], plugin, f"{detected}.primary_file"
+            )
         except PLUGIN_ERRORS:
             primary = None
         if not isinstance(primary, str):
             primary = None
-        run = _Run(self, session, kind, ctx, primary or (session.names() or [session.origin])[0])
+        primary = primary or (session.names() or [session.origin])[0]
+        run = _Run(self, session, detected, ctx, primary)
         try:
-            return run.execute()
+            return self._localized(run.execute())
         except DamagedInput as damage:
             session.damage = damage
-            return self._damaged(damage, kind)
+            return self._localized(self._damaged(damage, detected))
 
-    def _damaged(self, damage: DamagedInput, kind: str) -> ValidationResult:
+    def _damaged(self, damage: DamagedInput, item_type: str) -> ValidationResult:
         entry = ValidationError(damage.name, self.message(damage.message_id, damage.args_))
-        return ValidationResult(invalid_files=(entry,), item_type=kind)
+        return ValidationResult(invalid_files=(entry,), item_type=item_type)
 
 
 class _Run:
     """One validation: collects problems from every phase, then orders them."""
 
     def __init__(
-        self, engine: Engine, session: Session, kind: str, ctx: CheckContext, primary: str
+        self, engine: Engine, session: Session, item_type: str, ctx: CheckContext, primary: str
     ) -> None:
         self.engine = engine
         self.registry = engine.registry
         self.session = session
-        self.kind = kind
+        self.item_type = item_type
         self.ctx = ctx
         self.primary = primary
-        self.problems: list[Problem] = []
+        self.problems: list[Finding] = []
         self._lock = threading.Lock()
 
-    def _add(self, problems: Iterable[Problem]) -> None:
+    def _add(self, problems: Iterable[Finding]) -> None:
         with self._lock:
             self.problems.extend(problems)
 
-    def _failure(self, order: tuple[Any, ...], name: str, failure: HookFailure) -> Problem:
+    def _failure(self, order: tuple[Any, ...], name: str, failure: HookFailure) -> Finding:
         if isinstance(failure.exception, PluginTimeout):
-            return Problem(
+            return Finding(
                 name,
                 "validator.core.plugin.timeout",
                 (failure.plugin, failure.hook, str(failure.exception.seconds)),
                 order=order,
             )
-        return Problem(
+        return Finding(
             name,
             "validator.core.plugin.failed",
             (failure.plugin, failure.hook, failure.error),
@@ -395,7 +420,7 @@ class _Run:
     def _session_hook(self, hook: str, phase: int, defer: list[Reporter] | None = None) -> None:
         """Call a session hook's implementations; ``defer``: keep their reporters there
         (their problems are added later) instead of adding the problems now."""
-        kwargs = {"item_type": self.kind, "session": self.session, "ctx": self.ctx}
+        kwargs = {"item_type": self.item_type, "session": self.session, "ctx": self.ctx}
         for index, impl in enumerate(self.registry.impls(hook)):
             report = Reporter((phase, index))
             kwargs["report"] = report
@@ -443,11 +468,11 @@ class _Run:
 
     def _rejected(self) -> None:
         for i, rej in enumerate(self.session.rejected):
-            self._add([Problem(rej.name, rej.message_id, rej.args, order=(PHASE_REJECTED, i))])
+            self._add([Finding(rej.name, rej.message_id, rej.args, order=(PHASE_REJECTED, i))])
 
     def _required(self) -> set[str]:
         required: set[str] = set()
-        kwargs = {"item_type": self.kind, "session": self.session, "ctx": self.ctx}
+        kwargs = {"item_type": self.item_type, "session": self.session, "ctx": self.ctx}
         for index, (plugin, result) in enumerate(
             self.registry.call_each("validator_required_files", kwargs, invoke=self.engine.invoke)
         ):
@@ -473,8 +498,8 @@ class _Run:
 
     def _bad_result(
         self, order: tuple[Any, ...], name: str, plugin: str, hook: str, value: object
-    ) -> Problem:
-        return Problem(
+    ) -> Finding:
+        return Finding(
             name,
             "validator.core.plugin.bad_result",
             (plugin, hook, type(value).__name__),
@@ -489,7 +514,7 @@ class _Run:
         }
         taken: set[str] = set()
         units: list[list[tuple[int, SessionFile]]] = []
-        kwargs = {"item_type": self.kind, "session": self.session, "ctx": self.ctx}
+        kwargs = {"item_type": self.item_type, "session": self.session, "ctx": self.ctx}
         for index, (plugin, result) in enumerate(
             self.registry.call_each("validator_file_groups", kwargs, invoke=self.engine.invoke)
         ):
@@ -586,7 +611,7 @@ class _Run:
                 slot.abandoned = True
                 self._add(
                     [
-                        Problem(
+                        Finding(
                             name,
                             "validator.core.plugin.timeout",
                             (plugin, label, str(int(budget))),
@@ -608,7 +633,12 @@ class _Run:
     def _collect_checks(
         self, index: int, file: SessionFile, slot: _Slot
     ) -> list[tuple[str, FileCheck]]:
-        kwargs = {"item_type": self.kind, "session": self.session, "file": file, "ctx": self.ctx}
+        kwargs = {
+            "item_type": self.item_type,
+            "session": self.session,
+            "file": file,
+            "ctx": self.ctx,
+        }
         checks: list[tuple[str, FileCheck]] = []
         for hook_index, impl in enumerate(self.registry.impls("validator_file_checks")):
             plugin = impl.plugin_name
@@ -829,7 +859,7 @@ class _Run:
         position = {name: i for i, name in enumerate(self.session.names())}
         far = len(position)
 
-        def key(p: Problem) -> tuple[Any, ...]:
+        def key(p: Finding) -> tuple[Any, ...]:
             return (position.get(p.name, far), p.name if p.name not in position else "", p.order)
 
         errors: list[ValidationError] = []
@@ -846,5 +876,5 @@ class _Run:
             missing_files=missing,
             invalid_files=tuple(errors),
             warnings=tuple(warnings),
-            item_type=self.kind,
+            item_type=self.item_type,
         )

@@ -9,17 +9,27 @@ The engine calls every implementation of a check hook separately: one that
 raises is reported (with the plugin's name) as an ``invalid_files`` entry of
 id ``validator.core.plugin.failed`` and the rest of the validation goes on.
 
-Validation runs in this order, for a session of item type ``item_type``:
+When the registry is built: :func:`validator_item_types`; when it is used:
+:func:`validator_message_catalogs` (lazily), :func:`validator_option_keys`
+(when options are given), :func:`validator_renderers` (when the output format
+is chosen).  A validation then calls, for a session of item type ``item_type``:
 
-1. :func:`validator_prepare_session` – whole-session checks that need no
-   file data beyond small metadata files (parse a descriptor);
-2. :func:`validator_required_files` – names the item needs (→ ``missing_files``);
-3. :func:`validator_file_groups` – files to read in order as one stream
-   (chunks); :func:`validator_file_checks` – per file, the checks to run on
-   its bytes; all stream checks of a file share one read, files (and groups)
-   are read in parallel;
-4. :func:`validator_check_session` – whole-session checks that use what the
+1. :func:`validator_open_session` – per input, the first result wins;
+2. :func:`validator_prepare_session` – whole-session checks that need no
+   file data beyond small metadata files (parse a descriptor); an item type
+   calls its own hooks here (``ovf``: :func:`validator_disk_checks`);
+3. :func:`validator_file_groups` – when the file pass starts: files to read
+   in order as one stream (chunks);
+4. :func:`validator_file_checks` – per file, in the pass, the checks to run
+   on its bytes; all stream checks of a file share one read, files (and
+   groups) are read in parallel;
+5. :func:`validator_required_files` – after the pass: names the item needs
+   (→ ``missing_files``);
+6. :func:`validator_check_session` – whole-session checks that use what the
    file pass found (digests against a manifest).
+
+The result holds message ids and arguments; a renderer
+(:mod:`validator.render`) localizes and writes it after validation.
 
 Item types may define hooks of their own, called from their checks through
 ``ctx.registry``: :func:`validator_disk_checks` (disk formats, called by ``ovf``).
@@ -40,6 +50,7 @@ if TYPE_CHECKING:
     from validator.checks import CheckContext, FileCheck, ItemType, Reporter, StreamCheck
     from validator.limits import Limits
     from validator.messages import CatalogSource
+    from validator.render import Renderer
     from validator.session import Session, SessionFile
 
 PROJECT = "validator"
@@ -198,4 +209,17 @@ def validator_option_keys() -> Iterable[str]:
     error rather than a check that silently does not happen.
 
     :return: the keys, as strings.  Called when options are given.
+    """
+
+
+@hookspec
+def validator_renderers() -> Iterable[type[Renderer]]:
+    """Contribute output formats (``--format NAME``).
+
+    :return: :class:`~validator.render.Renderer` subclasses, each with a unique
+        ``name``.  Called once, after validation, when output is written: the
+        engine returns message ids and arguments, a renderer localizes and
+        writes them.  The core plugin contributes ``text``, ``json``, ``xml``,
+        ``junit`` and ``sarif``; a second renderer of a name already taken is
+        refused and reported, the first one stays.
     """

@@ -91,6 +91,7 @@ class Registry:
     versions: dict[str, Any] = field(default_factory=dict)
     builtin: set[str] = field(default_factory=set)
     _catalogs: Catalogs | None = None
+    _renderers: dict[str, Any] | None = None
 
     def version(self, name: str) -> str:
         value = self.versions.get(name, "")
@@ -135,6 +136,48 @@ class Registry:
                         type(key).__name__,
                     )
         return keys
+
+    # -- output formats ---------------------------------------------------
+    def renderers(self) -> dict[str, Any]:
+        """Output formats by name (``validator_renderers``): :class:`~validator.render.Renderer`
+        subclasses, the core plugin's first; a name already taken is refused (a problem)."""
+        if self._renderers is None:
+            from validator.render import Renderer
+
+            found: dict[str, Any] = {}
+            owner: dict[str, str] = {}
+            for plugin, result in self.call_each(
+                "validator_renderers", {}, registration_order=True
+            ):
+                if isinstance(result, HookFailure):
+                    self.problem(
+                        "validator.core.registry.hook_failed",
+                        result.plugin,
+                        result.hook,
+                        result.error,
+                    )
+                    continue
+                for cls in _as_list(result):
+                    name = getattr(cls, "name", None)
+                    if not (isinstance(cls, type) and issubclass(cls, Renderer)) or not (
+                        isinstance(name, str) and _TYPE_NAME.match(name)
+                    ):
+                        self.problem(
+                            "validator.core.registry.bad_result",
+                            plugin,
+                            "validator_renderers",
+                            type(cls).__name__,
+                        )
+                        continue
+                    if name in found:
+                        self.problem(
+                            "validator.core.registry.duplicate_renderer", plugin, name, owner[name]
+                        )
+                        continue
+                    found[name] = cls
+                    owner[name] = plugin
+            self._renderers = found
+        return self._renderers
 
     # -- catalogs ---------------------------------------------------------
     @property
