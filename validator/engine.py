@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,16 +21,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from validator.checks import CheckContext, FileCheck, ReaderCheck, Reporter, StreamCheck
-from validator.limits import Limits
-from validator.registry import (
+from validator import calls
+from validator.calls import (
     PLUGIN_ERRORS,
+    Abandoned,
     HookFailure,
-    Registry,
-    _as_list,
-    default_registry,
+    PluginTimeout,
+    Slot,
+    Supervisor,
+    as_list,
     describe,
 )
+from validator.checks import CheckContext, FileCheck, ReaderCheck, Reporter, StreamCheck
+from validator.limits import Limits
+from validator.registry import Registry, default_registry
 from validator.results import (
     Finding,
     LocalizableMessage,
@@ -65,42 +68,6 @@ class _Digests(StreamCheck):
     def finish(self, report: Reporter) -> None:
         for alg, h in self.hashers.items():
             self.ctx.set_digest(self.name, alg, h.hexdigest())
-
-
-class PluginTimeout(Exception):
-    """A plugin call ran past ``limits.plugin_seconds``."""
-
-    def __init__(self, plugin: str, label: str, seconds: int) -> None:
-        super().__init__(f"{plugin}: {label} ran longer than {seconds} s")
-        self.plugin = plugin
-        self.label = label
-        self.seconds = seconds
-
-
-class _Abandoned(BaseException):
-    """Unwinds a worker whose plugin call ran past the time budget (never caught by plugins'
-    ``except Exception``)."""
-
-
-class _Slot:
-    """One worker thread: the plugin call it is in, and whether it was given up on."""
-
-    __slots__ = ("abandoned", "crash", "current")
-
-    def __init__(self) -> None:
-        self.current: tuple[str, str, str, float] | None = None
-        self.abandoned = False
-        self.crash: BaseException | None = None
-
-    @contextmanager
-    def guard(self, plugin: str, label: str, name: str) -> Iterator[None]:
-        self.current = (plugin, label, name, time.monotonic())
-        try:
-            yield
-        finally:
-            self.current = None
-            if self.abandoned:
-                raise _Abandoned
 
 
 class _ReadAhead:
@@ -206,31 +173,18 @@ class Engine:
         self.options = dict(options or {})
 
     def bounded(self, fn: Callable[..., Any], args: list[Any], plugin: str, label: str) -> Any:
-        """Call plugin code on a daemon thread; :class:`PluginTimeout` past ``plugin_seconds``.
+        """Call plugin code under the time budget (:func:`validator.calls.call_bounded`):
+        :class:`~validator.calls.PluginTimeout` past ``limits.plugin_seconds``."""
+        return calls.call_bounded(fn, args, self.limits.plugin_seconds, plugin, label)
 
-        Python cannot stop a thread: a call past its budget is left running on
-        its daemon thread, reported, and its result ignored.
-        """
-        box: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                box["result"] = fn(*args)
-            except BaseException as exc:
-                box["error"] = exc
-
-        worker = threading.Thread(target=run, daemon=True, name="validator-hook")
-        worker.start()
-        worker.join(self.limits.plugin_seconds)
-        if worker.is_alive():
-            raise PluginTimeout(plugin, label, self.limits.plugin_seconds)
-        if "error" in box:
-            raise box["error"]
-        return box.get("result")
-
-    def invoke(self, impl: Any, args: list[Any]) -> Any:
-        """``Registry.call_each``'s invoker: every hook call bounded in time."""
-        return self.bounded(impl.function, args, impl.plugin_name, impl.function.__name__)
+    def replies(
+        self, hook: str, kwargs: dict[str, Any], accept: type | tuple[type, ...] | None = None
+    ) -> Iterator[calls.Reply]:
+        """Every implementation of ``hook``, each on its own under the time budget, its
+        values checked against ``accept`` (:func:`validator.calls.call_each`)."""
+        return calls.call_each(
+            self.registry.pm, hook, kwargs, seconds=self.limits.plugin_seconds, accept=accept
+        )
 
     # -- inputs -----------------------------------------------------------
     def open(self, path: Path) -> Session:
@@ -240,7 +194,9 @@ class Engine:
         short…) is a session all the same, whose validation reports the damage.
         """
         for plugin, result in self.registry.call_each(
-            "validator_open_session", {"path": path, "limits": self.limits}, invoke=self.invoke
+            "validator_open_session",
+            {"path": path, "limits": self.limits},
+            seconds=self.limits.plugin_seconds,
         ):
             if isinstance(result, HookFailure):
                 if isinstance(result.exception, DamagedInput):
@@ -403,38 +359,25 @@ class _Run:
             self.problems.extend(problems)
 
     def _failure(self, order: tuple[Any, ...], name: str, failure: HookFailure) -> Finding:
-        if isinstance(failure.exception, PluginTimeout):
-            return Finding(
-                name,
-                "validator.core.plugin.timeout",
-                (failure.plugin, failure.hook, str(failure.exception.seconds)),
-                order=order,
-            )
-        return Finding(
-            name,
-            "validator.core.plugin.failed",
-            (failure.plugin, failure.hook, failure.error),
-            order=order,
-        )
+        """A plugin's failure as a finding on ``name`` (the gateway's one mapping)."""
+        message_id, args = failure.message()
+        return Finding(name, message_id, args, order=order)
 
     def _session_hook(self, hook: str, phase: int, defer: list[Reporter] | None = None) -> None:
         """Call a session hook's implementations; ``defer``: keep their reporters there
         (their problems are added later) instead of adding the problems now."""
         kwargs = {"item_type": self.item_type, "session": self.session, "ctx": self.ctx}
         for index, impl in enumerate(self.registry.impls(hook)):
-            report = Reporter((phase, index))
+            report = Reporter((phase, index))  # each implementation reports on its own
             kwargs["report"] = report
+            args = [kwargs[a] for a in impl.argnames]
             try:
-                self.engine.invoke(impl, [kwargs[a] for a in impl.argnames])
+                self.engine.bounded(impl.function, args, impl.plugin_name, hook)
             except PLUGIN_ERRORS as exc:
                 report = Reporter((phase, index))  # a call given up on reports nothing else
-                report.problems.append(
-                    self._failure(
-                        (phase, index, 1 << 30),
-                        self.primary,
-                        HookFailure(impl.plugin_name, hook, describe(exc), exc),
-                    )
-                )
+                failure = HookFailure(impl.plugin_name, hook, describe(exc), exc)
+                order = (phase, index, 1 << 30)
+                report.problems.append(self._failure(order, self.primary, failure))
             if defer is not None:
                 defer.append(report)
             else:
@@ -473,38 +416,13 @@ class _Run:
     def _required(self) -> set[str]:
         required: set[str] = set()
         kwargs = {"item_type": self.item_type, "session": self.session, "ctx": self.ctx}
-        for index, (plugin, result) in enumerate(
-            self.registry.call_each("validator_required_files", kwargs, invoke=self.engine.invoke)
+        for index, reply in enumerate(
+            self.engine.replies("validator_required_files", kwargs, accept=str)
         ):
-            if isinstance(result, HookFailure):
-                self._add([self._failure((PHASE_REQUIRED, index), self.primary, result)])
-                continue
-            for name in _as_list(result):
-                if isinstance(name, str):
-                    required.add(name)
-                else:
-                    self._add(
-                        [
-                            self._bad_result(
-                                (PHASE_REQUIRED, index),
-                                self.primary,
-                                plugin,
-                                "validator_required_files",
-                                name,
-                            )
-                        ]
-                    )
+            order = (PHASE_REQUIRED, index)
+            self._add(self._failure(order, self.primary, f) for f in reply.failures)
+            required.update(reply.values)
         return required
-
-    def _bad_result(
-        self, order: tuple[Any, ...], name: str, plugin: str, hook: str, value: object
-    ) -> Finding:
-        return Finding(
-            name,
-            "validator.core.plugin.bad_result",
-            (plugin, hook, type(value).__name__),
-            order=order,
-        )
 
     # -- the file pass ----------------------------------------------------
     def _groups(self) -> list[list[tuple[int, SessionFile]]]:
@@ -515,29 +433,19 @@ class _Run:
         taken: set[str] = set()
         units: list[list[tuple[int, SessionFile]]] = []
         kwargs = {"item_type": self.item_type, "session": self.session, "ctx": self.ctx}
-        for index, (plugin, result) in enumerate(
-            self.registry.call_each("validator_file_groups", kwargs, invoke=self.engine.invoke)
-        ):
-            if isinstance(result, HookFailure):
-                self._add([self._failure((PHASE_FILES, -1, index), self.primary, result)])
-                continue
-            for group in _as_list(result):
-                names = _as_list(group)
+        for index, reply in enumerate(self.engine.replies("validator_file_groups", kwargs)):
+            order = (PHASE_FILES, -1, index)
+            self._add(self._failure(order, self.primary, f) for f in reply.failures)
+            for group in reply.values:
+                names = as_list(group)
                 if not all(isinstance(n, str) for n in names):
-                    self._add(
-                        [
-                            self._bad_result(
-                                (PHASE_FILES, -1, index),
-                                self.primary,
-                                plugin,
-                                "validator_file_groups",
-                                group,
-                            )
-                        ]
+                    bad = HookFailure(
+                        reply.plugin, "validator_file_groups", "", None, type(group).__name__
                     )
+                    self._add([self._failure(order, self.primary, bad)])
                     continue
                 unit = [received[n] for n in names if n in received and n not in taken]
-                taken.update(n for n, _ in ((f.name, f) for _, f in unit))
+                taken.update(f.name for _, f in unit)
                 if unit:
                     units.append(unit)
         units.extend([item] for name, item in received.items() if name not in taken)
@@ -552,86 +460,29 @@ class _Run:
             threads = 1
         # Biggest first, so that one large file does not start last.
         units.sort(key=lambda u: -sum(f.stored_size or 0 for _, f in u))
-        jobs: list[Callable[[_Slot], None]] = [partial(self._process_unit, u) for u in units]
+        jobs: list[Callable[[Slot], None]] = [partial(self._process_unit, u) for u in units]
         self._supervise(jobs, max(1, min(threads, len(units))))
 
     def _process_sequential(self) -> None:
         self._supervise([self._sequential_pass], 1)
 
-    def _supervise(self, jobs: list[Callable[[_Slot], None]], workers: int) -> None:
-        """Run jobs on daemon worker threads under the plugin time budget.
+    def _supervise(self, jobs: list[Callable[[Slot], None]], workers: int) -> None:
+        """Run jobs on worker threads under the plugin time budget
+        (:class:`validator.calls.Supervisor`): a call past it is reported
+        (``validator.core.plugin.timeout``) and its worker given up on."""
 
-        Python cannot stop a thread, so a plugin call that runs past
-        ``limits.plugin_seconds`` is reported (``validator.core.plugin.timeout``)
-        and its worker abandoned: its job's other results are dropped, it stops
-        at its next return to the engine, and a fresh worker takes the rest.
-        """
-        if not jobs:
-            return
-        budget = float(self.engine.limits.plugin_seconds)
-        lock = threading.Lock()
-        queue = list(reversed(jobs))
-        left = [len(jobs)]
-        done = threading.Event()
-        slots: list[_Slot] = []
+        def timed_out(plugin: str, label: str, name: str) -> None:
+            seconds = str(int(self.engine.limits.plugin_seconds))
+            order = (PHASE_FILES, 1 << 30, name)
+            finding = Finding(
+                name, "validator.core.plugin.timeout", (plugin, label, seconds), order=order
+            )
+            self._add([finding])
 
-        def work(slot: _Slot) -> None:
-            while True:
-                with lock:
-                    if slot.abandoned or not queue:
-                        return
-                    job = queue.pop()
-                try:
-                    job(slot)
-                except _Abandoned:
-                    return
-                except BaseException as exc:  # a bug in the engine itself: keep it visible
-                    slot.crash = exc
-                with lock:
-                    left[0] -= 1
-                    if left[0] == 0:
-                        done.set()
-
-        def spawn() -> None:
-            slot = _Slot()
-            slots.append(slot)
-            threading.Thread(
-                target=work, args=(slot,), daemon=True, name="validator-worker"
-            ).start()
-
-        for _ in range(workers):
-            spawn()
-        while not done.wait(0.05 if budget < 5 else 0.25):
-            now = time.monotonic()
-            for slot in list(slots):
-                current = slot.current
-                if current is None or slot.abandoned or now - current[3] <= budget:
-                    continue
-                plugin, label, name, _start = current
-                slot.abandoned = True
-                self._add(
-                    [
-                        Finding(
-                            name,
-                            "validator.core.plugin.timeout",
-                            (plugin, label, str(int(budget))),
-                            order=(PHASE_FILES, 1 << 30, name),
-                        )
-                    ]
-                )
-                with lock:
-                    left[0] -= 1
-                    if left[0] == 0:
-                        done.set()
-                    more = bool(queue)
-                if more:
-                    spawn()
-        for slot in slots:
-            if slot.crash is not None:
-                raise slot.crash
+        Supervisor(float(self.engine.limits.plugin_seconds), timed_out).run(jobs, workers)
 
     def _collect_checks(
-        self, index: int, file: SessionFile, slot: _Slot
+        self, index: int, file: SessionFile, slot: Slot
     ) -> list[tuple[str, FileCheck]]:
         kwargs = {
             "item_type": self.item_type,
@@ -643,18 +494,15 @@ class _Run:
         for hook_index, impl in enumerate(self.registry.impls("validator_file_checks")):
             plugin = impl.plugin_name
             order = (PHASE_FILES, index, -1, hook_index)
+            # Called in the worker's slot (the supervisor bounds it in time), checked as
+            # the gateway checks every hook.
             try:
                 with slot.guard(plugin, "validator_file_checks", file.name):
                     result = impl.function(*[kwargs[a] for a in impl.argnames])
-            except _Abandoned:
+                    results = as_list(result)  # a generator that raises while it is read
+            except Abandoned:
                 raise
             except PLUGIN_ERRORS as exc:
-                failure = HookFailure(plugin, "validator_file_checks", describe(exc), exc)
-                self._add([self._failure(order, file.name, failure)])
-                continue
-            try:
-                results = _as_list(result)
-            except PLUGIN_ERRORS as exc:  # a generator that raises while it is read
                 failure = HookFailure(plugin, "validator_file_checks", describe(exc), exc)
                 self._add([self._failure(order, file.name, failure)])
                 continue
@@ -662,9 +510,10 @@ class _Run:
                 if isinstance(check, (StreamCheck, ReaderCheck)):
                     checks.append((plugin, check))
                 else:
-                    self._add(
-                        [self._bad_result(order, file.name, plugin, "validator_file_checks", check)]
+                    bad = HookFailure(
+                        plugin, "validator_file_checks", "", None, type(check).__name__
                     )
+                    self._add([self._failure(order, file.name, bad)])
         algs = self.ctx.requested_digests(file.name)
         if algs:
             import hashlib  # here: loading OpenSSL costs start-up time when nothing is hashed
@@ -678,7 +527,7 @@ class _Run:
             checks.append(("core", digests))
         return checks
 
-    def _process_unit(self, unit: list[tuple[int, SessionFile]], slot: _Slot) -> None:
+    def _process_unit(self, unit: list[tuple[int, SessionFile]], slot: Slot) -> None:
         """Process files in order; a check shared by several files sees them as one stream.
 
         Each check is finished right after the last file of the unit that returned it.
@@ -695,7 +544,7 @@ class _Run:
             self._finish(file, ending, state, slot)
         self._add(p for r in state.reports.values() for p in r.problems)
 
-    def _sequential_pass(self, slot: _Slot) -> None:
+    def _sequential_pass(self, slot: Slot) -> None:
         """A stream session: files arrive one by one; shared checks finish at the very end."""
         state = _UnitState()
         pending: dict[int, tuple[SessionFile, str, FileCheck]] = {}
@@ -719,7 +568,7 @@ class _Run:
         file: SessionFile,
         checks: list[tuple[str, FileCheck]],
         state: _UnitState,
-        slot: _Slot,
+        slot: Slot,
     ) -> None:
         if not checks or file.source is None:
             return
@@ -755,7 +604,7 @@ class _Run:
         file: SessionFile,
         checks: list[tuple[str, FileCheck]],
         state: _UnitState,
-        slot: _Slot,
+        slot: Slot,
     ) -> None:
         for plugin, check in checks:
             if not isinstance(check, StreamCheck) or id(check) in state.failed:
@@ -766,7 +615,7 @@ class _Run:
             try:
                 with slot.guard(plugin, check.label or type(check).__name__, file.name):
                     check.finish(report)
-            except _Abandoned:
+            except Abandoned:
                 raise
             except PLUGIN_ERRORS as exc:
                 self._check_failed(file, plugin, check, exc, report)
@@ -778,7 +627,7 @@ class _Run:
         report.error(file.name, "validator.core.check.failed", plugin, label, describe(exc))
 
     def _run_reader(
-        self, file: SessionFile, plugin: str, check: ReaderCheck, report: Reporter, slot: _Slot
+        self, file: SessionFile, plugin: str, check: ReaderCheck, report: Reporter, slot: Slot
     ) -> None:
         assert file.source is not None
         label = check.label or type(check).__name__
@@ -789,7 +638,7 @@ class _Run:
             try:
                 with slot.guard(plugin, label, file.name):
                     check.run(fh, file.source.size, report)
-            except (_Abandoned, OSError):
+            except (Abandoned, OSError):
                 raise
             except PLUGIN_ERRORS as exc:
                 self._check_failed(file, plugin, check, exc, report)
@@ -799,7 +648,7 @@ class _Run:
         file: SessionFile,
         streams: list[tuple[str, StreamCheck, Reporter]],
         state: _UnitState,
-        slot: _Slot,
+        slot: Slot,
     ) -> None:
         """The single read of a file: every chunk goes to every live stream check."""
         assert file.source is not None
@@ -817,7 +666,7 @@ class _Run:
                     try:
                         with guard(plugin, label, file.name):
                             check.update(chunk)
-                    except _Abandoned:
+                    except Abandoned:
                         raise
                     except PLUGIN_ERRORS as exc:
                         self._check_failed(file, plugin, check, exc, report)

@@ -5,9 +5,13 @@ and decorated with :data:`hookimpl`; it is found through the entry-point
 group ``validator.plugins`` (see :mod:`validator.registry`).  A hook
 implementation may accept any subset of the arguments of its spec.
 
-The engine calls every implementation of a check hook separately: one that
-raises is reported (with the plugin's name) as an ``invalid_files`` entry of
-id ``validator.core.plugin.failed`` and the rest of the validation goes on.
+Every implementation is called separately, through :mod:`validator.calls`
+(the one gateway for plugin calls): one that raises, runs past
+``limits.plugin_seconds`` or returns the wrong type is reported (with the
+plugin's and the hook's name) as an ``invalid_files`` entry
+``validator.core.plugin.failed`` / ``.timeout`` / ``.bad_result`` and the rest
+of the validation goes on.  Hook wrappers (``wrapper=True``,
+``hookwrapper=True``) are refused when the plugin is loaded.
 
 When the registry is built: :func:`validator_item_types`; when it is used:
 :func:`validator_message_catalogs` (lazily), :func:`validator_option_keys`
