@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 DESCRIPTOR_SUFFIX = ".ovf"
 OVA_SUFFIX = ".ova"
 _CACHE_KEY = "ovf.descriptor"
-#: session.meta: (bytes, limits, descriptor) of the lone .ovf that opened the session.
-_OPENED_KEY = "ovf.opened_descriptor"
 
 
 def descriptors(session: Session) -> list[str]:
@@ -92,14 +90,13 @@ def descriptor_of(session: Session, ctx: CheckContext) -> Descriptor | None:
         if file is None or file.source is None:
             return None
         data = ctx.read_small(file, ctx.limits.descriptor_bytes)
-        from .descriptor import Descriptor, read_descriptor
+        from .descriptor import read_descriptor
+        from .opened import Opened
 
-        opened = session.meta.get(_OPENED_KEY)
-        if opened is not None and opened[0] == data and opened[1] == ctx.limits:
-            found = opened[2]  # the parse validator_open_session made of these same bytes
-            if isinstance(found, Descriptor):
-                return found
-
+        note = session.noted(Opened)
+        parsed = note.parsed if note is not None else None
+        if parsed is not None and parsed.data == data and parsed.limits == ctx.limits:
+            return parsed.descriptor  # the parse validator_open_session made of these bytes
         return read_descriptor(file.name, data, ctx.limits)
 
     return ctx.cached(_CACHE_KEY, load)
@@ -140,7 +137,9 @@ def validator_open_session(path: Path, limits: Limits) -> Session | None:
     if small:
         # Read and parsed once: the validation hashes these bytes and reuses the parse.
         first.source = MemorySource(data)
-        session.meta[_OPENED_KEY] = (data, limits, desc)
+        from .opened import ParsedDescriptor, opened
+
+        opened(session).parsed = ParsedDescriptor(data, limits, desc)
     wanted: list[str] = list(metadata_names(path.name))
     for ref in desc.files:
         if not ref.usable:
@@ -229,8 +228,12 @@ def _prepare_late(session: Session, ctx: CheckContext) -> None:
 
 
 def _prepare_session(session: Session, ctx: CheckContext, report: Reporter) -> None:
-    for name, message_id, args in session.meta.pop("ova.problems", []):
-        report.error(name, message_id, *args)  # found while listing the archive
+    from .opened import Opened
+
+    note = session.noted(Opened)
+    for problem in note.take_problems() if note is not None else ():
+        # found while listing the archive
+        report.error(problem.name, problem.message_id, *problem.args)
     names = descriptors(session)
     if not names:
         report.error(session.origin, "validator.ovf.session.no_descriptor")
