@@ -448,6 +448,15 @@ def _hooks(argv: list[str]) -> int:
         fn = getattr(hookspecs, name)
         print(f"\n{name}{inspect.signature(fn)}")
         print("    " + inspect.cleandoc(fn.__doc__ or "").replace("\n", "\n    "))
+    # Hooks the loaded plugins add (validator_add_hookspecs), with the module that adds them.
+    reg = _registry()
+    for name in sorted(vars(reg.pm.hook)):
+        spec = getattr(getattr(reg.pm.hook, name), "spec", None)
+        if spec is None or spec.namespace is hookspecs or not name.startswith("validator_"):
+            continue
+        module = getattr(spec.namespace, "__name__", "?")
+        print(f"\n{name}{inspect.signature(spec.function)}  [added by {module}]")
+        print("    " + inspect.cleandoc(spec.function.__doc__ or "").replace("\n", "\n    "))
     return EXIT_VALID
 
 

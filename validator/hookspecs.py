@@ -35,8 +35,11 @@ is chosen).  A validation then calls, for a session of item type ``item_type``:
 The result holds message ids and arguments; a renderer
 (:mod:`validator.render`) localizes and writes it after validation.
 
-Item types may define hooks of their own, called from their checks through
-``ctx.registry``: :func:`validator_disk_checks` (disk formats, called by ``ovf``).
+Plugins own their extensions: a plugin adds hook specifications of its own
+with :func:`validator_add_hookspecs` (as pytest's ``pytest_addhooks``) and
+calls them from its checks through ``ctx.registry`` and
+:func:`validator.calls.call_each`.  The ``ovf`` adapter adds
+``validator_disk_checks`` (disk formats; ``validator_plugins.ovf.hookspecs``).
 
 These docstrings are the reference documentation (``validator hooks`` prints
 them); a test checks that every hook is documented in the README.
@@ -51,7 +54,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from validator.checks import CheckContext, FileCheck, ItemType, Reporter, StreamCheck
+    from validator.checks import CheckContext, FileCheck, ItemType, Reporter
     from validator.limits import Limits
     from validator.messages import CatalogSource
     from validator.render import Renderer
@@ -171,38 +174,6 @@ def validator_check_session(
 
 
 @hookspec
-def validator_disk_checks(
-    item_type: str,
-    session: Session,
-    name: str,
-    disk_format: str,
-    capacity: int | None,
-    disk_id: str,
-    ctx: CheckContext,
-) -> Iterable[StreamCheck] | None:
-    """Give the checks for the content of one virtual disk, by its format.
-
-    Called by an item type that knows disks (``ovf``: once per file a
-    ``DiskSection/Disk`` uses) so that disk formats are pluggable: a plugin
-    adds qcow2, VHD or raw checks without touching the OVF adapter.
-
-    :param name: the disk's file name in the package (an OVF ``File`` href);
-        problems are reported on it.
-    :param disk_format: the format URI as the package declares it (OVF
-        ``ovf:format``, e.g.
-        ``http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized``).
-    :param capacity: the capacity the package declares, in bytes (``None``:
-        not known, e.g. a ``${property}``).
-    :param disk_id: the disk's id in the package (``ovf:diskId``).
-    :return: :class:`~validator.checks.StreamCheck` instances, or ``None`` if
-        the format is not yours.  They are fed the disk's *content*: the bytes
-        after the package's own encodings are undone (chunks joined, gzip
-        decompressed), in order, in the file's single read.  A disk whose
-        format no plugin claims is reported as unsupported, never guessed.
-    """
-
-
-@hookspec
 def validator_option_keys() -> Iterable[str]:
     """Declare the plugin option keys this plugin reads from ``ctx.options``.
 
@@ -226,4 +197,24 @@ def validator_renderers() -> Iterable[type[Renderer]]:
         writes them.  The core plugin contributes ``text``, ``json``, ``xml``,
         ``junit`` and ``sarif``; a second renderer of a name already taken is
         refused and reported, the first one stays.
+    """
+
+
+@hookspec(historic=True)
+def validator_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
+    """Add hook specifications of your own (as pytest's ``pytest_addhooks``).
+
+    Called once for each plugin as it is registered (a *historic* hook: a plugin
+    registered later is called too), before its hooks are checked, so that
+    other plugins registered after it may implement the new hooks::
+
+        @hookimpl
+        def validator_add_hookspecs(pluginmanager):
+            from . import hookspecs
+            pluginmanager.add_hookspecs(hookspecs)
+
+    Built-in plugins register first, so third-party plugins can implement the
+    hooks a built-in adds (``validator_disk_checks`` of the ``ovf`` adapter).
+    Call your hooks through :func:`validator.calls.call_each`, which isolates,
+    bounds in time and type-checks every implementation.
     """

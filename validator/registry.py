@@ -278,6 +278,8 @@ def build_registry(
     pm.add_hookspecs(hookspecs)
     for specs in extra_hookspecs:
         pm.add_hookspecs(specs)
+    # Each plugin adds its own hook specifications as it is registered (historic hook).
+    pm.hook.validator_add_hookspecs.call_historic(kwargs={"pluginmanager": pm})
     reg = Registry(pm=pm)
 
     core = importlib.import_module(CORE_PLUGIN[1])
@@ -353,7 +355,12 @@ def _load_entry_point(reg: Registry, ep: Any, *, builtin: bool) -> None:
 def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
     """Register a plugin; refused (unregistered, the error raised) when it implements an
     unknown hook or a hook wrapper (:func:`validator.calls.refuse_wrappers`)."""
-    pm.register(plugin, name=name)
+    try:
+        pm.register(plugin, name=name)
+    except BaseException:
+        if pm.is_registered(plugin):  # its validator_add_hookspecs failed
+            pm.unregister(plugin)
+        raise
     try:
         pm.check_pending()
         calls.refuse_wrappers(pm, plugin)

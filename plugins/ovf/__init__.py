@@ -32,6 +32,8 @@ from validator.session import (
 # need them, after the hook has seen that the session is an OVF one: validating
 # an ISO, or listing plugins, does not pay for them.
 if TYPE_CHECKING:
+    import pluggy
+
     from .descriptor import Descriptor
 
 DESCRIPTOR_SUFFIX = ".ovf"
@@ -59,6 +61,14 @@ class OvfItemType(ItemType):
     def primary_file(self, session: Session) -> str | None:
         found = descriptors(session)
         return found[0] if found else super().primary_file(session)
+
+
+@hookimpl
+def validator_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
+    """The adapter's own hook: ``validator_disk_checks`` (disk formats, :mod:`.hookspecs`)."""
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 @hookimpl
