@@ -38,6 +38,11 @@ class Spy:
         return []
 
     @hookimpl
+    def validator_limits(self) -> Iterable[object]:
+        self.calls.append("validator_limits")
+        return []
+
+    @hookimpl
     def validator_option_keys(self) -> Iterable[str]:
         self.calls.append("validator_option_keys")
         return ["spy.option"]
@@ -116,8 +121,8 @@ def test_every_hook_is_in_one_readme_table() -> None:
 def test_validation_calls_hooks_in_the_documented_order(cli, make_registry) -> None:  # type: ignore[no-untyped-def]
     spy = Spy()
     make_registry(("spy", spy))
-    # When the registry is built: as the spy is registered, then its item types.
-    assert spy.calls == ["validator_add_hookspecs", "validator_item_types"]
+    # When the registry is built: as the spy is registered, then its item types and limits.
+    assert spy.calls == ["validator_add_hookspecs", "validator_item_types", "validator_limits"]
     r = cli("-o", "spy.option=1", "-f", "json", SAMPLES / "vm.ovf")
     assert r.code == 0, r.out + r.err
     registry_table, validation_table = _tables()

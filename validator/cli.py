@@ -464,8 +464,13 @@ def _limits(argv: list[str]) -> int:
     argparse.ArgumentParser(
         prog="validator limits", description="List resource limits and defaults."
     ).parse_args(argv)
-    from validator.limits import Limits
+    from validator.limits import declared
 
-    for name, default in Limits.defaults().items():
-        print(f"{name}={default}")
+    _registry()  # the plugins declare their limits
+    shown: str | None = None
+    for plugin, lim in declared():
+        if plugin != shown:
+            print(f"{'' if shown is None else chr(10)}# {plugin}")
+            shown = plugin
+        print(f"{lim.name}={lim.default}  # {lim.doc}")
     return EXIT_VALID

@@ -55,7 +55,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from validator.checks import CheckContext, FileCheck, ItemType, Reporter
-    from validator.limits import Limits
+    from validator.limits import Limit, Limits
     from validator.messages import CatalogSource
     from validator.render import Renderer
     from validator.session import Session, SessionFile
@@ -197,6 +197,20 @@ def validator_renderers() -> Iterable[type[Renderer]]:
         writes them.  The core plugin contributes ``text``, ``json``, ``xml``,
         ``junit`` and ``sarif``; a second renderer of a name already taken is
         refused and reported, the first one stays.
+    """
+
+
+@hookspec
+def validator_limits() -> Iterable[Limit]:
+    """Declare the resource limits your parsers are bounded by.
+
+    :return: :class:`~validator.limits.Limit` objects (``name``, ``default``,
+        ``doc``).  Called once when the registry is built; every declared
+        limit is then an attribute of :class:`~validator.limits.Limits`
+        (``ctx.limits.descriptor_bytes``), changeable with ``--limit
+        NAME=VALUE`` and listed by ``validator limits`` under your plugin's
+        name.  A name another plugin (or the engine) already declares is
+        refused and reported; the first declaration stays.
     """
 
 

@@ -336,7 +336,17 @@ def build_registry(
         reg.versions.setdefault(name, getattr(plugin, "__version__", ""))
 
     _collect_item_types(reg)
+    _collect_limits(reg)
     return reg
+
+
+def _collect_limits(reg: Registry) -> None:
+    """Every plugin's limits (``validator_limits``), declared in registration order."""
+    from validator.limits import Limit, declare
+
+    for reply in reg.replies("validator_limits", accept=Limit, registration_order=True):
+        for name in declare(reply.plugin, reply.values):
+            reg.problem("validator.core.registry.duplicate_limit", reply.plugin, name)
 
 
 def _load_entry_point(reg: Registry, ep: Any, *, builtin: bool) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from validator.checks import CheckContext, FileCheck, ItemType, Reporter, StreamCheck
 from validator.hookspecs import hookimpl
-from validator.limits import Limits
+from validator.limits import Limit, Limits
 from validator.messages import CatalogSource
 from validator.session import (
     MemorySource,
@@ -74,6 +74,14 @@ def validator_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
 @hookimpl
 def validator_item_types() -> Iterable[ItemType]:
     return [OvfItemType()]
+
+
+@hookimpl
+def validator_limits() -> Iterable[Limit]:
+    """The limits of the adapter's parsers (descriptor, manifest, certificate, OVA, gzip)."""
+    from .limits import LIMITS
+
+    return LIMITS
 
 
 @hookimpl
