@@ -10,18 +10,20 @@ while listing the archive (reported by the adapter's prepare).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+from validator.limits import Limits
 
 if TYPE_CHECKING:
-    from validator.limits import Limits
     from validator.session import Session
 
     from .descriptor import Descriptor
 
+# NamedTuples and a slotted class rather than dataclasses: this module is imported on
+# every OVF run, and a dataclass costs 0.6-0.9 ms to define (README, "Performance").
 
-@dataclass(slots=True)
-class ParsedDescriptor:
+
+class ParsedDescriptor(NamedTuple):
     """A descriptor the opener read and parsed: its bytes, the limits, the parse."""
 
     data: bytes
@@ -29,8 +31,7 @@ class ParsedDescriptor:
     descriptor: Descriptor
 
 
-@dataclass(slots=True)
-class ArchiveProblem:
+class ArchiveProblem(NamedTuple):
     """A problem found while listing an archive, reported on ``name`` in prepare."""
 
     name: str
@@ -38,14 +39,20 @@ class ArchiveProblem:
     args: tuple[object, ...]
 
 
-@dataclass(slots=True)
 class Opened:
-    """The opener's findings for one session."""
+    """The opener's findings for one session.
 
-    #: How the session was opened: a lone descriptor, an archive file, an archive stream.
-    source: Literal["ovf", "ova-file", "ova-stream"] = "ovf"
-    parsed: ParsedDescriptor | None = None
-    problems: list[ArchiveProblem] = field(default_factory=list)
+    ``source``: how the session was opened (a lone descriptor, an archive file, an
+    archive stream); ``parsed``: the descriptor it parsed; ``problems``: what
+    listing the archive found.
+    """
+
+    __slots__ = ("parsed", "problems", "source")
+
+    def __init__(self, source: Literal["ovf", "ova-file", "ova-stream"] = "ovf") -> None:
+        self.source = source
+        self.parsed: ParsedDescriptor | None = None
+        self.problems: list[ArchiveProblem] = []
 
     def take_problems(self) -> list[ArchiveProblem]:
         """The archive's problems, once (a sequential session's prepare runs late)."""
