@@ -114,6 +114,12 @@ class HookFailure(NamedTuple):
         return "validator.core.plugin.failed", (self.plugin, self.hook, self.error)
 
 
+def check_failure(plugin: str, label: str, exc: BaseException) -> tuple[str, tuple[str, ...]]:
+    """The catalog message of a check (a ``StreamCheck``/``ReaderCheck``) that raised:
+    ``validator.core.check.failed`` naming the check's plugin and label."""
+    return "validator.core.check.failed", (plugin, label, describe(exc))
+
+
 class Reply(NamedTuple):
     """One implementation's answer: its accepted ``values`` and its ``failures``."""
 
@@ -353,8 +359,8 @@ class IsolatedCheck(StreamCheck):
             except PLUGIN_ERRORS as exc:
                 self.failure = exc
         if self.failure is not None:
-            failed = describe(self.failure)
-            report.error(self.name, "validator.core.check.failed", self.plugin, self.label, failed)
+            message_id, args = check_failure(self.plugin, self.label, self.failure)
+            report.error(self.name, message_id, *args)
 
 
 __all__ = [
@@ -370,6 +376,7 @@ __all__ = [
     "as_list",
     "call_bounded",
     "call_each",
+    "check_failure",
     "describe",
     "implementations",
     "refuse_wrappers",

@@ -624,7 +624,8 @@ class _Run:
         self, file: SessionFile, plugin: str, check: FileCheck, exc: BaseException, report: Reporter
     ) -> None:
         label = check.label or type(check).__name__
-        report.error(file.name, "validator.core.check.failed", plugin, label, describe(exc))
+        message_id, args = calls.check_failure(plugin, label, exc)
+        report.error(file.name, message_id, *args)
 
     def _run_reader(
         self, file: SessionFile, plugin: str, check: ReaderCheck, report: Reporter, slot: Slot
