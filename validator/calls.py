@@ -120,16 +120,29 @@ def check_failure(plugin: str, label: str, exc: BaseException) -> tuple[str, tup
     return "validator.core.check.failed", (plugin, label, describe(exc))
 
 
-class Reply(NamedTuple):
-    """One implementation's answer: its accepted ``values`` and its ``failures``."""
+class Reply:
+    """One implementation's answer: its accepted ``values`` and its ``failures``;
+    ``declined``: it returned ``None`` (the hook is not its business); ``raw``: what
+    it returned, as it returned it (a ``firstresult`` hook's single value).
 
-    plugin: str
-    values: list[Any]
-    failures: list[HookFailure]
-    #: The implementation returned ``None`` (the hook is not its business).
-    declined: bool = False
-    #: What it returned, as it returned it (a ``firstresult`` hook's single value).
-    raw: Any = None
+    A slotted class rather than a ``NamedTuple``: it is defined on every run.
+    """
+
+    __slots__ = ("declined", "failures", "plugin", "raw", "values")
+
+    def __init__(
+        self,
+        plugin: str,
+        values: list[Any],
+        failures: list[HookFailure],
+        declined: bool = False,
+        raw: Any = None,
+    ) -> None:
+        self.plugin = plugin
+        self.values = values
+        self.failures = failures
+        self.declined = declined
+        self.raw = raw
 
 
 def call_bounded(

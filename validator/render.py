@@ -333,8 +333,9 @@ class JunitRenderer(Renderer):
 
 
 #: A catalog template that names a line: ``… (line {1}) …``.  The argument in that
-#: place is the problem's line in its file (SARIF ``region.startLine``).
-_LINE = re.compile(r"\bline \{(\d+)\}")
+#: place is the problem's line in its file (SARIF ``region.startLine``).  Compiled on
+#: first use (``re`` caches it): only the sarif format needs it.
+_LINE = r"\bline \{(\d+)\}"
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
@@ -368,7 +369,7 @@ class SarifRenderer(Renderer):
 
     def _line(self, msg: LocalizableMessage) -> int | None:
         template = self.catalogs.template(msg.id) or ""
-        m = _LINE.search(template)
+        m = re.search(_LINE, template)
         if m is None:
             return None
         index = int(m.group(1))
