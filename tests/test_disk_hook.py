@@ -140,10 +140,23 @@ def test_a_failing_plugin_is_reported_and_others_run(
 
 
 def test_the_hook_is_documented() -> None:
-    from validator import hookspecs
+    from validator_plugins.ovf import hookspecs
 
     doc = hookspecs.validator_disk_checks.__doc__ or ""
     assert "disk_format" in doc and "content" in doc
+
+
+def test_the_ovf_plugin_owns_the_hook(cli) -> None:  # type: ignore[no-untyped-def]
+    """The spec is the OVF adapter's (validator_add_hookspecs), not the core's."""
+    from validator import hookspecs as core
+    from validator.registry import build_registry
+
+    assert not hasattr(core, "validator_disk_checks")
+    reg = build_registry(environ={"VALIDATOR_LOAD_PLUGINS": ""})
+    spec = reg.pm.hook.validator_disk_checks.spec
+    assert spec is not None and spec.namespace.__name__ == "validator_plugins.ovf.hookspecs"
+    out = cli("hooks").out
+    assert "validator_disk_checks(" in out and "[added by validator_plugins.ovf.hookspecs]" in out
 
 
 class Exploding(StreamCheck):

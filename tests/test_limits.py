@@ -311,3 +311,46 @@ def test_problem_order_does_not_depend_on_chunk_size(tmp_path: Path) -> None:
         engine = Engine(limits=Limits(read_chunk_bytes=chunk))
         results.append(engine.validate(engine.open(folder)))
     assert results[0].invalid_files and all(r == results[0] for r in results)
+
+
+def test_readme_limit_table_matches_the_declarations() -> None:
+    """Every limit is in the README's table, under the plugin that declares it."""
+    from validator.limits import declared
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("| limit | default | declared by |", 1)[1].split("\n\n", 1)[0]
+    documented: dict[str, str] = {}
+    for row in table.splitlines()[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for name in re.findall(r"`(\w+)`", cells[0]):
+            documented[name] = cells[-1]
+    assert documented == {lim.name: plugin for plugin, lim in declared()}
+
+
+def test_plugins_declare_their_limits(cli) -> None:  # type: ignore[no-untyped-def]
+    """OVF and ISO limits are the adapters' own; `validator limits` groups them."""
+    from validator.limits import CORE_LIMITS, declared
+
+    owners = {lim.name: plugin for plugin, lim in declared()}
+    assert owners["descriptor_bytes"] == "ovf" and owners["iso_directory_records"] == "iso"
+    assert {lim.name for lim in CORE_LIMITS} == {n for n, p in owners.items() if p == "core"}
+    out = cli("limits").out
+    assert out.index("# core") < out.index("# iso") < out.index("iso_directory_records=")
+    assert out.index("# ovf") < out.index("descriptor_bytes=16777216")
+    # --limit still takes a plugin's limit, and refuses an unknown one.
+    assert Limits().with_assignment("descriptor-bytes=10").descriptor_bytes == 10
+
+
+def test_a_second_declaration_of_a_name_is_refused(make_registry) -> None:  # type: ignore[no-untyped-def]
+    from validator.hookspecs import hookimpl
+    from validator.limits import Limit
+
+    class Greedy:
+        @hookimpl
+        def validator_limits(self):  # type: ignore[no-untyped-def]
+            return [Limit("descriptor_bytes", 1, "mine now")]
+
+    reg = make_registry(("greedy", Greedy()))
+    refused = ("validator.core.registry.duplicate_limit", ("greedy", "descriptor_bytes"))
+    assert refused in reg.problems
+    assert Limits().descriptor_bytes == 16 << 20

@@ -29,6 +29,7 @@ from validator.session import (
 
 if TYPE_CHECKING:
     from validator.remote import RemoteLocation
+    from validator.render import Renderer
 
 
 @hookimpl
@@ -36,6 +37,14 @@ def validator_message_catalogs() -> Iterable[CatalogSource]:
     # A plain path (not importlib.resources.files): importing importlib.resources
     # costs 20 ms of start-up, and the package is always installed unzipped.
     return [CatalogSource("validator.core", Path(__file__).parent / "catalogs")]
+
+
+@hookimpl
+def validator_renderers() -> Iterable[type[Renderer]]:
+    """The built-in output formats: text, json, xml, junit, sarif."""
+    from validator.render import BUILTIN
+
+    return BUILTIN
 
 
 @hookimpl(trylast=True)

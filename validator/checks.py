@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from validator.limits import Limits
-from validator.results import Problem
+from validator.results import Finding
 from validator.session import Session, SessionFile
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class Reporter:
 
     def __init__(self, order: tuple[Any, ...] = ()) -> None:
         self._order = order
-        self.problems: list[Problem] = []
+        self.problems: list[Finding] = []
 
     def error(self, name: str, message_id: str, *args: object) -> None:
         self._add(name, message_id, args, warning=False)
@@ -66,7 +66,7 @@ class Reporter:
 
     def _add(self, name: str, message_id: str, args: tuple[object, ...], warning: bool) -> None:
         self.problems.append(
-            Problem(
+            Finding(
                 name=str(name),
                 message_id=str(message_id),
                 args=tuple(str(a) for a in args),
@@ -131,6 +131,8 @@ class CheckContext:
     _digest_requests: dict[str, set[str]] = field(default_factory=dict)
     _digests: dict[str, dict[str, str]] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    #: What ``read_small`` read, by file name (``None``: larger than its limit).
+    _small: dict[str, bytes | None] = field(default_factory=dict)
     #: The plugins of this validation, for item types that call hooks of their own
     #: (``ovf`` calls ``validator_disk_checks``); ``None`` outside an engine.
     registry: Registry | None = None
@@ -164,8 +166,7 @@ class CheckContext:
     def small_content(self, name: str) -> bytes | None:
         """The bytes ``read_small`` already read of file ``name``, if it did."""
         with self._lock:
-            data: bytes | None = self.store.get(f"validator.read_small:{name}")
-            return data
+            return self._small.get(name)
 
     def read_small(self, file: SessionFile, limit: int) -> bytes | None:
         """The whole content of a small file (``None`` if larger than ``limit`` bytes).
@@ -175,17 +176,14 @@ class CheckContext:
         """
         if file.source is None:
             raise OSError(f"{file.name}: not received")
-        cache_key = f"validator.read_small:{file.name}"
         with self._lock:
-            if cache_key in self.store:
-                data: bytes | None = self.store[cache_key]
-                return data
+            if file.name in self._small:
+                return self._small[file.name]
         if file.source.size > limit:
             return None
         with file.source.open() as fh:
-            data = fh.read(limit + 1)
-        if len(data) > limit:
-            data = None
+            raw = fh.read(limit + 1)
+        data = raw if len(raw) <= limit else None
         with self._lock:
-            self.store[cache_key] = data
+            self._small[file.name] = data
         return data

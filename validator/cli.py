@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from validator.engine import Engine
     from validator.registry import Registry
-    from validator.results import LocalizableMessage, ValidationResult, VapiError
+    from validator.render import Renderer
+    from validator.results import LocalizableMessage, VapiError
     from validator.session import Session, SessionError
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -59,14 +60,6 @@ NO_COLOR disables colour; LC_ALL/LC_MESSAGES/LANG choose the language of
 """
 
 
-class _Colors:
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    def __call__(self, text: str, code: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if self.enabled else text
-
-
 def _use_color(choice: str, stream: TextIO) -> bool:
     if choice == "always":
         return True
@@ -88,10 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-f",
         "--format",
-        choices=("text", "json", "xml"),
         default="text",
+        metavar="FORMAT",
         help="text for people (default); json/xml: the seed's representations "
-        "(several inputs: json one line per input, xml one document; each names its input)",
+        "(several inputs: json one line per input, xml one document; each names its input); "
+        "junit: a testcase per input, a failure per problem; sarif: SARIF 2.1.0 for code "
+        "scanning; or a format a plugin adds (the loaded plugins' formats are checked)",
     )
     p.add_argument(
         "-t",
@@ -219,82 +214,51 @@ def _report_problems(reg: Registry, locale: str | None) -> None:
         print(f"validator: {text}", file=sys.stderr)
 
 
-class _Output:
-    """Writes each input's document in the chosen format.
-
-    ``json``: one document per input (indented for a single input, one compact
-    line each for several, with an ``input`` key); ``xml``: the document of a
-    single input, or one ``validator-results`` document holding every input's
-    root element (with an ``input`` attribute) for several.
-    """
-
-    def __init__(self, fmt: str, several: bool) -> None:
-        self.fmt = fmt
-        self.several = several
-        self.xml: list[str] = []
-
-    def result(self, raw: str, result: ValidationResult) -> None:
-        if self.fmt == "json":
-            import json
-
-            from validator.results import result_document
-
-            doc = result_document(result, raw if self.several else None)
-            print(json.dumps(doc, indent=None if self.several else 4, ensure_ascii=False))
-        elif self.fmt == "xml":
-            from validator.results import result_to_xml
-
-            text = result_to_xml(
-                result, warnings=True, input=raw if self.several else None,
-                declaration=not self.several,
-            )  # fmt: skip
-            self._xml(text)
-
-    def error(self, raw: str | None, err: VapiError) -> None:
-        if self.fmt == "json":
-            import json
-
-            body = err.to_rest_dict()
-            doc = body if raw is None or not self.several else {"input": raw, **body}
-            print(json.dumps(doc, indent=None if self.several else 4, ensure_ascii=False))
-        elif self.fmt == "xml":
-            from validator.results import vapi_error_to_xml
-
-            if raw is None or not self.several:  # the run's own error, or the only input
-                sys.stdout.write(vapi_error_to_xml(err))
-            else:
-                self.xml.append(vapi_error_to_xml(err, input=raw, declaration=False))
-
-    def _xml(self, text: str) -> None:
-        if self.several:
-            self.xml.append(text)
-        else:
-            sys.stdout.write(text)
-
-    def close(self) -> None:
-        if self.fmt == "xml" and self.several:
-            out = ['<?xml version="1.0" ?>', "<validator-results>"]
-            for text in self.xml:
-                out.extend("  " + line for line in text.splitlines())
-            out.append("</validator-results>")
-            sys.stdout.write("\n".join(out) + "\n")
-            self.xml.clear()
-
-
-def _load_errors(reg: Registry, locale: str | None, out: _Output) -> int:
+def _load_errors(reg: Registry, locale: str | None, out: Renderer) -> int:
     """A plugin that cannot be used stops the run (one line each, exit status 2)."""
     from validator.results import VapiError
 
-    messages = [reg.catalogs.message(i, a, locale) for i, a in reg.load_errors]
+    messages = [reg.catalogs.message(i, a) for i, a in reg.load_errors]
     for m in messages:
-        print(f"validator: {m.text()}", file=sys.stderr)
+        print(f"validator: {reg.catalogs.message(m.id, m.args, locale).text()}", file=sys.stderr)
     out.error(None, VapiError("internal_server_error", messages))
+    out.close()
     _report_problems(reg, locale)
     return EXIT_USAGE
 
 
+def _renderer(
+    parser: argparse.ArgumentParser,
+    reg: Registry,
+    opts: argparse.Namespace,
+    locale: str | None,
+) -> Renderer:
+    """The output format asked for, from the renderer registry (``validator_renderers``);
+    an unknown name is a usage error listing the known ones."""
+    from validator.render import RenderOptions
+
+    formats = reg.renderers()
+    cls = formats.get(opts.format)
+    if cls is None:
+        known = ", ".join(formats) or "-"
+        parser.error(
+            reg.catalogs.message("validator.core.cli.unknown_format", (opts.format, known), locale)
+            .text()
+        )
+    options = RenderOptions(color=_use_color(opts.color, sys.stdout), quiet=opts.quiet)
+    renderer: Renderer = cls(
+        sys.stdout,
+        catalogs=reg.catalogs,
+        locale=locale,
+        several=len(opts.paths) > 1,
+        options=options,
+    )
+    return renderer
+
+
 def _validate(argv: list[str]) -> int:
-    opts = _parser().parse_args(argv)
+    parser = _parser()
+    opts = parser.parse_args(argv)
     from validator.limits import Limits
     from validator.messages import locale_from_environment, normalize_locale
 
@@ -312,7 +276,7 @@ def _validate(argv: list[str]) -> int:
     from validator.engine import Engine
 
     reg = _registry()
-    out = _Output(opts.format, len(opts.paths) > 1)
+    out = _renderer(parser, reg, opts, locale)
     if reg.load_errors:
         return _load_errors(reg, locale, out)
     options: dict[str, str] = {}
@@ -337,14 +301,14 @@ def _validate(argv: list[str]) -> int:
     want_progress = opts.progress == "always" or (opts.progress == "auto" and sys.stderr.isatty())
     if want_progress:
         progress = _ProgressLine(sys.stderr)
-    engine = Engine(reg, limits=limits, locale=locale, progress=progress, options=options)
-    colors = _Colors(_use_color(opts.color, sys.stdout))
+    # No locale for the engine: it answers with ids and arguments, the renderer localizes.
+    engine = Engine(reg, limits=limits, progress=progress, options=options)
     status = EXIT_VALID
     if progress is not None:
         progress.__enter__()
     try:
         for raw in opts.paths:
-            status = max(status, _validate_one(engine, raw, opts, colors, out))
+            status = max(status, _validate_one(engine, raw, opts, locale, out))
     finally:
         if progress is not None:
             progress.__exit__(None, None, None)
@@ -370,34 +334,32 @@ def _input_error(raw: str, exc: SessionError, engine: Engine) -> VapiError:
 
 
 def _validate_one(
-    engine: Engine, raw: str, opts: argparse.Namespace, colors: _Colors, out: _Output
+    engine: Engine, raw: str, opts: argparse.Namespace, locale: str | None, out: Renderer
 ) -> int:
     from validator.results import VapiError
     from validator.session import SessionError
 
-    msg = engine.message
+    catalogs = engine.registry.catalogs
+
+    def text(message_id: str, *args: object) -> str:
+        return catalogs.message(message_id, args, locale).text()
+
     try:
         session = open_input(engine, raw)
         result = engine.validate(session, opts.item_type)
     except SessionError as exc:
         _pause_progress(engine)
-        print(f"validator: {msg(exc.message_id, exc.args_).text()}", file=sys.stderr)
+        print(f"validator: {text(exc.message_id, *exc.args_)}", file=sys.stderr)
         out.error(raw, _input_error(raw, exc, engine))
         return EXIT_USAGE
     except VapiError as exc:
         _pause_progress(engine)
-        reasons = "; ".join(m.text() for m in exc.messages)
-        print(
-            f"validator: {msg('validator.core.cli.not_allowed', (raw, reasons)).text()}",
-            file=sys.stderr,
-        )
+        reasons = "; ".join(text(m.id, *m.args) for m in exc.messages)
+        print(f"validator: {text('validator.core.cli.not_allowed', raw, reasons)}", file=sys.stderr)
         out.error(raw, exc)
         return EXIT_USAGE
     _pause_progress(engine)
-    if opts.format == "text":
-        _emit_text(engine, raw, result, opts, colors, len(session.files))
-    else:
-        out.result(raw, result)
+    out.result(raw, result, len(session.files))
     return EXIT_INVALID if result.has_errors else EXIT_VALID
 
 
@@ -412,37 +374,6 @@ def open_input(engine: Engine, raw: str) -> Session:
         if is_url(raw):
             return open_url(engine, raw)
     return engine.open(Path(raw))
-
-
-def _emit_text(
-    engine: Engine,
-    raw: str,
-    result: ValidationResult,
-    opts: argparse.Namespace,
-    colors: _Colors,
-    nfiles: int,
-) -> None:
-    msg = engine.message
-    kind = result.item_type or "?"
-    out = sys.stdout
-    if not result.has_errors:
-        if not opts.quiet:
-            out.write(colors(msg("validator.core.cli.valid", (raw, kind, nfiles)).text(), "32"))
-            out.write("\n")
-    else:
-        head = msg(
-            "validator.core.cli.invalid",
-            (raw, kind, len(result.missing_files), len(result.invalid_files)),
-        ).text()
-        out.write(colors(head, "1;31") + "\n")
-        for name in result.missing_files:
-            out.write("  " + colors(msg("validator.core.cli.missing", (name,)).text(), "31") + "\n")
-        for err in result.invalid_files:
-            ident = colors(f"[{err.error_message.id}]", "2")
-            out.write(f"  {colors(err.name, '1')}: {err.error_message.text()} {ident}\n")
-    for warn in result.warnings:
-        text = msg("validator.core.cli.warning", (f"{warn.name}: {warn.error_message.text()}",))
-        out.write("  " + colors(text.text(), "33") + "\n")
 
 
 # -- other commands -----------------------------------------------------------
@@ -539,6 +470,15 @@ def _hooks(argv: list[str]) -> int:
         fn = getattr(hookspecs, name)
         print(f"\n{name}{inspect.signature(fn)}")
         print("    " + inspect.cleandoc(fn.__doc__ or "").replace("\n", "\n    "))
+    # Hooks the loaded plugins add (validator_add_hookspecs), with the module that adds them.
+    reg = _registry()
+    for name in sorted(vars(reg.pm.hook)):
+        spec = getattr(getattr(reg.pm.hook, name), "spec", None)
+        if spec is None or spec.namespace is hookspecs or not name.startswith("validator_"):
+            continue
+        module = getattr(spec.namespace, "__name__", "?")
+        print(f"\n{name}{inspect.signature(spec.function)}  [added by {module}]")
+        print("    " + inspect.cleandoc(spec.function.__doc__ or "").replace("\n", "\n    "))
     return EXIT_VALID
 
 
@@ -546,8 +486,13 @@ def _limits(argv: list[str]) -> int:
     argparse.ArgumentParser(
         prog="validator limits", description="List resource limits and defaults."
     ).parse_args(argv)
-    from validator.limits import Limits
+    from validator.limits import declared
 
-    for name, default in Limits.defaults().items():
-        print(f"{name}={default}")
+    _registry()  # the plugins declare their limits
+    shown: str | None = None
+    for plugin, lim in declared():
+        if plugin != shown:
+            print(f"{'' if shown is None else chr(10)}# {plugin}")
+            shown = plugin
+        print(f"{lim.name}={lim.default}  # {lim.doc}")
     return EXIT_VALID

@@ -14,30 +14,34 @@ from __future__ import annotations
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from validator.checks import CheckContext, FileCheck, ReaderCheck, Reporter, StreamCheck
-from validator.limits import Limits
-from validator.registry import (
+from validator import calls
+from validator.calls import (
     PLUGIN_ERRORS,
+    Abandoned,
     HookFailure,
-    Registry,
-    _as_list,
-    default_registry,
+    PluginTimeout,
+    Slot,
+    Supervisor,
+    as_list,
     describe,
 )
+from validator.checks import CheckContext, FileCheck, ReaderCheck, Reporter, StreamCheck
+from validator.limits import Limits
+from validator.registry import Registry, default_registry
 from validator.results import (
+    Finding,
     LocalizableMessage,
     NotAllowedInCurrentState,
-    Problem,
     ValidationError,
     ValidationResult,
+    VapiError,
 )
 from validator.session import DamagedInput, Session, SessionError, SessionFile
 
@@ -67,42 +71,6 @@ class _Digests(StreamCheck):
     def finish(self, report: Reporter) -> None:
         for alg, h in self.hashers.items():
             self.ctx.set_digest(self.name, alg, h.hexdigest())
-
-
-class PluginTimeout(Exception):
-    """A plugin call ran past ``limits.plugin_seconds``."""
-
-    def __init__(self, plugin: str, label: str, seconds: int) -> None:
-        super().__init__(f"{plugin}: {label} ran longer than {seconds} s")
-        self.plugin = plugin
-        self.label = label
-        self.seconds = seconds
-
-
-class _Abandoned(BaseException):
-    """Unwinds a worker whose plugin call ran past the time budget (never caught by plugins'
-    ``except Exception``)."""
-
-
-class _Slot:
-    """One worker thread: the plugin call it is in, and whether it was given up on."""
-
-    __slots__ = ("abandoned", "crash", "current")
-
-    def __init__(self) -> None:
-        self.current: tuple[str, str, str, float] | None = None
-        self.abandoned = False
-        self.crash: BaseException | None = None
-
-    @contextmanager
-    def guard(self, plugin: str, label: str, name: str) -> Iterator[None]:
-        self.current = (plugin, label, name, time.monotonic())
-        try:
-            yield
-        finally:
-            self.current = None
-            if self.abandoned:
-                raise _Abandoned
 
 
 class _ReadAhead:
@@ -166,75 +134,6 @@ class _ReadAhead:
         self._thread.join()
 
 
-class _Call:
-    """One plugin call handed to a :class:`_HookThread`, and how it ended."""
-
-    __slots__ = ("done", "error", "result")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-
-class _HookThread:
-    """A daemon thread that runs plugin calls for :meth:`Engine.bounded`, kept between calls.
-
-    Starting a thread per hook call cost a validation of the sample package a
-    dozen thread starts (most of its 3-8 ms in a batch of small items); an
-    idle helper is reused instead.  A helper whose call ran past its budget is
-    never given back: it is left to finish (or not) on its own.
-    """
-
-    _idle: ClassVar[list[_HookThread]] = []
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self) -> None:
-        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], list[Any], _Call]] = (
-            queue.SimpleQueue()
-        )
-        threading.Thread(target=self._run, daemon=True, name="validator-hook").start()
-
-    @classmethod
-    def take(cls) -> _HookThread:
-        with cls._lock:
-            if cls._idle:
-                return cls._idle.pop()
-        return cls()
-
-    @classmethod
-    def give_back(cls, helper: _HookThread) -> None:
-        with cls._lock:
-            if len(cls._idle) < 16:
-                cls._idle.append(helper)
-
-    def call(self, fn: Callable[..., Any], args: list[Any]) -> _Call:
-        box = _Call()
-        self._calls.put((fn, args, box))
-        return box
-
-    def _run(self) -> None:
-        while True:
-            fn, args, box = self._calls.get()
-            try:
-                box.result = fn(*args)
-            except BaseException as exc:  # handed to the caller, raised there
-                box.error = exc
-            finally:
-                del fn, args
-                box.done.set()
-
-
-def _forget_hook_threads() -> None:
-    """In a forked child the helpers' threads do not exist: never hand a call to one."""
-    _HookThread._idle = []
-    _HookThread._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_hook_threads)
-
-
 class _UnitState:
     """Per work unit: one reporter per check (a shared check reports once), failures."""
 
@@ -253,8 +152,12 @@ class _UnitState:
 class Engine:
     """Validates sessions with the plugins of a :class:`~validator.registry.Registry`.
 
-    ``locale`` fills ``localized`` in messages; ``progress`` is called with the
-    number of bytes read after each chunk (from worker threads).
+    The result holds message ids, arguments and the English ``default_message``;
+    rendering and localization belong to the output (:mod:`validator.render`).
+    ``locale``, kept for callers that want a localized result from ``validate``
+    itself, applies :func:`validator.render.localize` to it once at the end.
+    ``progress`` is called with the number of bytes read after each chunk (from
+    worker threads).
     """
 
     def __init__(
@@ -273,23 +176,18 @@ class Engine:
         self.options = dict(options or {})
 
     def bounded(self, fn: Callable[..., Any], args: list[Any], plugin: str, label: str) -> Any:
-        """Call plugin code on a daemon thread; :class:`PluginTimeout` past ``plugin_seconds``.
+        """Call plugin code under the time budget (:func:`validator.calls.call_bounded`):
+        :class:`~validator.calls.PluginTimeout` past ``limits.plugin_seconds``."""
+        return calls.call_bounded(fn, args, self.limits.plugin_seconds, plugin, label)
 
-        Python cannot stop a thread: a call past its budget is left running on
-        its daemon thread, reported, and its result ignored.
-        """
-        helper = _HookThread.take()
-        box = helper.call(fn, args)
-        if not box.done.wait(self.limits.plugin_seconds):
-            raise PluginTimeout(plugin, label, self.limits.plugin_seconds)  # helper left behind
-        _HookThread.give_back(helper)
-        if box.error is not None:
-            raise box.error
-        return box.result
-
-    def invoke(self, impl: Any, args: list[Any]) -> Any:
-        """``Registry.call_each``'s invoker: every hook call bounded in time."""
-        return self.bounded(impl.function, args, impl.plugin_name, impl.function.__name__)
+    def replies(
+        self, hook: str, kwargs: dict[str, Any], accept: type | tuple[type, ...] | None = None
+    ) -> Iterator[calls.Reply]:
+        """Every implementation of ``hook``, each on its own under the time budget, its
+        values checked against ``accept`` (:func:`validator.calls.call_each`)."""
+        return calls.call_each(
+            self.registry.pm, hook, kwargs, seconds=self.limits.plugin_seconds, accept=accept
+        )
 
     # -- inputs -----------------------------------------------------------
     def open(self, path: Path) -> Session:
@@ -306,7 +204,9 @@ class Engine:
         return self._open("validator_open_remote", kwargs, location.url)
 
     def _open(self, hook: str, kwargs: dict[str, Any], path: object) -> Session:
-        for plugin, result in self.registry.call_each(hook, kwargs, invoke=self.invoke):
+        for plugin, result in self.registry.call_each(
+            hook, kwargs, seconds=self.limits.plugin_seconds
+        ):
             if isinstance(result, HookFailure):
                 if isinstance(result.exception, DamagedInput):
                     damage = result.exception
@@ -366,7 +266,15 @@ class Engine:
 
     # -- validation -------------------------------------------------------
     def message(self, message_id: str, args: Iterable[object] = ()) -> LocalizableMessage:
-        return self.registry.catalogs.message(message_id, args, self.locale)
+        """A message by id and arguments, English only (the output localizes it)."""
+        return self.registry.catalogs.message(message_id, args)
+
+    def _localized(self, result: ValidationResult) -> ValidationResult:
+        if self.locale is None:
+            return result
+        from validator.render import localize
+
+        return localize(result, self.registry.catalogs, self.locale)
 
     def check_received(self, session: Session) -> None:
         """Raise the seed's ``not_allowed_in_current_state`` unless every file was received."""
@@ -396,90 +304,89 @@ class Engine:
         """
         if item_type is not None:
             session.item_type = item_type
-        kind = self.detect(session)
+        detected = self.detect(session)
         if session.damage is not None:
-            return self._damaged(session.damage, kind)
+            return self._localized(self._damaged(session.damage, detected))
         if not session.sequential:
-            self.check_received(session)
+            try:
+                self.check_received(session)
+            except VapiError as exc:
+                if self.locale is None:
+                    raise
+                from validator.render import localize_error
+
+                raise NotAllowedInCurrentState(
+                    localize_error(exc, self.registry.catalogs, self.locale).messages
+                ) from None
         ctx = CheckContext(
-            item_type=kind,
+            item_type=detected,
             limits=self.limits,
             locale=self.locale,
             options=dict(self.options),
             registry=self.registry,
         )
-        item = self.registry.item_types[kind]
+        item = self.registry.item_types[detected]
         try:
-            plugin = self.registry.item_type_plugin.get(kind, "?")
-            primary = self.bounded(item.primary_file, [session], plugin, f"{kind}.primary_file")
+            plugin = self.registry.item_type_plugin.get(detected, "?")
+            primary = self.bounded(
+                item.primary_file, [session], plugin, f"{detected}.primary_file"
+            )
         except PLUGIN_ERRORS:
             primary = None
         if not isinstance(primary, str):
             primary = None
-        run = _Run(self, session, kind, ctx, primary or (session.names() or [session.origin])[0])
+        primary = primary or (session.names() or [session.origin])[0]
+        run = _Run(self, session, detected, ctx, primary)
         try:
-            return run.execute()
+            return self._localized(run.execute())
         except DamagedInput as damage:
             session.damage = damage
-            return self._damaged(damage, kind)
+            return self._localized(self._damaged(damage, detected))
 
-    def _damaged(self, damage: DamagedInput, kind: str) -> ValidationResult:
+    def _damaged(self, damage: DamagedInput, item_type: str) -> ValidationResult:
         entry = ValidationError(damage.name, self.message(damage.message_id, damage.args_))
-        return ValidationResult(invalid_files=(entry,), item_type=kind)
+        return ValidationResult(invalid_files=(entry,), item_type=item_type)
 
 
 class _Run:
     """One validation: collects problems from every phase, then orders them."""
 
     def __init__(
-        self, engine: Engine, session: Session, kind: str, ctx: CheckContext, primary: str
+        self, engine: Engine, session: Session, item_type: str, ctx: CheckContext, primary: str
     ) -> None:
         self.engine = engine
         self.registry = engine.registry
         self.session = session
-        self.kind = kind
+        self.item_type = item_type
         self.ctx = ctx
         self.primary = primary
-        self.problems: list[Problem] = []
+        self.problems: list[Finding] = []
         self._lock = threading.Lock()
 
-    def _add(self, problems: Iterable[Problem]) -> None:
+    def _add(self, problems: Iterable[Finding]) -> None:
         with self._lock:
             self.problems.extend(problems)
 
-    def _failure(self, order: tuple[Any, ...], name: str, failure: HookFailure) -> Problem:
-        if isinstance(failure.exception, PluginTimeout):
-            return Problem(
-                name,
-                "validator.core.plugin.timeout",
-                (failure.plugin, failure.hook, str(failure.exception.seconds)),
-                order=order,
-            )
-        return Problem(
-            name,
-            "validator.core.plugin.failed",
-            (failure.plugin, failure.hook, failure.error),
-            order=order,
-        )
+    def _failure(self, order: tuple[Any, ...], name: str, failure: HookFailure) -> Finding:
+        """A plugin's failure as a finding on ``name`` (the gateway's one mapping)."""
+        message_id, args = failure.message()
+        return Finding(name, message_id, args, order=order)
 
     def _session_hook(self, hook: str, phase: int, defer: list[Reporter] | None = None) -> None:
         """Call a session hook's implementations; ``defer``: keep their reporters there
         (their problems are added later) instead of adding the problems now."""
-        kwargs = {"item_type": self.kind, "session": self.session, "ctx": self.ctx}
+        kwargs = {"item_type": self.item_type, "session": self.session, "ctx": self.ctx}
         for index, impl in enumerate(self.registry.impls(hook)):
-            report = Reporter((phase, index))
+            report = Reporter((phase, index))  # each implementation reports on its own
             kwargs["report"] = report
+            args = [kwargs[a] for a in impl.argnames]
             try:
-                self.engine.invoke(impl, [kwargs[a] for a in impl.argnames])
+                self.engine.bounded(impl.function, args, impl.plugin_name, hook)
             except PLUGIN_ERRORS as exc:
                 report = Reporter((phase, index))  # a call given up on reports nothing else
-                report.problems.append(
-                    self._failure(
-                        (phase, index, 1 << 30),
-                        self.primary,
-                        HookFailure(impl.plugin_name, hook, describe(exc), exc),
-                    )
-                )
+                failure = HookFailure(impl.plugin_name, hook, describe(exc), exc)
+                order = (phase, index, 1 << 30)
+                report.problems.append(self._failure(order, self.primary, failure))
             if defer is not None:
                 defer.append(report)
             else:
@@ -513,43 +420,18 @@ class _Run:
 
     def _rejected(self) -> None:
         for i, rej in enumerate(self.session.rejected):
-            self._add([Problem(rej.name, rej.message_id, rej.args, order=(PHASE_REJECTED, i))])
+            self._add([Finding(rej.name, rej.message_id, rej.args, order=(PHASE_REJECTED, i))])
 
     def _required(self) -> set[str]:
         required: set[str] = set()
-        kwargs = {"item_type": self.kind, "session": self.session, "ctx": self.ctx}
-        for index, (plugin, result) in enumerate(
-            self.registry.call_each("validator_required_files", kwargs, invoke=self.engine.invoke)
+        kwargs = {"item_type": self.item_type, "session": self.session, "ctx": self.ctx}
+        for index, reply in enumerate(
+            self.engine.replies("validator_required_files", kwargs, accept=str)
         ):
-            if isinstance(result, HookFailure):
-                self._add([self._failure((PHASE_REQUIRED, index), self.primary, result)])
-                continue
-            for name in _as_list(result):
-                if isinstance(name, str):
-                    required.add(name)
-                else:
-                    self._add(
-                        [
-                            self._bad_result(
-                                (PHASE_REQUIRED, index),
-                                self.primary,
-                                plugin,
-                                "validator_required_files",
-                                name,
-                            )
-                        ]
-                    )
+            order = (PHASE_REQUIRED, index)
+            self._add(self._failure(order, self.primary, f) for f in reply.failures)
+            required.update(reply.values)
         return required
-
-    def _bad_result(
-        self, order: tuple[Any, ...], name: str, plugin: str, hook: str, value: object
-    ) -> Problem:
-        return Problem(
-            name,
-            "validator.core.plugin.bad_result",
-            (plugin, hook, type(value).__name__),
-            order=order,
-        )
 
     # -- the file pass ----------------------------------------------------
     def _groups(self) -> list[list[tuple[int, SessionFile]]]:
@@ -559,30 +441,20 @@ class _Run:
         }
         taken: set[str] = set()
         units: list[list[tuple[int, SessionFile]]] = []
-        kwargs = {"item_type": self.kind, "session": self.session, "ctx": self.ctx}
-        for index, (plugin, result) in enumerate(
-            self.registry.call_each("validator_file_groups", kwargs, invoke=self.engine.invoke)
-        ):
-            if isinstance(result, HookFailure):
-                self._add([self._failure((PHASE_FILES, -1, index), self.primary, result)])
-                continue
-            for group in _as_list(result):
-                names = _as_list(group)
+        kwargs = {"item_type": self.item_type, "session": self.session, "ctx": self.ctx}
+        for index, reply in enumerate(self.engine.replies("validator_file_groups", kwargs)):
+            order = (PHASE_FILES, -1, index)
+            self._add(self._failure(order, self.primary, f) for f in reply.failures)
+            for group in reply.values:
+                names = as_list(group)
                 if not all(isinstance(n, str) for n in names):
-                    self._add(
-                        [
-                            self._bad_result(
-                                (PHASE_FILES, -1, index),
-                                self.primary,
-                                plugin,
-                                "validator_file_groups",
-                                group,
-                            )
-                        ]
+                    bad = HookFailure(
+                        reply.plugin, "validator_file_groups", "", None, type(group).__name__
                     )
+                    self._add([self._failure(order, self.primary, bad)])
                     continue
                 unit = [received[n] for n in names if n in received and n not in taken]
-                taken.update(n for n, _ in ((f.name, f) for _, f in unit))
+                taken.update(f.name for _, f in unit)
                 if unit:
                     units.append(unit)
         units.extend([item] for name, item in received.items() if name not in taken)
@@ -597,104 +469,49 @@ class _Run:
             threads = 1
         # Biggest first, so that one large file does not start last.
         units.sort(key=lambda u: -sum(f.stored_size or 0 for _, f in u))
-        jobs: list[Callable[[_Slot], None]] = [partial(self._process_unit, u) for u in units]
+        jobs: list[Callable[[Slot], None]] = [partial(self._process_unit, u) for u in units]
         self._supervise(jobs, max(1, min(threads, len(units))))
 
     def _process_sequential(self) -> None:
         self._supervise([self._sequential_pass], 1)
 
-    def _supervise(self, jobs: list[Callable[[_Slot], None]], workers: int) -> None:
-        """Run jobs on daemon worker threads under the plugin time budget.
+    def _supervise(self, jobs: list[Callable[[Slot], None]], workers: int) -> None:
+        """Run jobs on worker threads under the plugin time budget
+        (:class:`validator.calls.Supervisor`): a call past it is reported
+        (``validator.core.plugin.timeout``) and its worker given up on."""
 
-        Python cannot stop a thread, so a plugin call that runs past
-        ``limits.plugin_seconds`` is reported (``validator.core.plugin.timeout``)
-        and its worker abandoned: its job's other results are dropped, it stops
-        at its next return to the engine, and a fresh worker takes the rest.
-        """
-        if not jobs:
-            return
-        budget = float(self.engine.limits.plugin_seconds)
-        lock = threading.Lock()
-        queue = list(reversed(jobs))
-        left = [len(jobs)]
-        done = threading.Event()
-        slots: list[_Slot] = []
+        def timed_out(plugin: str, label: str, name: str) -> None:
+            seconds = str(int(self.engine.limits.plugin_seconds))
+            order = (PHASE_FILES, 1 << 30, name)
+            finding = Finding(
+                name, "validator.core.plugin.timeout", (plugin, label, seconds), order=order
+            )
+            self._add([finding])
 
-        def work(slot: _Slot) -> None:
-            while True:
-                with lock:
-                    if slot.abandoned or not queue:
-                        return
-                    job = queue.pop()
-                try:
-                    job(slot)
-                except _Abandoned:
-                    return
-                except BaseException as exc:  # a bug in the engine itself: keep it visible
-                    slot.crash = exc
-                with lock:
-                    left[0] -= 1
-                    if left[0] == 0:
-                        done.set()
-
-        def spawn() -> None:
-            slot = _Slot()
-            slots.append(slot)
-            threading.Thread(
-                target=work, args=(slot,), daemon=True, name="validator-worker"
-            ).start()
-
-        for _ in range(workers):
-            spawn()
-        while not done.wait(0.05 if budget < 5 else 0.25):
-            now = time.monotonic()
-            for slot in list(slots):
-                current = slot.current
-                if current is None or slot.abandoned or now - current[3] <= budget:
-                    continue
-                plugin, label, name, _start = current
-                slot.abandoned = True
-                self._add(
-                    [
-                        Problem(
-                            name,
-                            "validator.core.plugin.timeout",
-                            (plugin, label, str(int(budget))),
-                            order=(PHASE_FILES, 1 << 30, name),
-                        )
-                    ]
-                )
-                with lock:
-                    left[0] -= 1
-                    if left[0] == 0:
-                        done.set()
-                    more = bool(queue)
-                if more:
-                    spawn()
-        for slot in slots:
-            if slot.crash is not None:
-                raise slot.crash
+        Supervisor(float(self.engine.limits.plugin_seconds), timed_out).run(jobs, workers)
 
     def _collect_checks(
-        self, index: int, file: SessionFile, slot: _Slot
+        self, index: int, file: SessionFile, slot: Slot
     ) -> list[tuple[str, FileCheck]]:
-        kwargs = {"item_type": self.kind, "session": self.session, "file": file, "ctx": self.ctx}
+        kwargs = {
+            "item_type": self.item_type,
+            "session": self.session,
+            "file": file,
+            "ctx": self.ctx,
+        }
         checks: list[tuple[str, FileCheck]] = []
         for hook_index, impl in enumerate(self.registry.impls("validator_file_checks")):
             plugin = impl.plugin_name
             order = (PHASE_FILES, index, -1, hook_index)
+            # Called in the worker's slot (the supervisor bounds it in time), checked as
+            # the gateway checks every hook.
             try:
                 with slot.guard(plugin, "validator_file_checks", file.name):
                     result = impl.function(*[kwargs[a] for a in impl.argnames])
-            except _Abandoned:
+                    results = as_list(result)  # a generator that raises while it is read
+            except Abandoned:
                 raise
             except PLUGIN_ERRORS as exc:
-                failure = HookFailure(plugin, "validator_file_checks", describe(exc), exc)
-                self._add([self._failure(order, file.name, failure)])
-                continue
-            try:
-                results = _as_list(result)
-            except PLUGIN_ERRORS as exc:  # a generator that raises while it is read
                 failure = HookFailure(plugin, "validator_file_checks", describe(exc), exc)
                 self._add([self._failure(order, file.name, failure)])
                 continue
@@ -702,9 +519,10 @@ class _Run:
                 if isinstance(check, (StreamCheck, ReaderCheck)):
                     checks.append((plugin, check))
                 else:
-                    self._add(
-                        [self._bad_result(order, file.name, plugin, "validator_file_checks", check)]
+                    bad = HookFailure(
+                        plugin, "validator_file_checks", "", None, type(check).__name__
                     )
+                    self._add([self._failure(order, file.name, bad)])
         algs = self.ctx.requested_digests(file.name)
         if algs:
             import hashlib  # here: loading OpenSSL costs start-up time when nothing is hashed
@@ -718,7 +536,7 @@ class _Run:
             checks.append(("core", digests))
         return checks
 
-    def _process_unit(self, unit: list[tuple[int, SessionFile]], slot: _Slot) -> None:
+    def _process_unit(self, unit: list[tuple[int, SessionFile]], slot: Slot) -> None:
         """Process files in order; a check shared by several files sees them as one stream.
 
         Each check is finished right after the last file of the unit that returned it.
@@ -735,7 +553,7 @@ class _Run:
             self._finish(file, ending, state, slot)
         self._add(p for r in state.reports.values() for p in r.problems)
 
-    def _sequential_pass(self, slot: _Slot) -> None:
+    def _sequential_pass(self, slot: Slot) -> None:
         """A stream session: files arrive one by one; shared checks finish at the very end."""
         state = _UnitState()
         pending: dict[int, tuple[SessionFile, str, FileCheck]] = {}
@@ -759,7 +577,7 @@ class _Run:
         file: SessionFile,
         checks: list[tuple[str, FileCheck]],
         state: _UnitState,
-        slot: _Slot,
+        slot: Slot,
     ) -> None:
         if not checks or file.source is None:
             return
@@ -795,7 +613,7 @@ class _Run:
         file: SessionFile,
         checks: list[tuple[str, FileCheck]],
         state: _UnitState,
-        slot: _Slot,
+        slot: Slot,
     ) -> None:
         for plugin, check in checks:
             if not isinstance(check, StreamCheck) or id(check) in state.failed:
@@ -806,7 +624,7 @@ class _Run:
             try:
                 with slot.guard(plugin, check.label or type(check).__name__, file.name):
                     check.finish(report)
-            except _Abandoned:
+            except Abandoned:
                 raise
             except PLUGIN_ERRORS as exc:
                 self._check_failed(file, plugin, check, exc, report)
@@ -815,10 +633,11 @@ class _Run:
         self, file: SessionFile, plugin: str, check: FileCheck, exc: BaseException, report: Reporter
     ) -> None:
         label = check.label or type(check).__name__
-        report.error(file.name, "validator.core.check.failed", plugin, label, describe(exc))
+        message_id, args = calls.check_failure(plugin, label, exc)
+        report.error(file.name, message_id, *args)
 
     def _run_reader(
-        self, file: SessionFile, plugin: str, check: ReaderCheck, report: Reporter, slot: _Slot
+        self, file: SessionFile, plugin: str, check: ReaderCheck, report: Reporter, slot: Slot
     ) -> None:
         assert file.source is not None
         label = check.label or type(check).__name__
@@ -829,7 +648,7 @@ class _Run:
             try:
                 with slot.guard(plugin, label, file.name):
                     check.run(fh, file.source.size, report)
-            except (_Abandoned, OSError):
+            except (Abandoned, OSError):
                 raise
             except PLUGIN_ERRORS as exc:
                 self._check_failed(file, plugin, check, exc, report)
@@ -839,7 +658,7 @@ class _Run:
         file: SessionFile,
         streams: list[tuple[str, StreamCheck, Reporter]],
         state: _UnitState,
-        slot: _Slot,
+        slot: Slot,
     ) -> None:
         """The single read of a file: every chunk goes to every live stream check."""
         assert file.source is not None
@@ -857,7 +676,7 @@ class _Run:
                     try:
                         with guard(plugin, label, file.name):
                             check.update(chunk)
-                    except _Abandoned:
+                    except Abandoned:
                         raise
                     except PLUGIN_ERRORS as exc:
                         self._check_failed(file, plugin, check, exc, report)
@@ -899,7 +718,7 @@ class _Run:
         position = {name: i for i, name in enumerate(self.session.names())}
         far = len(position)
 
-        def key(p: Problem) -> tuple[Any, ...]:
+        def key(p: Finding) -> tuple[Any, ...]:
             return (position.get(p.name, far), p.name if p.name not in position else "", p.order)
 
         errors: list[ValidationError] = []
@@ -916,5 +735,5 @@ class _Run:
             missing_files=missing,
             invalid_files=tuple(errors),
             warnings=tuple(warnings),
-            item_type=self.kind,
+            item_type=self.item_type,
         )

@@ -5,24 +5,41 @@ and decorated with :data:`hookimpl`; it is found through the entry-point
 group ``validator.plugins`` (see :mod:`validator.registry`).  A hook
 implementation may accept any subset of the arguments of its spec.
 
-The engine calls every implementation of a check hook separately: one that
-raises is reported (with the plugin's name) as an ``invalid_files`` entry of
-id ``validator.core.plugin.failed`` and the rest of the validation goes on.
+Every implementation is called separately, through :mod:`validator.calls`
+(the one gateway for plugin calls): one that raises, runs past
+``limits.plugin_seconds`` or returns the wrong type is reported (with the
+plugin's and the hook's name) as an ``invalid_files`` entry
+``validator.core.plugin.failed`` / ``.timeout`` / ``.bad_result`` and the rest
+of the validation goes on.  Hook wrappers (``wrapper=True``,
+``hookwrapper=True``) are refused when the plugin is loaded.
 
-Validation runs in this order, for a session of item type ``item_type``:
+When the registry is built: :func:`validator_item_types`; when it is used:
+:func:`validator_message_catalogs` (lazily), :func:`validator_option_keys`
+(when options are given), :func:`validator_renderers` (when the output format
+is chosen).  A validation then calls, for a session of item type ``item_type``:
 
-1. :func:`validator_prepare_session` – whole-session checks that need no
-   file data beyond small metadata files (parse a descriptor);
-2. :func:`validator_required_files` – names the item needs (→ ``missing_files``);
-3. :func:`validator_file_groups` – files to read in order as one stream
-   (chunks); :func:`validator_file_checks` – per file, the checks to run on
-   its bytes; all stream checks of a file share one read, files (and groups)
-   are read in parallel;
-4. :func:`validator_check_session` – whole-session checks that use what the
+1. :func:`validator_open_session` – per input, the first result wins;
+2. :func:`validator_prepare_session` – whole-session checks that need no
+   file data beyond small metadata files (parse a descriptor); an item type
+   calls its own hooks here (``ovf``: :func:`validator_disk_checks`);
+3. :func:`validator_file_groups` – when the file pass starts: files to read
+   in order as one stream (chunks);
+4. :func:`validator_file_checks` – per file, in the pass, the checks to run
+   on its bytes; all stream checks of a file share one read, files (and
+   groups) are read in parallel;
+5. :func:`validator_required_files` – after the pass: names the item needs
+   (→ ``missing_files``);
+6. :func:`validator_check_session` – whole-session checks that use what the
    file pass found (digests against a manifest).
 
-Item types may define hooks of their own, called from their checks through
-``ctx.registry``: :func:`validator_disk_checks` (disk formats, called by ``ovf``).
+The result holds message ids and arguments; a renderer
+(:mod:`validator.render`) localizes and writes it after validation.
+
+Plugins own their extensions: a plugin adds hook specifications of its own
+with :func:`validator_add_hookspecs` (as pytest's ``pytest_addhooks``) and
+calls them from its checks through ``ctx.registry`` and
+:func:`validator.calls.call_each`.  The ``ovf`` adapter adds
+``validator_disk_checks`` (disk formats; ``validator_plugins.ovf.hookspecs``).
 
 These docstrings are the reference documentation (``validator hooks`` prints
 them); a test checks that every hook is documented in the README.
@@ -37,10 +54,11 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from validator.checks import CheckContext, FileCheck, ItemType, Reporter, StreamCheck
-    from validator.limits import Limits
+    from validator.checks import CheckContext, FileCheck, ItemType, Reporter
+    from validator.limits import Limit, Limits
     from validator.messages import CatalogSource
     from validator.remote import RemoteLocation
+    from validator.render import Renderer
     from validator.session import Session, SessionFile
 
 PROJECT = "validator"
@@ -176,38 +194,6 @@ def validator_check_session(
 
 
 @hookspec
-def validator_disk_checks(
-    item_type: str,
-    session: Session,
-    name: str,
-    disk_format: str,
-    capacity: int | None,
-    disk_id: str,
-    ctx: CheckContext,
-) -> Iterable[StreamCheck] | None:
-    """Give the checks for the content of one virtual disk, by its format.
-
-    Called by an item type that knows disks (``ovf``: once per file a
-    ``DiskSection/Disk`` uses) so that disk formats are pluggable: a plugin
-    adds qcow2, VHD or raw checks without touching the OVF adapter.
-
-    :param name: the disk's file name in the package (an OVF ``File`` href);
-        problems are reported on it.
-    :param disk_format: the format URI as the package declares it (OVF
-        ``ovf:format``, e.g.
-        ``http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized``).
-    :param capacity: the capacity the package declares, in bytes (``None``:
-        not known, e.g. a ``${property}``).
-    :param disk_id: the disk's id in the package (``ovf:diskId``).
-    :return: :class:`~validator.checks.StreamCheck` instances, or ``None`` if
-        the format is not yours.  They are fed the disk's *content*: the bytes
-        after the package's own encodings are undone (chunks joined, gzip
-        decompressed), in order, in the file's single read.  A disk whose
-        format no plugin claims is reported as unsupported, never guessed.
-    """
-
-
-@hookspec
 def validator_option_keys() -> Iterable[str]:
     """Declare the plugin option keys this plugin reads from ``ctx.options``.
 
@@ -218,4 +204,51 @@ def validator_option_keys() -> Iterable[str]:
     error rather than a check that silently does not happen.
 
     :return: the keys, as strings.  Called when options are given.
+    """
+
+
+@hookspec
+def validator_renderers() -> Iterable[type[Renderer]]:
+    """Contribute output formats (``--format NAME``).
+
+    :return: :class:`~validator.render.Renderer` subclasses, each with a unique
+        ``name``.  Called once, after validation, when output is written: the
+        engine returns message ids and arguments, a renderer localizes and
+        writes them.  The core plugin contributes ``text``, ``json``, ``xml``,
+        ``junit`` and ``sarif``; a second renderer of a name already taken is
+        refused and reported, the first one stays.
+    """
+
+
+@hookspec
+def validator_limits() -> Iterable[Limit]:
+    """Declare the resource limits your parsers are bounded by.
+
+    :return: :class:`~validator.limits.Limit` objects (``name``, ``default``,
+        ``doc``).  Called once when the registry is built; every declared
+        limit is then an attribute of :class:`~validator.limits.Limits`
+        (``ctx.limits.descriptor_bytes``), changeable with ``--limit
+        NAME=VALUE`` and listed by ``validator limits`` under your plugin's
+        name.  A name another plugin (or the engine) already declares is
+        refused and reported; the first declaration stays.
+    """
+
+
+@hookspec(historic=True)
+def validator_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
+    """Add hook specifications of your own (as pytest's ``pytest_addhooks``).
+
+    Called once for each plugin as it is registered (a *historic* hook: a plugin
+    registered later is called too), before its hooks are checked, so that
+    other plugins registered after it may implement the new hooks::
+
+        @hookimpl
+        def validator_add_hookspecs(pluginmanager):
+            from . import hookspecs
+            pluginmanager.add_hookspecs(hookspecs)
+
+    Built-in plugins register first, so third-party plugins can implement the
+    hooks a built-in adds (``validator_disk_checks`` of the ``ovf`` adapter).
+    Call your hooks through :func:`validator.calls.call_each`, which isolates,
+    bounds in time and type-checks every implementation.
     """

@@ -25,14 +25,15 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, NamedTuple
 
 import pluggy
 
-from validator import hookspecs
+from validator import calls, hookspecs
+from validator.calls import PLUGIN_ERRORS, HookFailure, WrapperRefused, describe
 from validator.checks import ItemType
 from validator.hookspecs import ENTRY_POINT_GROUP, PROJECT
 from validator.messages import Catalogs, CatalogSource
@@ -49,11 +50,6 @@ CORE_PLUGIN = ("core", "validator.builtin")
 DISTRIBUTION = "validator"
 ENV_LOAD_PLUGINS = "VALIDATOR_LOAD_PLUGINS"
 
-#: What a call into plugin code may raise and still be only that plugin's failure:
-#: a plugin that calls ``sys.exit()`` must not end the validation with a verdict.
-#: ``KeyboardInterrupt`` still stops everything.
-PLUGIN_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit, GeneratorExit)
-
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
 
@@ -63,15 +59,6 @@ class PluginInfo(NamedTuple):
     builtin: bool
     hooks: tuple[str, ...]
     item_types: tuple[str, ...]
-
-
-class HookFailure(NamedTuple):
-    """A hook implementation raised or returned something of the wrong type."""
-
-    plugin: str
-    hook: str
-    error: str
-    exception: BaseException | None = None
 
 
 @dataclass
@@ -91,6 +78,7 @@ class Registry:
     versions: dict[str, Any] = field(default_factory=dict)
     builtin: set[str] = field(default_factory=set)
     _catalogs: Catalogs | None = None
+    _renderers: dict[str, Any] | None = None
 
     def version(self, name: str) -> str:
         value = self.versions.get(name, "")
@@ -118,56 +106,76 @@ class Registry:
         """Every plugin option key the loaded plugins declare (``validator_option_keys``),
         with the plugin that declares it."""
         keys: dict[str, str] = {}
-        for plugin, result in self.call_each("validator_option_keys", {}):
-            if isinstance(result, HookFailure):
-                self.problem(
-                    "validator.core.registry.hook_failed", result.plugin, result.hook, result.error
-                )
-                continue
-            for key in _as_list(result):
-                if isinstance(key, str):
-                    keys.setdefault(key, plugin)
-                else:
-                    self.problem(
-                        "validator.core.registry.bad_result",
-                        plugin,
-                        "validator_option_keys",
-                        type(key).__name__,
-                    )
+        for reply in self.replies("validator_option_keys", accept=str):
+            for key in reply.values:
+                keys.setdefault(key, reply.plugin)
         return keys
+
+    def replies(
+        self,
+        hook: str,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        accept: type | tuple[type, ...] | None = None,
+        registration_order: bool = False,
+    ) -> Iterator[calls.Reply]:
+        """A load hook's replies through the gateway (:func:`validator.calls.call_each`);
+        failures become registry problems (``validator.core.registry.*``)."""
+        for reply in calls.call_each(
+            self.pm, hook, kwargs or {}, accept=accept, registration_order=registration_order
+        ):
+            for failure in reply.failures:
+                self.problem(*_flat(failure.message(registry=True)))
+            yield reply
+
+    # -- output formats ---------------------------------------------------
+    def renderers(self) -> dict[str, Any]:
+        """Output formats by name (``validator_renderers``): :class:`~validator.render.Renderer`
+        subclasses, the core plugin's first; a name already taken is refused (a problem)."""
+        if self._renderers is None:
+            from validator.render import Renderer
+
+            found: dict[str, Any] = {}
+            owner: dict[str, str] = {}
+            for reply in self.replies("validator_renderers", registration_order=True):
+                plugin = reply.plugin
+                for cls in reply.values:
+                    name = getattr(cls, "name", None)
+                    if not (isinstance(cls, type) and issubclass(cls, Renderer)) or not (
+                        isinstance(name, str) and _TYPE_NAME.match(name)
+                    ):
+                        self.problem(
+                            "validator.core.registry.bad_result",
+                            plugin,
+                            "validator_renderers",
+                            type(cls).__name__,
+                        )
+                        continue
+                    if name in found:
+                        self.problem(
+                            "validator.core.registry.duplicate_renderer", plugin, name, owner[name]
+                        )
+                        continue
+                    found[name] = cls
+                    owner[name] = plugin
+            self._renderers = found
+        return self._renderers
 
     # -- catalogs ---------------------------------------------------------
     @property
     def catalogs(self) -> Catalogs:
         if self._catalogs is None:
             cats = Catalogs(on_problem=self.problem)
-            for plugin, result in self.call_each("validator_message_catalogs", {}):
-                if isinstance(result, HookFailure):
-                    self.problem(
-                        "validator.core.registry.hook_failed",
-                        result.plugin,
-                        result.hook,
-                        result.error,
-                    )
-                    continue
-                for src in _as_list(result):
-                    if isinstance(src, CatalogSource):
-                        cats.add(plugin, src)
-                    else:
-                        self.problem(
-                            "validator.core.registry.bad_result",
-                            plugin,
-                            "validator_message_catalogs",
-                            type(src).__name__,
-                        )
+            for reply in self.replies("validator_message_catalogs", accept=CatalogSource):
+                for src in reply.values:
+                    cats.add(reply.plugin, src)
             self._catalogs = cats
         return self._catalogs
 
     # -- calling hooks ----------------------------------------------------
     def impls(self, hook: str) -> list[pluggy.HookImpl]:
         """Implementations in pluggy's call order (tryfirst … trylast, last registered first)."""
-        caller = getattr(self.pm.hook, hook)
-        return [i for i in reversed(caller.get_hookimpls()) if not (i.hookwrapper or i.wrapper)]
+        return calls.implementations(self.pm, hook)
 
     def call_each(
         self,
@@ -175,23 +183,18 @@ class Registry:
         kwargs: dict[str, Any],
         *,
         registration_order: bool = False,
-        invoke: Callable[[pluggy.HookImpl, list[Any]], Any] | None = None,
+        seconds: float | None = None,
     ) -> Iterator[tuple[str, Any | HookFailure]]:
-        """Call every implementation on its own; one that raises yields a :class:`HookFailure`.
-
-        ``registration_order`` calls the first registered plugin first (built-ins
-        before third parties) instead of pluggy's last-registered-first.
-        ``invoke(impl, args)`` runs each call (the engine bounds it in time).
-        """
-        impls = self.impls(hook)
-        for impl in reversed(impls) if registration_order else impls:
-            args = [kwargs[a] for a in impl.argnames]
-            try:
-                result = impl.function(*args) if invoke is None else invoke(impl, args)
-            except PLUGIN_ERRORS as exc:
-                yield impl.plugin_name, HookFailure(impl.plugin_name, hook, describe(exc), exc)
+        """Every implementation called on its own, through the gateway
+        (:func:`validator.calls.call_each`): ``(plugin, failure)`` for one that raised
+        or ran past ``seconds``, else ``(plugin, what it returned)``."""
+        for reply in calls.call_each(
+            self.pm, hook, kwargs, seconds=seconds, registration_order=registration_order
+        ):
+            if reply.failures:
+                yield reply.plugin, reply.failures[0]
             else:
-                yield impl.plugin_name, result
+                yield reply.plugin, reply.raw
 
     def plugin_infos(self) -> list[PluginInfo]:
         infos = []
@@ -216,22 +219,6 @@ class Registry:
                 )
             )
         return infos
-
-
-def describe(exc: BaseException) -> str:
-    """One line for an exception: its type and message, never a traceback."""
-    text = " ".join(str(exc).split())
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        return [value]
-    return list(value)
 
 
 def _allowed_third_party(environ: dict[str, str] | os._Environ[str]) -> set[str] | None:
@@ -291,6 +278,8 @@ def build_registry(
     pm.add_hookspecs(hookspecs)
     for specs in extra_hookspecs:
         pm.add_hookspecs(specs)
+    # Each plugin adds its own hook specifications as it is registered (historic hook).
+    pm.hook.validator_add_hookspecs.call_historic(kwargs={"pluginmanager": pm})
     reg = Registry(pm=pm)
 
     core = importlib.import_module(CORE_PLUGIN[1])
@@ -312,9 +301,7 @@ def build_registry(
                 try:
                     _register(pm, importlib.import_module(module), name)
                 except PLUGIN_ERRORS as exc:
-                    reg.load_error(
-                        "validator.core.registry.load_failed", name, DISTRIBUTION, describe(exc)
-                    )
+                    _load_failure(reg, name, DISTRIBUTION, exc)
                     continue
                 reg.builtin.add(name)
                 reg.versions[name] = __version__
@@ -341,11 +328,25 @@ def build_registry(
             _load_entry_point(reg, ep, builtin=False)
 
     for name, plugin in extra_plugins:
-        _register(pm, plugin, name)
+        try:
+            _register(pm, plugin, name)
+        except WrapperRefused as exc:
+            _load_failure(reg, name, "", exc)
+            continue
         reg.versions.setdefault(name, getattr(plugin, "__version__", ""))
 
     _collect_item_types(reg)
+    _collect_limits(reg)
     return reg
+
+
+def _collect_limits(reg: Registry) -> None:
+    """Every plugin's limits (``validator_limits``), declared in registration order."""
+    from validator.limits import Limit, declare
+
+    for reply in reg.replies("validator_limits", accept=Limit, registration_order=True):
+        for name in declare(reply.plugin, reply.values):
+            reg.problem("validator.core.registry.duplicate_limit", reply.plugin, name)
 
 
 def _load_entry_point(reg: Registry, ep: Any, *, builtin: bool) -> None:
@@ -354,9 +355,7 @@ def _load_entry_point(reg: Registry, ep: Any, *, builtin: bool) -> None:
         plugin = ep.load()
         _register(reg.pm, plugin, ep.name)
     except PLUGIN_ERRORS as exc:
-        reg.load_error(
-            "validator.core.registry.load_failed", ep.name, _dist_name(dist), describe(exc)
-        )
+        _load_failure(reg, ep.name, _dist_name(dist), exc)
         return
     reg.versions[ep.name] = dist
     if builtin:
@@ -364,31 +363,46 @@ def _load_entry_point(reg: Registry, ep: Any, *, builtin: bool) -> None:
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
-    pm.register(plugin, name=name)
+    """Register a plugin; refused (unregistered, the error raised) when it implements an
+    unknown hook or a hook wrapper (:func:`validator.calls.refuse_wrappers`)."""
+    try:
+        pm.register(plugin, name=name)
+    except BaseException:
+        if pm.is_registered(plugin):  # its validator_add_hookspecs failed
+            pm.unregister(plugin)
+        raise
     try:
         pm.check_pending()
-    except pluggy.PluginValidationError:
+        calls.refuse_wrappers(pm, plugin)
+    except (pluggy.PluginValidationError, WrapperRefused):
         pm.unregister(plugin)
         raise
+
+
+def _load_failure(reg: Registry, name: str, dist: str, exc: BaseException) -> None:
+    """A plugin that could not be registered: why, as a load error."""
+    if isinstance(exc, WrapperRefused):
+        reg.load_error("validator.core.registry.wrapper_refused", name, exc.hook)
+    else:
+        reg.load_error("validator.core.registry.load_failed", name, dist, describe(exc))
+
+
+def _flat(message: tuple[str, tuple[str, ...]]) -> tuple[str, ...]:
+    return (message[0], *message[1])
 
 
 def _collect_item_types(reg: Registry) -> None:
     # Registration order (core, built-ins, third parties, extra plugins): a built-in's
     # type name cannot be taken over by a later plugin.  Whatever keeps a plugin's
     # item types out is a load error: the checks it was meant to add would be lost.
-    for plugin, result in reg.call_each("validator_item_types", {}, registration_order=True):
-        if isinstance(result, HookFailure):
-            reg.load_error("validator.core.registry.hook_failed", plugin, result.hook, result.error)
-            continue
-        for item in _as_list(result):
-            if not isinstance(item, ItemType):
-                reg.load_error(
-                    "validator.core.registry.bad_result",
-                    plugin,
-                    "validator_item_types",
-                    type(item).__name__,
-                )
-                continue
+    for reply in calls.call_each(
+        reg.pm, "validator_item_types", {}, accept=ItemType, registration_order=True
+    ):
+        plugin = reply.plugin
+        for failure in reply.failures:
+            message_id, args = failure.message(registry=True)
+            reg.load_error(message_id, *args)
+        for item in reply.values:
             name = getattr(item, "name", "")
             if not isinstance(name, str) or not _TYPE_NAME.match(name):
                 reg.load_error("validator.core.registry.bad_type_name", plugin, name)
@@ -420,6 +434,7 @@ __all__ = [
     "DEFAULT_PLUGINS",
     "ENTRY_POINT_GROUP",
     "ENV_LOAD_PLUGINS",
+    "PLUGIN_ERRORS",
     "HookFailure",
     "PluginInfo",
     "Registry",

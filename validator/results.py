@@ -290,10 +290,13 @@ class NotAllowedInCurrentState(VapiError):
 
 
 @dataclass(slots=True)
-class Problem:
-    """One finding of a check before it becomes a :class:`ValidationError`.
+class Finding:
+    """One thing a check reported (an error or a ``warning``), by message id and
+    arguments, before it becomes a :class:`ValidationError` of the result.
 
     ``order`` keeps the result deterministic whatever order threads finish in.
+    (The OVF adapter's ``(message id, args)`` pairs are not findings: they name
+    no file yet.)
     """
 
     name: str
@@ -301,3 +304,7 @@ class Problem:
     args: tuple[str, ...]
     warning: bool = False
     order: tuple[Any, ...] = field(default=())
+
+
+#: The former name of :class:`Finding` (``Reporter.problems`` holds findings).
+Problem = Finding

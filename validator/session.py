@@ -22,7 +22,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple, Protocol, cast, runtime_checkable
+from typing import Any, BinaryIO, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
 
 
 class TransferStatus(enum.StrEnum):
@@ -220,6 +220,9 @@ class Rejected:
     args: tuple[str, ...] = ()
 
 
+_T = TypeVar("_T")
+
+
 @dataclass(slots=True)
 class Session:
     """The files to validate, in a stable order, and what they came from.
@@ -229,7 +232,11 @@ class Session:
     which type it is (a session manifest, ``--type``); otherwise the engine
     asks the registered item types.  ``sequential`` sessions (an archive on
     standard input) are read once, in order, through :meth:`iter_sequential`.
-    ``meta`` is free for the plugin that built the session.  ``damage`` is set
+    What the plugin that built the session learned while opening it (a parsed
+    descriptor, problems found while listing an archive) travels to its hooks as
+    typed objects: :meth:`note` one, :meth:`noted` gets it back by its class
+    (no string keys).  ``meta`` stays for plugins that kept a free-form
+    dictionary; the built-in ones do not use it.  ``damage`` is set
     (by the engine) when the input turned out to be damaged
     (:class:`DamagedInput`): the validation then reports only that.
     """
@@ -241,6 +248,7 @@ class Session:
     sequential: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
     damage: DamagedInput | None = None
+    notes: dict[type, object] = field(default_factory=dict, repr=False, compare=False)
     # name → position in ``files``, kept up to date lazily: ``files`` may be
     # appended to directly (adapters build sessions that way); replace a file
     # through :meth:`add`.  Without it ``get`` per file made large sessions
@@ -253,6 +261,15 @@ class Session:
 
     def names(self) -> list[str]:
         return [f.name for f in self.files]
+
+    def note(self, value: object) -> None:
+        """Keep what the opener learned for the hooks, under its class (one per class)."""
+        self.notes[type(value)] = value
+
+    def noted(self, cls: type[_T]) -> _T | None:
+        """The object of class ``cls`` the opener kept (:meth:`note`), or ``None``."""
+        value = self.notes.get(cls)
+        return value if isinstance(value, cls) else None
 
     def _position(self, name: str) -> int | None:
         files = self.files

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from validator.checks import CheckContext, FileCheck, ItemType, Reporter
 from validator.hookspecs import hookimpl
+from validator.limits import Limit
 from validator.messages import CatalogSource
 from validator.session import Session, SessionFile
 
@@ -49,6 +50,17 @@ class IsoItemType(ItemType):
 @hookimpl
 def validator_item_types() -> Iterable[ItemType]:
     return [IsoItemType()]
+
+
+#: The adapter's resource limits.
+LIMITS: tuple[Limit, ...] = (
+    Limit("iso_directory_records", 1_000_000, "Directory records walked in an ISO image."),
+)
+
+
+@hookimpl
+def validator_limits() -> Iterable[Limit]:
+    return LIMITS
 
 
 @hookimpl

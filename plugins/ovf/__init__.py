@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from validator.checks import CheckContext, FileCheck, ItemType, Reporter, StreamCheck
 from validator.hookspecs import hookimpl
-from validator.limits import Limits
+from validator.limits import Limit, Limits
 from validator.messages import CatalogSource
 from validator.session import (
     MemorySource,
@@ -33,6 +33,8 @@ from validator.session import (
 # need them, after the hook has seen that the session is an OVF one: validating
 # an ISO, or listing plugins, does not pay for them.
 if TYPE_CHECKING:
+    import pluggy
+
     from validator.remote import RemoteLocation
 
     from .descriptor import Descriptor
@@ -40,8 +42,6 @@ if TYPE_CHECKING:
 DESCRIPTOR_SUFFIX = ".ovf"
 OVA_SUFFIX = ".ova"
 _CACHE_KEY = "ovf.descriptor"
-#: session.meta: (bytes, limits, descriptor) of the lone .ovf that opened the session.
-_OPENED_KEY = "ovf.opened_descriptor"
 
 
 def descriptors(session: Session) -> list[str]:
@@ -67,8 +67,24 @@ class OvfItemType(ItemType):
 
 
 @hookimpl
+def validator_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
+    """The adapter's own hook: ``validator_disk_checks`` (disk formats, :mod:`.hookspecs`)."""
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@hookimpl
 def validator_item_types() -> Iterable[ItemType]:
     return [OvfItemType()]
+
+
+@hookimpl
+def validator_limits() -> Iterable[Limit]:
+    """The limits of the adapter's parsers (descriptor, manifest, certificate, OVA, gzip)."""
+    from .limits import LIMITS
+
+    return LIMITS
 
 
 @hookimpl
@@ -96,14 +112,13 @@ def descriptor_of(session: Session, ctx: CheckContext) -> Descriptor | None:
         if file is None or file.source is None:
             return None
         data = ctx.read_small(file, ctx.limits.descriptor_bytes)
-        from .descriptor import Descriptor, read_descriptor
+        from .descriptor import read_descriptor
+        from .opened import Opened
 
-        opened = session.meta.get(_OPENED_KEY)
-        if opened is not None and opened[0] == data and opened[1] == ctx.limits:
-            found = opened[2]  # the parse validator_open_session made of these same bytes
-            if isinstance(found, Descriptor):
-                return found
-
+        note = session.noted(Opened)
+        parsed = note.parsed if note is not None else None
+        if parsed is not None and parsed.data == data and parsed.limits == ctx.limits:
+            return parsed.descriptor  # the parse validator_open_session made of these bytes
         return read_descriptor(file.name, data, ctx.limits)
 
     return ctx.cached(_CACHE_KEY, load)
@@ -144,7 +159,9 @@ def validator_open_session(path: Path, limits: Limits) -> Session | None:
     if small:
         # Read and parsed once: the validation hashes these bytes and reuses the parse.
         first.source = MemorySource(data)
-        session.meta[_OPENED_KEY] = (data, limits, desc)
+        from .opened import ParsedDescriptor, opened
+
+        opened(session).parsed = ParsedDescriptor(data, limits, desc)
     wanted = _wanted(path.name, desc, limits, lambda name: os.path.lexists(folder / name))
     for name in wanted:
         if len(session.files) + len(session.rejected) >= limits.max_files:
@@ -210,7 +227,9 @@ def validator_open_remote(location: RemoteLocation, limits: Limits) -> Session |
     desc = read_descriptor(location.name, data if small else None, limits)
     if small:
         first.source = MemorySource(data)
-        session.meta[_OPENED_KEY] = (data, limits, desc)
+        from .opened import ParsedDescriptor, opened
+
+        opened(session).parsed = ParsedDescriptor(data, limits, desc)
     found: dict[str, SessionFile | None] = {}
 
     def lookup(name: str) -> SessionFile | None:
@@ -305,8 +324,12 @@ def _prepare_late(session: Session, ctx: CheckContext) -> None:
 
 
 def _prepare_session(session: Session, ctx: CheckContext, report: Reporter) -> None:
-    for name, message_id, args in session.meta.pop("ova.problems", []):
-        report.error(name, message_id, *args)  # found while listing the archive
+    from .opened import Opened
+
+    note = session.noted(Opened)
+    for problem in note.take_problems() if note is not None else ():
+        # found while listing the archive
+        report.error(problem.name, problem.message_id, *problem.args)
     names = descriptors(session)
     if not names:
         report.error(session.origin, "validator.ovf.session.no_descriptor")

@@ -16,12 +16,11 @@ chunks joined and gzip decompressed otherwise, in the engine's single read.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
+from validator import calls
 from validator.checks import CheckContext, Reporter, StreamCheck
-from validator.registry import PLUGIN_ERRORS, HookFailure, _as_list, describe
 from validator.session import Session
 
 from .descriptor import Descriptor, Disk
@@ -141,64 +140,22 @@ def option_flag(value: object) -> bool | None:
 class CheckConsumer:
     """A plugin's :class:`~validator.checks.StreamCheck` as a consumer of a logical stream.
 
-    A check that raises is dropped and reported as the engine reports a failed
-    check (``validator.core.check.failed``, with the plugin's name and the
-    check's label); the other consumers go on.  "Raises" is what the engine
-    guards plugin code against (:data:`~validator.registry.PLUGIN_ERRORS`, so
-    ``sys.exit()`` too): anything less would escape to the logical stream and
-    be reported as the ``ovf`` adapter's failure, ending every disk check of
-    the file.
+    Isolated by the engine's gateway (:class:`validator.calls.IsolatedCheck`): a
+    check that raises is dropped and reported with its own plugin's name and
+    label (``validator.core.check.failed``), the other consumers go on.
     """
 
     def __init__(self, check: StreamCheck, plugin: str = "ovf") -> None:
-        # The guarding is OwnedCheck's; the stream names the file, so no name here.
-        self._owned = OwnedCheck(check, plugin, "")
+        # The stream names the file, so no name here.
+        self._isolated = calls.IsolatedCheck(check, plugin, "")
 
     def feed(self, data: memoryview, /) -> None:
-        self._owned.update(data)
+        self._isolated.update(data)
 
     def close(self) -> list[Problem]:
         report = Reporter()
-        self._owned.finish(report)
+        self._isolated.finish(report)
         return [(p.message_id, p.args) for p in report.problems]
-
-
-class OwnedCheck(StreamCheck):
-    """A plugin's disk check that this adapter hands to the engine itself (an archive on a pipe).
-
-    The engine would report its failure as this adapter's (``ovf``): this
-    wrapper reports it as :class:`CheckConsumer` does, with the plugin's name
-    and the check's label (``validator.core.check.failed``), on file ``name``.
-    """
-
-    def __init__(self, check: StreamCheck, plugin: str, name: str) -> None:
-        self.check = check
-        self.plugin = plugin
-        self.name = name
-        self.label = check.label or type(check).__name__
-        self.failure: BaseException | None = None
-
-    def update(self, data: memoryview) -> None:
-        if self.failure is not None:
-            return
-        try:
-            self.check.update(data)
-        except PLUGIN_ERRORS as exc:
-            self.failure = exc
-
-    def finish(self, report: Reporter) -> None:
-        if self.failure is None:
-            try:
-                self.check.finish(report)
-            except PLUGIN_ERRORS as exc:
-                self.failure = exc
-        if self.failure is not None:
-            failed = describe(self.failure)
-            report.error(self.name, "validator.core.check.failed", self.plugin, self.label, failed)
-
-
-class _HookTimeout(Exception):
-    """A ``validator_disk_checks`` implementation ran past its time budget."""
 
 
 def _budget(ctx: CheckContext) -> float:
@@ -210,30 +167,6 @@ def _budget(ctx: CheckContext) -> float:
     prepare is.
     """
     return ctx.limits.plugin_seconds / 2
-
-
-def _bounded(seconds: float) -> Callable[[Any, list[Any]], Any]:
-    """``Registry.call_each``'s invoker: each call on a daemon thread, dropped after ``seconds``."""
-
-    def invoke(impl: Any, args: list[Any]) -> Any:
-        box: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                box["result"] = impl.function(*args)
-            except BaseException as exc:  # re-raised in the caller, where it is reported
-                box["error"] = exc
-
-        worker = threading.Thread(target=run, daemon=True, name="validator-disk-hook")
-        worker.start()
-        worker.join(seconds)
-        if worker.is_alive():
-            raise _HookTimeout(f"{impl.plugin_name}: {HOOK} ran longer than {seconds} s")
-        if "error" in box:
-            raise box["error"]
-        return box.get("result")
-
-    return invoke
 
 
 #: A Disk without ``ovf:format``: a warning (DSP0243 says a non-empty disk
@@ -267,34 +200,18 @@ def checks_for_disk(
     problems: list[Problem] = []
     claimed = False
     if ctx.registry is None:
-        results: Iterable[tuple[str, object]] = [
-            ("ovf", vmdk_disk_checks(href, disk.format, disk.capacity_bytes, disk.id, ctx))
-        ]
+        found_checks = vmdk_disk_checks(href, disk.format, disk.capacity_bytes, disk.id, ctx)
+        claimed = found_checks is not None
+        checks = [("ovf", check) for check in found_checks or []]
     else:
-        budget = _budget(ctx)
-        results = ctx.registry.call_each(HOOK, kwargs, invoke=_bounded(budget))
-    for plugin, result in results:
-        if isinstance(result, HookFailure):
-            claimed = True
-            if isinstance(result.exception, _HookTimeout):
-                problems.append(
-                    ("validator.core.plugin.timeout", (result.plugin, result.hook, f"{budget:g}"))
-                )
-            else:
-                problems.append(
-                    ("validator.core.plugin.failed", (result.plugin, result.hook, result.error))
-                )
-            continue
-        if result is None:
-            continue
-        claimed = True
-        for check in _as_list(result):
-            if isinstance(check, StreamCheck):
-                checks.append((plugin, check))
-            else:
-                problems.append(
-                    ("validator.core.plugin.bad_result", (plugin, HOOK, type(check).__name__))
-                )
+        # Through the engine's gateway: bounded in time, return types checked, a failure
+        # mapped to its validator.core.plugin.* message naming plugin and hook.
+        for reply in calls.call_each(
+            ctx.registry.pm, HOOK, kwargs, seconds=_budget(ctx), accept=StreamCheck
+        ):
+            claimed = claimed or not reply.declined or bool(reply.failures)
+            checks.extend((reply.plugin, check) for check in reply.values)
+            problems.extend(failure.message() for failure in reply.failures)
     if not claimed:
         problems.append(("validator.ovf.disk.unsupported_format", (href, disk.id, disk.format)))
     return checks, problems

@@ -51,6 +51,8 @@ from validator.session import (
     is_plain_name,
 )
 
+from .opened import ArchiveProblem, opened
+
 if TYPE_CHECKING:
     from validator.remote import RemoteLocation
 
@@ -71,7 +73,6 @@ TYPE_MESSAGES = {
     "5": "validator.ovf.ova.member_directory",
     "6": "validator.ovf.ova.member_fifo",
 }
-PROBLEMS_KEY = "ova.problems"
 
 
 class _Input(Protocol):
@@ -256,8 +257,10 @@ def _first_problem(session: Session, first: str | None) -> None:
     """The descriptor must be the archive's first member."""
     descriptors = [n for n in session.names() if n.lower().endswith(".ovf")]
     if descriptors and first is not None and first != descriptors[0]:
-        session.meta.setdefault(PROBLEMS_KEY, []).append(
-            (descriptors[0], "validator.ovf.ova.descriptor_not_first", (descriptors[0], first))
+        opened(session).problems.append(
+            ArchiveProblem(
+                descriptors[0], "validator.ovf.ova.descriptor_not_first", (descriptors[0], first)
+            )
         )
 
 
@@ -297,7 +300,7 @@ def open_archive(path: Path, limits: Limits) -> Session:
         if not stat.S_ISREG(st.st_mode):
             raise SessionError("validator.core.input.not_regular", path)
         session = Session(origin=str(path), item_type="ovf")
-        session.meta["ova"] = "file"
+        opened(session, "ova-file")
         _index(
             _FileInput(fh, st.st_size),
             session,
@@ -355,7 +358,7 @@ def open_remote_archive(location: RemoteLocation, limits: Limits) -> Session:
     """
     whole = location.source()
     session = Session(origin=location.url, item_type="ovf")
-    session.meta["ova"] = "remote"
+    opened(session, "ova-remote")
     with whole.open() as fh:
         _index(
             _FileInput(fh, whole.size),
@@ -467,7 +470,7 @@ class StreamSession(Session):
     limits: Limits = field(default_factory=Limits)
 
     def _count_check(self) -> None:
-        if len(self.files) + len(self.rejected) + len(self.meta.get(PROBLEMS_KEY, [])) >= (
+        if len(self.files) + len(self.rejected) + len(opened(self).problems) >= (
             self.limits.archive_members
         ):
             raise damaged(
@@ -478,8 +481,10 @@ class StreamSession(Session):
         """A descriptor after other members: it came too late to be read first."""
         if any(n.lower().endswith(".ovf") for n in self.names()):
             return
-        self.meta.setdefault(PROBLEMS_KEY, []).append(
-            (name, "validator.ovf.ova.descriptor_not_first", (name, self.first or "?"))
+        opened(self).problems.append(
+            ArchiveProblem(
+                name, "validator.ovf.ova.descriptor_not_first", (name, self.first or "?")
+            )
         )
 
     def iter_sequential(self) -> Iterator[SessionFile]:
@@ -534,7 +539,7 @@ def open_stream(raw: Any, origin: str, limits: Limits) -> Session:
     """A sequential session over an archive read from ``raw`` (standard input)."""
     walker = TarWalker(_StreamInput(raw), origin)
     session = StreamSession(origin=origin, item_type="ovf", sequential=True, limits=limits)
-    session.meta["ova"] = "stream"
+    opened(session, "ova-stream")
     first: str | None = None
     try:
         # Read ahead the leading metadata members so the descriptor can be parsed first.
