@@ -23,6 +23,7 @@ Validation runs in this order, for a session of item type ``item_type``:
 
 Item types may define hooks of their own, called from their checks through
 ``ctx.registry``: :func:`validator_disk_checks` (disk formats, called by ``ovf``).
+``validator info PATH`` calls :func:`validator_describe` outside a validation.
 
 These docstrings are the reference documentation (``validator hooks`` prints
 them); a test checks that every hook is documented in the README.
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -184,4 +185,19 @@ def validator_disk_checks(
         after the package's own encodings are undone (chunks joined, gzip
         decompressed), in order, in the file's single read.  A disk whose
         format no plugin claims is reported as unsupported, never guessed.
+    """
+
+
+@hookspec(firstresult=True)
+def validator_describe(item_type: str, session: Session, ctx: CheckContext) -> dict[str, Any] | None:
+    """Describe an item for ``validator info PATH``, from its metadata only.
+
+    Called once, outside a validation, with the item type the engine detected
+    (or ``--type``); return at once with ``None`` if ``item_type`` is not
+    yours.  The first non-``None`` result wins.
+
+    :return: a JSON-serialisable ``dict`` of facts (for a disk image: ``format``,
+        ``virtual_size``, ``cluster_size``, ``allocated_bytes``,
+        ``risky_features``…); ``validator info`` prints it as ``key: value``
+        lines, or as a JSON object with ``--format json``.
     """

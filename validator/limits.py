@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 MiB = 1 << 20
 GiB = 1 << 30
+TiB = 1 << 40
 
 
 class Limits(NamedTuple):
@@ -50,6 +51,11 @@ class Limits(NamedTuple):
     threads: int = 0
     #: Seconds one call into a plugin may take before it is reported and given up on.
     plugin_seconds: int = 60
+    #: Virtual size of a disk image (``disk`` items, qcow2/VHD/VHDX/VDI disks of an
+    #: OVF package), in bytes: 64 TiB, above vSphere's largest virtual disk (62 TB).
+    disk_virtual_bytes: int = 64 * TiB
+    #: Metadata (tables) read from one disk image, in bytes.
+    disk_metadata_bytes: int = 256 * MiB
 
     @classmethod
     def names(cls) -> list[str]:
