@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from validator.results import ValidationResult
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-COMMANDS = ("plugins", "hooks", "limits", "serve")
+COMMANDS = ("plugins", "hooks", "limits", "serve", "info")
 
 DESCRIPTION = """\
 Validate content-library items offline, as the update session's `validate`
@@ -34,6 +34,7 @@ other commands:
   validator plugins [--format text|json]   list plugins: name, version, item types, hooks
   validator hooks                          print the hook reference
   validator limits                         list resource limits and their defaults
+  validator info PATH [--format text|json] describe an item from its metadata (a disk image)
 """
 
 EPILOG = """\
@@ -339,6 +340,8 @@ def _command(name: str, argv: list[str]) -> int:
         from validator.server import cli_main
 
         return cli_main(argv)
+    if name == "info":
+        return _info(argv)
     return EXIT_USAGE
 
 
@@ -403,4 +406,47 @@ def _limits(argv: list[str]) -> int:
 
     for name, default in Limits.defaults().items():
         print(f"{name}={default}")
+    return EXIT_VALID
+
+
+def _info(argv: list[str]) -> int:
+    """``validator info PATH``: what the item type's ``validator_describe`` hook says."""
+    p = argparse.ArgumentParser(
+        prog="validator info", description="Describe an item from its metadata (a disk image)."
+    )
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("-f", "--format", choices=("text", "json"), default="text")
+    p.add_argument("-t", "--type", dest="item_type", metavar="TYPE")
+    opts = p.parse_args(argv)
+    from validator.checks import CheckContext
+    from validator.engine import Engine
+    from validator.session import SessionError
+
+    engine = Engine(_registry())
+    try:
+        session = engine.open(Path(opts.path))
+        if opts.item_type:
+            session.item_type = opts.item_type
+        kind = engine.detect(session)
+        ctx = CheckContext(item_type=kind, limits=engine.limits, registry=engine.registry)
+        facts = engine.registry.pm.hook.validator_describe(item_type=kind, session=session, ctx=ctx)
+    except SessionError as exc:
+        print(f"validator: {engine.message(exc.message_id, exc.args_).text()}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"validator: {opts.path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not isinstance(facts, dict):
+        print(f"validator: {opts.path}: no description for item type {kind}", file=sys.stderr)
+        return EXIT_USAGE
+    facts = {"item_type": kind, **facts}
+    if opts.format == "json":
+        import json
+
+        print(json.dumps(facts, indent=2, ensure_ascii=False, default=str))
+        return EXIT_VALID
+    for key, value in facts.items():
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value) or "-"
+        print(f"{key}: {value}")
     return EXIT_VALID

@@ -155,6 +155,7 @@ def vmdk_facts(head: bytes) -> dict[str, Any]:
         "subformat": "streamOptimized" if h.compressed and h.markers else "monolithicSparse",
         "virtual_size": h.capacity * SECTOR,
         "cluster_size": h.grain_size * SECTOR,
+        "risky_features": [],
     }
     return facts
 
