@@ -83,7 +83,7 @@ def sniff(head: bytes, tail: bytes) -> str:
         return VHD
     if len(head) >= 68 and int.from_bytes(head[64:68], "little") == VDI_SIGNATURE:
         return VDI
-    if head[:20].lstrip().startswith(b"# Disk DescriptorFile"):
+    if head[:64].lstrip().startswith(b"# Disk DescriptorFile"):
         return VMDK_DESCRIPTOR
     if head[32769:32774] in (b"CD001", b"BEA01"):
         return ISO
