@@ -358,7 +358,7 @@ def expected(name: str) -> tuple[str, ...]:
     if damage == "named-vmdk":
         return ("name_mismatch",)
     if damage:
-        return next(d.expect for d in DAMAGES if d.name == damage)
+        return next(d.expect for d in DAMAGES if d.name == damage and base in d.bases)
     return next((b.expect for b in BUILDS if b.name == base), ())
 
 
@@ -434,7 +434,7 @@ def describe(name: str) -> str:
         return what
     if damage == "named-vmdk":
         return f"{base} named .vmdk"
-    return f"{base}, " + next(d.what for d in DAMAGES if d.name == damage)
+    return f"{base}, " + next(d.what for d in DAMAGES if d.name == damage and base in d.bases)
 
 
 def compare(paths: dict[str, Path]) -> list[dict[str, str]]:
