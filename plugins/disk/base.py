@@ -248,6 +248,9 @@ class StreamFetch(Fetch):
         self._closed = False
         self.tail = bytearray()
         self._tails: list[tuple[int, Callback]] = []
+        # the piece being fed, while the callbacks it completes run
+        self._view: memoryview | None = None
+        self._view_start = 0
 
     def want_tail(self, length: int, done: Callback) -> None:
         self._tails.append((min(length, TAIL), done))
@@ -255,6 +258,12 @@ class StreamFetch(Fetch):
     def want(self, offset: int, length: int, done: Callback) -> None:
         end = offset + length
         region = _Region(offset, length, done)
+        view, start = self._view, self._view_start
+        if view is not None and start <= offset and end <= self.pos:
+            # a region inside the piece being fed (a table's items right after it)
+            region.buf += view[offset - start : end - start]
+            self._ready.append(region)
+            return
         if offset < self.pos:
             kept = len(self.prefix)
             if offset >= kept or (end > kept and kept < self.pos):
@@ -301,7 +310,11 @@ class StreamFetch(Fetch):
             else:
                 still.append(region)
         self._active = still
-        self._drain()
+        self._view, self._view_start = view, start
+        try:
+            self._drain()
+        finally:
+            self._view = None
 
     def _drain(self) -> None:
         while self._ready:

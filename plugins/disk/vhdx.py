@@ -166,6 +166,11 @@ class Vhdx(Parser):
             return
         self.meta_offset = meta[0]
         self.want(meta[0], 64 * KiB, self._metadata_table)
+        # The BAT is read now, whole, and parsed once the metadata say how many
+        # entries it has: in a stream it may come before the metadata region.
+        self.bat_data: bytes | None = None
+        self.bat_entries: int | None = None
+        self.want(self.bat_region[0], min(self.bat_region[1], MAX_BAT_BYTES), self._bat_read)
 
     def _metadata_table(self, t: bytes) -> None:
         if len(t) < 64 * KiB:
@@ -244,7 +249,14 @@ class Vhdx(Parser):
         if entries * 8 > MAX_BAT_BYTES:
             self.field("BAT entries", entries, f"at most {MAX_BAT_BYTES // 8}")
             return
-        self.want(self.bat_region[0], entries * 8, self._bat)
+        self.bat_entries = entries
+        if self.bat_data is not None:
+            self._bat(self.bat_data[: entries * 8])
+
+    def _bat_read(self, data: bytes) -> None:
+        self.bat_data = data
+        if self.bat_entries is not None:
+            self._bat(data[: self.bat_entries * 8])
 
     def _bat(self, data: bytes) -> None:
         ratio = self.chunk_ratio
