@@ -46,7 +46,10 @@ def _source(base: Path) -> Path:
     """8 MiB raw: 3 MiB of pseudo-random data, then zeros (so images are sparse)."""
     src = base / "source.raw"
     if not src.exists():
-        data = b"".join(zlib.crc32(i.to_bytes(4, "little")).to_bytes(4, "little") * 16 for i in range(3 * MiB // 64))
+        data = b"".join(
+            zlib.crc32(i.to_bytes(4, "little")).to_bytes(4, "little") * 16
+            for i in range(3 * MiB // 64)
+        )
         with open(src, "wb") as fh:
             fh.write(data)
             fh.truncate(8 * MiB)
@@ -99,29 +102,74 @@ BUILDS = [
     Build("qcow2-lazy", "qcow2 lazy_refcounts=on", convert("qcow2", "-o", "lazy_refcounts=on")),
     Build("qcow2-extl2", "qcow2 extended_l2=on", convert("qcow2", "-o", "extended_l2=on")),
     Build("qcow2-zlib", "qcow2 compressed (-c, zlib)", convert("qcow2", "-c")),
-    Build("qcow2-zstd", "qcow2 compressed (-c, compression_type=zstd)", convert("qcow2", "-c", "-o", "compression_type=zstd")),
-    Build("qcow2-512", "qcow2 cluster_size=512, refcount_bits=64", convert("qcow2", "-o", "cluster_size=512,refcount_bits=64")),
+    Build(
+        "qcow2-zstd",
+        "qcow2 compressed (-c, compression_type=zstd)",
+        convert("qcow2", "-c", "-o", "compression_type=zstd"),
+    ),
+    Build(
+        "qcow2-512",
+        "qcow2 cluster_size=512, refcount_bits=64",
+        convert("qcow2", "-o", "cluster_size=512,refcount_bits=64"),
+    ),
     Build("qcow2-empty", "qcow2 created empty, 10 GiB", create("qcow2", size="10G")),
-    Build("qcow2-prealloc", "qcow2 preallocation=metadata", create("qcow2", "-o", "preallocation=metadata")),
+    Build(
+        "qcow2-prealloc",
+        "qcow2 preallocation=metadata",
+        create("qcow2", "-o", "preallocation=metadata"),
+    ),
     Build("qcow2-snap", "qcow2 with two internal snapshots", with_snapshots),
     Build("qcow2-backing", "qcow2 with a backing file", with_backing, ("backing_file",)),
-    Build("qcow2-datafile", "qcow2 with an external data file", create("qcow2", "-o", "data_file=external.raw"), ("data_file",)),
-    Build("qcow2-luks", "qcow2 encrypted (encrypt.format=luks)", create("qcow2", *SECRET, "-o", "encrypt.format=luks,encrypt.key-secret=s0"), ("encrypted",)),
+    Build(
+        "qcow2-datafile",
+        "qcow2 with an external data file",
+        create("qcow2", "-o", "data_file=external.raw"),
+        ("data_file",),
+    ),
+    Build(
+        "qcow2-luks",
+        "qcow2 encrypted (encrypt.format=luks)",
+        create("qcow2", *SECRET, "-o", "encrypt.format=luks,encrypt.key-secret=s0"),
+        ("encrypted",),
+    ),
     Build("vpc-dynamic", "VHD dynamic (vpc)", convert("vpc")),
     Build("vpc-fixed", "VHD fixed (vpc subformat=fixed)", convert("vpc", "-o", "subformat=fixed")),
     Build("vhdx-dynamic", "VHDX dynamic", convert("vhdx")),
     Build("vhdx-fixed", "VHDX fixed", convert("vhdx", "-o", "subformat=fixed")),
     Build("vdi-dynamic", "VDI dynamic", convert("vdi")),
     Build("vdi-static", "VDI static", convert("vdi", "-o", "static=on")),
-    Build("vmdk-stream", "VMDK streamOptimized", convert("vmdk", "-o", "subformat=streamOptimized")),
-    Build("vmdk-sparse", "VMDK monolithicSparse", convert("vmdk", "-o", "subformat=monolithicSparse")),
-    Build("vmdk-flat", "VMDK monolithicFlat (descriptor + flat extent)", convert("vmdk", "-o", "subformat=monolithicFlat"), ("vmdk.descriptor_only",)),
-    Build("vmdk-2gb", "VMDK twoGbMaxExtentSparse (descriptor + extents)", convert("vmdk", "-o", "subformat=twoGbMaxExtentSparse"), ("vmdk.descriptor_only",)),
+    Build(
+        "vmdk-stream", "VMDK streamOptimized", convert("vmdk", "-o", "subformat=streamOptimized")
+    ),
+    Build(
+        "vmdk-sparse", "VMDK monolithicSparse", convert("vmdk", "-o", "subformat=monolithicSparse")
+    ),
+    Build(
+        "vmdk-flat",
+        "VMDK monolithicFlat (descriptor + flat extent)",
+        convert("vmdk", "-o", "subformat=monolithicFlat"),
+        ("vmdk.descriptor_only",),
+    ),
+    Build(
+        "vmdk-2gb",
+        "VMDK twoGbMaxExtentSparse (descriptor + extents)",
+        convert("vmdk", "-o", "subformat=twoGbMaxExtentSparse"),
+        ("vmdk.descriptor_only",),
+    ),
     Build("raw", "raw", convert("raw")),
     Build("luks", "LUKS container", create("luks", *SECRET, "-o", "key-secret=s0"), ("encrypted",)),
     Build("qed", "QED", convert("qed"), ("unsupported_format",)),
 ]
-SUFFIX = {"qcow2": ".qcow2", "vpc": ".vhd", "vhdx": ".vhdx", "vdi": ".vdi", "vmdk": ".vmdk", "raw": ".raw", "luks": ".luks", "qed": ".qed"}
+SUFFIX = {
+    "qcow2": ".qcow2",
+    "vpc": ".vhd",
+    "vhdx": ".vhdx",
+    "vdi": ".vdi",
+    "vmdk": ".vmdk",
+    "raw": ".raw",
+    "luks": ".luks",
+    "qed": ".qed",
+}
 
 
 def suffix(name: str) -> str:
@@ -135,18 +183,35 @@ def gpt_image(path: Path, size: int = 8 * MiB) -> None:
     entries[0:16] = uuid.UUID("0FC63DAF-8483-4772-8E79-3D69D8477DE4").bytes_le
     entries[16:32] = uuid.UUID(int=1).bytes_le
     entries[32:48] = struct.pack("<QQ", 2048, sectors - 34)
-    entries[56:56 + 8] = "root".encode("utf-16-le")
+    entries[56 : 56 + 8] = "root".encode("utf-16-le")
 
     def header(current: int, backup: int, table: int) -> bytes:
-        h = bytearray(struct.pack(
-            "<8sIIIIQQQQ16sQIII", b"EFI PART", 0x10000, 92, 0, 0, current, backup, 34,
-            sectors - 34, uuid.UUID(int=2).bytes_le, table, 128, 128, zlib.crc32(entries),
-        ))
+        h = bytearray(
+            struct.pack(
+                "<8sIIIIQQQQ16sQIII",
+                b"EFI PART",
+                0x10000,
+                92,
+                0,
+                0,
+                current,
+                backup,
+                34,
+                sectors - 34,
+                uuid.UUID(int=2).bytes_le,
+                table,
+                128,
+                128,
+                zlib.crc32(entries),
+            )
+        )
         h[16:20] = struct.pack("<I", zlib.crc32(h))
         return bytes(h) + bytes(512 - len(h))
 
     mbr = bytearray(512)
-    mbr[446:462] = bytes([0, 0, 2, 0, 0xEE, 0xFF, 0xFF, 0xFF]) + struct.pack("<II", 1, min(sectors - 1, 0xFFFFFFFF))
+    mbr[446:462] = bytes([0, 0, 2, 0, 0xEE, 0xFF, 0xFF, 0xFF]) + struct.pack(
+        "<II", 1, min(sectors - 1, 0xFFFFFFFF)
+    )
     mbr[510:512] = b"\x55\xaa"
     with open(path, "wb") as fh:
         fh.write(mbr + header(1, sectors - 1, 2) + entries)
@@ -299,35 +364,161 @@ class Damage:
 
 
 DAMAGES = [
-    Damage("incompat", "qcow2: unknown incompatible feature bit 10", ("qcow2-v3",), field8(72, 1 << 10), ("unknown_incompatible",)),
+    Damage(
+        "incompat",
+        "qcow2: unknown incompatible feature bit 10",
+        ("qcow2-v3",),
+        field8(72, 1 << 10),
+        ("unknown_incompatible",),
+    ),
     Damage("dirty", "qcow2: dirty bit set", ("qcow2-v3",), field8(72, 1), ("qcow2.dirty",)),
     Damage("corrupt", "qcow2: corrupt bit set", ("qcow2-v3",), field8(72, 2), ("qcow2.corrupt",)),
-    Damage("databit", "qcow2: external data file bit, no name", ("qcow2-v3",), field8(72, 4), ("data_file",)),
+    Damage(
+        "databit",
+        "qcow2: external data file bit, no name",
+        ("qcow2-v3",),
+        field8(72, 4),
+        ("data_file",),
+    ),
     Damage("aes", "qcow2: crypt_method 1 (AES)", ("qcow2-v3",), field4(32, 1), ("encrypted",)),
     Damage("version", "qcow2: version 4", ("qcow2-v3",), field4(4, 4), ("field_range",)),
     Damage("cluster", "qcow2: cluster_bits 30", ("qcow2-v3",), field4(20, 30), ("field_range",)),
     Damage("hdrlen", "qcow2: header_length 100", ("qcow2-v3",), field4(100, 100), ("field_range",)),
-    Damage("l1-far", "qcow2: L1 table past the end", ("qcow2-v3", "qcow2-v2"), qcow2_l1_far, ("table_outside",)),
-    Damage("l1-odd", "qcow2: L1 table not cluster-aligned", ("qcow2-v3",), lambda d: put(">Q", d, 40, be("Q", d, 40) + 8), ("table_misaligned",)),
-    Damage("l1-rt", "qcow2: L1 table on the refcount table", ("qcow2-v3",), qcow2_l1_is_reftable, ("tables_overlap",)),
-    Damage("rt-zero", "qcow2: refcount table at offset 0 (the header)", ("qcow2-v3",), field8(48, 0), ("table_overlaps_header",)),
-    Damage("snap-far", "qcow2: snapshot table past the end", ("qcow2-snap",), qcow2_snapshots_far, ("table_outside",)),
-    Damage("huge", "qcow2: virtual size 2^60", ("qcow2-v3",), field8(24, 1 << 60), ("virtual_size_limit", "field_range")),
-    Damage("cut", "cut to half", ("qcow2-v3", "qcow2-zlib", "vpc-dynamic", "vhdx-dynamic", "vdi-dynamic", "vdi-static"), cut(0.5), ("truncated", "table_outside", "vhd.no_footer")),
+    Damage(
+        "l1-far",
+        "qcow2: L1 table past the end",
+        ("qcow2-v3", "qcow2-v2"),
+        qcow2_l1_far,
+        ("table_outside",),
+    ),
+    Damage(
+        "l1-odd",
+        "qcow2: L1 table not cluster-aligned",
+        ("qcow2-v3",),
+        lambda d: put(">Q", d, 40, be("Q", d, 40) + 8),
+        ("table_misaligned",),
+    ),
+    Damage(
+        "l1-rt",
+        "qcow2: L1 table on the refcount table",
+        ("qcow2-v3",),
+        qcow2_l1_is_reftable,
+        ("tables_overlap",),
+    ),
+    Damage(
+        "rt-zero",
+        "qcow2: refcount table at offset 0 (the header)",
+        ("qcow2-v3",),
+        field8(48, 0),
+        ("table_overlaps_header",),
+    ),
+    Damage(
+        "snap-far",
+        "qcow2: snapshot table past the end",
+        ("qcow2-snap",),
+        qcow2_snapshots_far,
+        ("table_outside",),
+    ),
+    Damage(
+        "huge",
+        "qcow2: virtual size 2^60",
+        ("qcow2-v3",),
+        field8(24, 1 << 60),
+        ("virtual_size_limit", "field_range"),
+    ),
+    Damage(
+        "cut",
+        "cut to half",
+        ("qcow2-v3", "qcow2-zlib", "vpc-dynamic", "vhdx-dynamic", "vdi-dynamic", "vdi-static"),
+        cut(0.5),
+        ("truncated", "table_outside", "vhd.no_footer"),
+    ),
     # A fixed VHD is raw data and a footer: without the footer it is raw data named .vhd.
     Damage("cut", "cut to half", ("vpc-fixed",), cut(0.5), ("name_mismatch",)),
-    Damage("vhd-sum", "VHD: a byte of the footer flipped", ("vpc-fixed",), flip_end(512 - 70), ("bad_checksum",)),
-    Damage("vhd-diff", "VHD: disk type 4 (differencing)", ("vpc-dynamic",), vhd_set_type(4), ("differencing",)),
-    Damage("vhd-nofoot", "VHD dynamic: last 512 bytes (the footer) cut", ("vpc-dynamic",), cut_tail(512), ("vhd.no_footer",)),
-    Damage("vhd-bat", "VHD dynamic: BAT past the end", ("vpc-dynamic",), vhd_bat_far, ("table_outside",)),
-    Damage("vhdx-h1", "VHDX: a byte of the first header flipped", ("vhdx-dynamic",), flip(64 * 1024 + 100), ("bad_checksum",)),
-    Damage("vhdx-hh", "VHDX: a byte of both headers flipped", ("vhdx-dynamic",), both(flip(64 * 1024 + 100), flip(128 * 1024 + 100)), ("bad_checksum", "vhdx.no_header")),
-    Damage("vhdx-rt", "VHDX: a byte of both region tables flipped", ("vhdx-dynamic",), both(flip(192 * 1024 + 40), flip(256 * 1024 + 40)), ("bad_checksum", "vhdx.no_region_table")),
-    Damage("vhdx-parent", "VHDX: file parameters say 'has parent'", ("vhdx-dynamic",), vhdx_parent, ("differencing",)),
-    Damage("vdi-diff", "VDI: image type 4 (differencing)", ("vdi-dynamic",), le4(76, 4), ("differencing",)),
-    Damage("vdi-sig", "VDI: signature zeroed (named .vdi)", ("vdi-dynamic",), le4(64, 0), ("name_mismatch",)),
-    Damage("vdi-bmap", "VDI: block map entry past the allocated blocks", ("vdi-dynamic",), lambda d: put("<I", d, struct.unpack_from("<I", d, 340)[0], 1000), ("field_range",)),
-    Damage("gpt-crc", "raw GPT: a byte of the GPT header flipped", ("raw-gpt",), flip(512 + 40), ("bad_checksum",)),
+    Damage(
+        "vhd-sum",
+        "VHD: a byte of the footer flipped",
+        ("vpc-fixed",),
+        flip_end(512 - 70),
+        ("bad_checksum",),
+    ),
+    Damage(
+        "vhd-diff",
+        "VHD: disk type 4 (differencing)",
+        ("vpc-dynamic",),
+        vhd_set_type(4),
+        ("differencing",),
+    ),
+    Damage(
+        "vhd-nofoot",
+        "VHD dynamic: last 512 bytes (the footer) cut",
+        ("vpc-dynamic",),
+        cut_tail(512),
+        ("vhd.no_footer",),
+    ),
+    Damage(
+        "vhd-bat",
+        "VHD dynamic: BAT past the end",
+        ("vpc-dynamic",),
+        vhd_bat_far,
+        ("table_outside",),
+    ),
+    Damage(
+        "vhdx-h1",
+        "VHDX: a byte of the first header flipped",
+        ("vhdx-dynamic",),
+        flip(64 * 1024 + 100),
+        ("bad_checksum",),
+    ),
+    Damage(
+        "vhdx-hh",
+        "VHDX: a byte of both headers flipped",
+        ("vhdx-dynamic",),
+        both(flip(64 * 1024 + 100), flip(128 * 1024 + 100)),
+        ("bad_checksum", "vhdx.no_header"),
+    ),
+    Damage(
+        "vhdx-rt",
+        "VHDX: a byte of both region tables flipped",
+        ("vhdx-dynamic",),
+        both(flip(192 * 1024 + 40), flip(256 * 1024 + 40)),
+        ("bad_checksum", "vhdx.no_region_table"),
+    ),
+    Damage(
+        "vhdx-parent",
+        "VHDX: file parameters say 'has parent'",
+        ("vhdx-dynamic",),
+        vhdx_parent,
+        ("differencing",),
+    ),
+    Damage(
+        "vdi-diff",
+        "VDI: image type 4 (differencing)",
+        ("vdi-dynamic",),
+        le4(76, 4),
+        ("differencing",),
+    ),
+    Damage(
+        "vdi-sig",
+        "VDI: signature zeroed (named .vdi)",
+        ("vdi-dynamic",),
+        le4(64, 0),
+        ("name_mismatch",),
+    ),
+    Damage(
+        "vdi-bmap",
+        "VDI: block map entry past the allocated blocks",
+        ("vdi-dynamic",),
+        lambda d: put("<I", d, struct.unpack_from("<I", d, 340)[0], 1000),
+        ("field_range",),
+    ),
+    Damage(
+        "gpt-crc",
+        "raw GPT: a byte of the GPT header flipped",
+        ("raw-gpt",),
+        flip(512 + 40),
+        ("bad_checksum",),
+    ),
     Damage("gpt-cut", "raw GPT: cut to half", ("raw-gpt",), cut(0.5), ("partition_outside",)),
     Damage("vmdk-cut", "VMDK monolithicSparse: cut to half", ("vmdk-sparse",), cut(0.5), ("*",)),
 ]
@@ -429,7 +620,9 @@ def short(ids: list[str]) -> str:
 
 def describe(name: str) -> str:
     base, _, damage = name.partition("~")
-    what = next((b.what for b in BUILDS if b.name == base), "raw with a GPT" if base == "raw-gpt" else base)
+    what = next(
+        (b.what for b in BUILDS if b.name == base), "raw with a GPT" if base == "raw-gpt" else base
+    )
     if not damage:
         return what
     if damage == "named-vmdk":
@@ -473,7 +666,9 @@ def main() -> int:
         if opts.json:
             print(json.dumps(rows, indent=1))
             return 0
-        print("| image | what | ours | oslo.utils format_inspector | qemu-img info | qemu-img check |")
+        print(
+            "| image | what | ours | oslo.utils format_inspector | qemu-img info | qemu-img check |"
+        )
         print("|---|---|---|---|---|---|")
         for r in rows:
             cells = [r["image"], r["what"], r["ours"], r["oslo"], r["info"], r["check"]]

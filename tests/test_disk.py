@@ -59,7 +59,9 @@ def test_the_type_comes_from_the_content_not_the_name(
     assert errors[0]["error_message"]["args"] == ["lie.vmdk", "VMDK", "qcow2"]
 
 
-def test_a_file_that_is_no_disk_is_still_no_item(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+def test_a_file_that_is_no_disk_is_still_no_item(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("hello\n")
     result = cli(path)
@@ -72,9 +74,7 @@ def test_iso_and_ovf_keep_their_types(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.txt").write_text("a\n")
     iso = tmp_path / "image.iso"
-    subprocess.run(
-        ["genisoimage", "-quiet", "-o", str(iso), str(tmp_path / "src")], check=True
-    )
+    subprocess.run(["genisoimage", "-quiet", "-o", str(iso), str(tmp_path / "src")], check=True)
     assert validate(iso).item_type == "iso"
     assert validate(SAMPLES / "vm.ovf").item_type == "ovf"
     # The same ISO image under a disk name is a disk item that says what it is.
@@ -117,8 +117,9 @@ def test_the_virtual_size_limit_is_declared(tmp_path: Path, cli: Callable[..., C
 
 
 def test_a_10_gib_sparse_qcow2_costs_what_a_small_one_does(tmp_path: Path) -> None:
-    from validator.limits import Limits
     from validator_plugins.disk.check import inspect
+
+    from validator.limits import Limits
 
     read = {}
     for size in ("1M", "10G"):
@@ -132,11 +133,12 @@ def test_a_10_gib_sparse_qcow2_costs_what_a_small_one_does(tmp_path: Path) -> No
 
 
 def test_vmdk_is_checked_by_the_ovf_adapters_checker(tmp_path: Path) -> None:
+    from validator_plugins import disk as plugin
+    from validator_plugins.ovf.vmdk import VmdkCheck
+
     from validator.checks import CheckContext
     from validator.limits import Limits
     from validator.session import Session, file_from_path
-    from validator_plugins import disk as plugin
-    from validator_plugins.ovf.vmdk import VmdkCheck
 
     path = make(tmp_path, "disk.vmdk", "vmdk", "-o", "subformat=monolithicSparse")
     session = Session(origin=str(path))
@@ -167,8 +169,9 @@ STREAMED = [
 def test_a_stream_finds_what_a_seek_finds(
     tmp_path: Path, name: str, fmt: str, options: tuple[str, ...], damage: str
 ) -> None:
-    from validator.limits import Limits
     from validator_plugins.disk.check import DiskStreamCheck, inspect
+
+    from validator.limits import Limits
 
     path = make(tmp_path, name, fmt, *options)
     data = bytearray(path.read_bytes())
@@ -265,5 +268,8 @@ def test_format_uris(tmp_path: Path) -> None:
     assert uri_format(VHD_URI) == "vhd"
     assert uri_format(VHDX_URI) == "vhdx"
     # left to others: the OVF adapter's VMDK, and URIs nobody claims
-    assert uri_format("http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized") is None
+    assert (
+        uri_format("http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized")
+        is None
+    )
     assert uri_format("https://www.qemu.org/docs/master/interop/qcow2.html") is None

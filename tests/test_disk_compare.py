@@ -21,7 +21,9 @@ from .disks import qemu_img
 
 
 def load_compare() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("disk_compare", ROOT / "bench" / "disk_compare.py")
+    spec = importlib.util.spec_from_file_location(
+        "disk_compare", ROOT / "bench" / "disk_compare.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["disk_compare"] = module

@@ -189,7 +189,9 @@ def validator_disk_checks(
 
 
 @hookspec(firstresult=True)
-def validator_describe(item_type: str, session: Session, ctx: CheckContext) -> dict[str, Any] | None:
+def validator_describe(
+    item_type: str, session: Session, ctx: CheckContext
+) -> dict[str, Any] | None:
     """Describe an item for ``validator info PATH``, from its metadata only.
 
     Called once, outside a validation, with the item type the engine detected

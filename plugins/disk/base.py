@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any, BinaryIO, NamedTuple
 
 #: Bytes of the beginning of a stream that are kept (headers and the tables
@@ -161,7 +162,7 @@ class Parser:
             (e for e in self.extents if e.length and e.kind in self.exclusive_kinds),
             key=lambda e: (e.offset, e.length),
         )
-        for a, b in zip(spans, spans[1:], strict=False):
+        for a, b in pairwise(spans):
             if b.offset < a.offset + a.length:
                 self.add("validator.disk.tables_overlap", self.fmt, a.kind, b.kind, b.offset)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, BinaryIO
 
-from validator.checks import Reporter, ReaderCheck, StreamCheck
+from validator.checks import ReaderCheck, Reporter, StreamCheck
 from validator.limits import Limits
 
 from .base import Parser, Problem, StreamFetch, run_on_file
@@ -70,7 +70,9 @@ def read_ends(stream: BinaryIO, size: int) -> tuple[bytes, bytes]:
 
 
 def parser_for(fmt: str, name: str, limits: Limits) -> Parser:
-    return PARSERS[fmt](name, max_virtual=limits.disk_virtual_bytes, budget=limits.disk_metadata_bytes)
+    return PARSERS[fmt](
+        name, max_virtual=limits.disk_virtual_bytes, budget=limits.disk_metadata_bytes
+    )
 
 
 def format_problems(name: str, fmt: str, head: bytes) -> list[Problem]:
@@ -145,7 +147,7 @@ def inspect(
 
 def vmdk_facts(head: bytes) -> dict[str, Any]:
     """What a VMDK sparse header says (parsed by the ``ovf`` adapter's VMDK module)."""
-    from validator_plugins.ovf.vmdk import SECTOR, Header
+    from ..ovf.vmdk import SECTOR, Header
 
     if len(head) < SECTOR:
         return {}
@@ -162,11 +164,9 @@ def vmdk_facts(head: bytes) -> dict[str, Any]:
 
 def vmdk_check(name: str, limits: Limits) -> StreamCheck:
     """The ``ovf`` adapter's VMDK checker for a VMDK disk item (a whole read of the file)."""
-    from validator_plugins.ovf.vmdk import VmdkCheck, VmdkChecker
+    from ..ovf.vmdk import VmdkCheck, VmdkChecker
 
-    return VmdkCheck(
-        VmdkChecker(name, name, max_descriptor=min(limits.descriptor_bytes, 16 << 20))
-    )
+    return VmdkCheck(VmdkChecker(name, name, max_descriptor=min(limits.descriptor_bytes, 16 << 20)))
 
 
 class DiskStreamCheck(StreamCheck):

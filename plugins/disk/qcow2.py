@@ -172,10 +172,9 @@ class Qcow2(Parser):
             self.field("l1_size", l1_size, f"at most {MAX_L1_BYTES // 8}")
         elif l1_size < needed:
             self.field("l1_size", l1_size, f"at least {needed} for the virtual size")
-        elif l1_size:
-            if self._aligned("L1 table", l1_offset):
-                self.extent("L1 table", l1_offset, l1_size * 8)
-                self.want(l1_offset, l1_size * 8, self._l1)
+        elif l1_size and self._aligned("L1 table", l1_offset):
+            self.extent("L1 table", l1_offset, l1_size * 8)
+            self.want(l1_offset, l1_size * 8, self._l1)
         # The refcount table.
         if rt_clusters == 0:
             self.field("refcount_table_clusters", 0, "at least 1")
@@ -192,9 +191,11 @@ class Qcow2(Parser):
             self.field("nb_snapshots", nb_snapshots, f"at most {MAX_SNAPSHOTS}")
         elif nb_snapshots and self._aligned("snapshot table", snapshots_offset):
             self._snapshots_left = nb_snapshots
-            self.want(snapshots_offset, min(MAX_SNAPSHOT_TABLE_BYTES, 65536), self._snapshots_at(
-                snapshots_offset, nb_snapshots
-            ))
+            self.want(
+                snapshots_offset,
+                min(MAX_SNAPSHOT_TABLE_BYTES, 65536),
+                self._snapshots_at(snapshots_offset, nb_snapshots),
+            )
         self.allocated_clusters = 0
         self.compressed_clusters = 0
 
@@ -212,7 +213,11 @@ class Qcow2(Parser):
                 break
             data_at = at + 8
             if data_at + length > end:
-                self.field(f"header extension 0x{kind:08x}", f"{length} bytes at {at}", "inside the header cluster")
+                self.field(
+                    f"header extension 0x{kind:08x}",
+                    f"{length} bytes at {at}",
+                    "inside the header cluster",
+                )
                 break
             data = h[data_at : data_at + length]
             if kind == EXT_DATA_FILE:
@@ -239,7 +244,13 @@ class Qcow2(Parser):
             if not offset:
                 continue
             if offset % cluster:
-                self.add("validator.disk.table_misaligned", self.fmt, f"L2 table {index}", offset, cluster)
+                self.add(
+                    "validator.disk.table_misaligned",
+                    self.fmt,
+                    f"L2 table {index}",
+                    offset,
+                    cluster,
+                )
                 continue
             self.extent(f"L2 table {index}", offset, cluster)
             self.want(offset, l2_size, self._l2)
@@ -280,7 +291,11 @@ class Qcow2(Parser):
                 continue
             if offset % cluster:
                 self.add(
-                    "validator.disk.table_misaligned", self.fmt, f"refcount block {index}", offset, cluster
+                    "validator.disk.table_misaligned",
+                    self.fmt,
+                    f"refcount block {index}",
+                    offset,
+                    cluster,
                 )
                 continue
             self.extent(f"refcount block {index}", offset, cluster)
@@ -325,7 +340,11 @@ class Qcow2(Parser):
             if len(table) < want_len[0]:
                 self.extent("snapshot table", start, want_len[0])  # cut short: past the end
             else:
-                self.field("snapshot table", f"{count} entries", f"at most {MAX_SNAPSHOT_TABLE_BYTES} bytes")
+                self.field(
+                    "snapshot table",
+                    f"{count} entries",
+                    f"at most {MAX_SNAPSHOT_TABLE_BYTES} bytes",
+                )
 
         want_len = [min(MAX_SNAPSHOT_TABLE_BYTES, 65536)]
         return parse
@@ -343,4 +362,3 @@ class Qcow2(Parser):
 
 def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[:1024])
-

@@ -50,14 +50,24 @@ class Raw(Parser):
         stored = struct.unpack_from("<I", h, 16)[0]
         computed = zlib.crc32(h[:16] + b"\0\0\0\0" + h[20:size])
         if stored != computed:
-            self.add("validator.disk.bad_checksum", self.fmt, "GPT header", f"{stored:08x}", f"{computed:08x}")
+            self.add(
+                "validator.disk.bad_checksum",
+                self.fmt,
+                "GPT header",
+                f"{stored:08x}",
+                f"{computed:08x}",
+            )
             return
-        alternate, first, last = struct.unpack_from("<QQQ", h, 32)
+        alternate, _first, last = struct.unpack_from("<QQQ", h, 32)
         entries_lba, count, entry_size, entries_crc = struct.unpack_from("<QIII", h, 72)
         self.ends.append(("GPT backup header", (alternate + 1) * SECTOR))
         self.ends.append(("GPT last usable sector", (last + 1) * SECTOR))
         if entry_size < 128 or entry_size % 8 or count * entry_size > MAX_GPT_ENTRIES_BYTES:
-            self.field("GPT partition entries", f"{count} x {entry_size}", "128-byte entries, at most 1 MiB")
+            self.field(
+                "GPT partition entries",
+                f"{count} x {entry_size}",
+                "128-byte entries, at most 1 MiB",
+            )
             return
 
         def entries(data: bytes) -> None:
@@ -76,7 +86,7 @@ class Raw(Parser):
                 e = data[i * entry_size : (i + 1) * entry_size]
                 if not any(e[:16]):
                     continue
-                lo, hi = struct.unpack_from("<QQ", e, 32)
+                _lo, hi = struct.unpack_from("<QQ", e, 32)
                 self.ends.append((f"GPT partition {i + 1}", (hi + 1) * SECTOR))
 
         self.extent("GPT partition entries", entries_lba * SECTOR, count * entry_size)

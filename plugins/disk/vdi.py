@@ -82,7 +82,9 @@ class Vdi(Parser):
             return
         self.extent("block map", offset_bmap, blocks * 4)
         if offset_data < offset_bmap + blocks * 4:
-            self.add("validator.disk.tables_overlap", self.fmt, "block map", "data area", offset_data)
+            self.add(
+                "validator.disk.tables_overlap", self.fmt, "block map", "data area", offset_data
+            )
         self.block = block_size + extra
         self.offset_data = offset_data
         self.allocated = allocated

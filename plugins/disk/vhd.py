@@ -70,8 +70,10 @@ class Vhd(Parser):
     def _footer(self, f: bytes, what: str) -> None:
         stored, computed = checksum(f, 64)
         if stored != computed:
-            self.add("validator.disk.bad_checksum", self.fmt, what, f"{stored:08x}", f"{computed:08x}")
-        features, version, data_offset = struct.unpack_from(">IIQ", f, 8)
+            self.add(
+                "validator.disk.bad_checksum", self.fmt, what, f"{stored:08x}", f"{computed:08x}"
+            )
+        _features, version, data_offset = struct.unpack_from(">IIQ", f, 8)
         current_size = u(f, 48, ">Q")
         kind = self.kind = u(f, 60, ">I")
         creator = f[28:32].decode("latin-1")
@@ -115,9 +117,15 @@ class Vhd(Parser):
         stored, computed = checksum(d, 36)
         if stored != computed:
             self.add(
-                "validator.disk.bad_checksum", self.fmt, "dynamic header", f"{stored:08x}", f"{computed:08x}"
+                "validator.disk.bad_checksum",
+                self.fmt,
+                "dynamic header",
+                f"{stored:08x}",
+                f"{computed:08x}",
             )
-        _data_offset, table_offset, version, entries, block_size = struct.unpack_from(">QQIII", d, 8)
+        _data_offset, table_offset, version, entries, block_size = struct.unpack_from(
+            ">QQIII", d, 8
+        )
         if version >> 16 != 1:
             self.field("header version", f"0x{version:08x}", "0x00010000")
         if block_size < SECTOR or block_size & (block_size - 1):
@@ -127,7 +135,7 @@ class Vhd(Parser):
         self.info["cluster_size"] = block_size
         locators = []
         for i in range(8):
-            code, space, length, _res, offset = struct.unpack_from(">IIIIQ", d, 576 + 24 * i)
+            code, space, _length, _res, offset = struct.unpack_from(">IIIIQ", d, 576 + 24 * i)
             if code:
                 locators.append(d[576 + 24 * i : 580 + 24 * i].decode("latin-1").strip("\0 "))
                 self.extent(f"parent locator {i}", offset, space)
@@ -142,7 +150,13 @@ class Vhd(Parser):
         if entries < needed:
             self.field("max table entries", entries, f"at least {needed} for the virtual size")
         if table_offset % SECTOR:
-            self.add("validator.disk.table_misaligned", self.fmt, "block allocation table", table_offset, SECTOR)
+            self.add(
+                "validator.disk.table_misaligned",
+                self.fmt,
+                "block allocation table",
+                table_offset,
+                SECTOR,
+            )
             return
         self.extent("block allocation table", table_offset, entries * 4)
         self.want(table_offset, entries * 4, self._bat)

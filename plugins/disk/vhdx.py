@@ -82,7 +82,11 @@ class Vhdx(Parser):
             stored, computed = crc32c(h, 4)
             if stored != computed:
                 self.add(
-                    "validator.disk.bad_checksum", self.fmt, f"header at {at}", f"{stored:08x}", f"{computed:08x}"
+                    "validator.disk.bad_checksum",
+                    self.fmt,
+                    f"header at {at}",
+                    f"{stored:08x}",
+                    f"{computed:08x}",
                 )
                 self.headers[at] = None
                 return
@@ -99,7 +103,7 @@ class Vhdx(Parser):
             return
         _seq, h = max(valid, key=lambda v: v[0])
         log_guid = h[48:64]
-        log_version, version, log_length, log_offset = struct.unpack_from("<HHIQ", h, 64)
+        _log_version, version, log_length, log_offset = struct.unpack_from("<HHIQ", h, 64)
         if version != 1:
             self.field("header version", version, "1")
         if any(log_guid):
@@ -162,7 +166,9 @@ class Vhdx(Parser):
         self.bat_region = found.get(BAT_GUID)
         meta = found.get(METADATA_GUID)
         if self.bat_region is None or meta is None:
-            self.add("validator.disk.vhdx.no_region", "BAT" if self.bat_region is None else "metadata")
+            self.add(
+                "validator.disk.vhdx.no_region", "BAT" if self.bat_region is None else "metadata"
+            )
             return
         self.meta_offset = meta[0]
         self.want(meta[0], 64 * KiB, self._metadata_table)
@@ -194,10 +200,14 @@ class Vhdx(Parser):
                 continue
             if guid not in KNOWN_ITEMS:
                 if flags & 4:
-                    self.add("validator.disk.unknown_required", self.fmt, "metadata item", str(guid))
+                    self.add(
+                        "validator.disk.unknown_required", self.fmt, "metadata item", str(guid)
+                    )
                 continue
             if length > 64 * KiB or (length and offset < 64 * KiB):
-                self.field(f"metadata item {guid}", f"{offset}+{length}", "inside the metadata region")
+                self.field(
+                    f"metadata item {guid}", f"{offset}+{length}", "inside the metadata region"
+                )
                 continue
             wanted.append((guid, offset, length))
         self._pending = len(wanted)
@@ -262,7 +272,9 @@ class Vhdx(Parser):
         ratio = self.chunk_ratio
         allocated = 0
         end = 0
-        for index, entry in enumerate(struct.unpack(f"<{len(data) // 8}Q", data[: len(data) // 8 * 8])):
+        for index, entry in enumerate(
+            struct.unpack(f"<{len(data) // 8}Q", data[: len(data) // 8 * 8])
+        ):
             state = entry & 7
             offset = (entry >> 20) * MiB
             bitmap = (index + 1) % (ratio + 1) == 0
@@ -286,4 +298,3 @@ class Vhdx(Parser):
         end = getattr(self, "data_end", 0)
         if end > size:
             self.add("validator.disk.truncated", self.fmt, end, size)
-
