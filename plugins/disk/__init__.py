@@ -89,7 +89,7 @@ class DiskItemType(ItemType):
         try:
             with file.source.open() as fh:
                 head, tail = read_ends(fh, file.source.size)
-        except OSError:
+        except (OSError, ValueError):  # unreadable, or shorter than its recorded size
             return 0
         return score(file.name, head, tail)
 

@@ -62,11 +62,10 @@ def read_ends(stream: BinaryIO, size: int) -> tuple[bytes, bytes]:
     """The first :data:`HEAD_BYTES` and the last 512 bytes of a seekable file."""
     stream.seek(0)
     head = stream.read(HEAD_BYTES)
-    tail = head[-512:] if size <= len(head) else b""
-    if not tail:
-        stream.seek(size - 512)
-        tail = stream.read(512)
-    return head, tail
+    if size <= len(head):
+        return head, head[-512:]
+    stream.seek(max(0, size - 512))
+    return head, stream.read(512)
 
 
 def parser_for(fmt: str, name: str, limits: Limits) -> Parser:
