@@ -47,9 +47,10 @@ def main() -> int:
     parser.add_argument("--keep", type=Path)
     opts = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    from validator_plugins.disk.check import inspect
+
     from validator.engine import Engine
     from validator.limits import Limits
-    from validator_plugins.disk.check import inspect
 
     base = opts.keep or Path(tempfile.mkdtemp(prefix="disk-bench-"))
     base.mkdir(parents=True, exist_ok=True)

@@ -234,7 +234,7 @@ def build_genuine(base: Path, names: set[str] | None = None) -> dict[str, Path]:
         if names is not None and b.name not in names:
             continue
         path = base / f"{b.name}{suffix(b.name)}"
-        for attempt in range(2):  # LUKS key derivation has failed once under heavy load
+        for _attempt in range(2):  # LUKS key derivation has failed once under heavy load
             try:
                 for argv in b.argv(src, path):
                     _run(*argv, cwd=base)
@@ -600,6 +600,7 @@ def qemu_verdict(path: Path, command: str) -> str:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=path.parent)
     except subprocess.TimeoutExpired:
         return "timed out"
+    proc.stderr = proc.stderr.replace(f"{path.parent}/", "")
     if command == "info":
         if proc.returncode:
             return "error: " + " ".join(proc.stderr.split())[:90]
