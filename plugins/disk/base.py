@@ -14,13 +14,15 @@ parser then runs
 
 Both hand a region that runs past the end of the file over *short*, as a read
 would, so the parser's logic is the same in both modes.  In a stream, a region
-asked for after its bytes went past (and outside the kept prefix) cannot be
+asked for after its bytes went past (outside the kept prefix and the piece
+being fed) cannot be
 read any more: it is counted in :attr:`Parser.unread` (shown by ``validator
 info``) and left unchecked, never reported as a problem of the disk.
 
-A region is at most ``max_region`` bytes and all regions together at most
-``budget`` bytes (``--limit disk_metadata_bytes``); a parser checks what fits
-and counts the rest in :attr:`Parser.unread`.
+All regions together are at most ``budget`` bytes (``--limit
+disk_metadata_bytes``): past it a parser reports
+``validator.disk.metadata_limit`` once, checks what fits and counts the rest
+in :attr:`Parser.unread`.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class Parser:
         self.name = name
         self.max_virtual = max_virtual
         self.budget = budget
+        self.limit = budget
+        self.over_budget = False
         self.problems: list[Problem] = []
         self._counts: dict[str, int] = {}
         self.extents: list[Extent] = []
@@ -107,6 +111,9 @@ class Parser:
             return
         if length > self.budget:
             self.unread += 1
+            if not self.over_budget:
+                self.over_budget = True
+                self.add("validator.disk.metadata_limit", self.fmt, self.limit)
             return
         self.budget -= length
         self.fetch.want(offset, length, done)
