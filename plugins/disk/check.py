@@ -20,8 +20,6 @@ from validator.checks import ReaderCheck, Reporter, StreamCheck
 from validator.limits import Limits
 
 from .base import Parser, Problem, StreamFetch, run_on_file
-from .qcow2 import Qcow2
-from .raw import Raw
 from .sniff import (
     HEAD_BYTES,
     ISO,
@@ -35,16 +33,14 @@ from .sniff import (
     sniff,
     suffix_format,
 )
-from .vdi import Vdi
-from .vhd import Vhd
-from .vhdx import Vhdx
 
-PARSERS: dict[str, type[Parser]] = {
-    "qcow2": Qcow2,
-    "vhd": Vhd,
-    "vhdx": Vhdx,
-    "vdi": Vdi,
-    RAW: Raw,
+#: Format → (module, parser class); a module is imported for an image of its format only.
+PARSERS: dict[str, tuple[str, str]] = {
+    "qcow2": ("qcow2", "Qcow2"),
+    "vhd": ("vhd", "Vhd"),
+    "vhdx": ("vhdx", "Vhdx"),
+    "vdi": ("vdi", "Vdi"),
+    RAW: ("raw", "Raw"),
 }
 #: How a format is shown in messages.
 NAMES = {
@@ -69,9 +65,11 @@ def read_ends(stream: BinaryIO, size: int) -> tuple[bytes, bytes]:
 
 
 def parser_for(fmt: str, name: str, limits: Limits) -> Parser:
-    return PARSERS[fmt](
-        name, max_virtual=limits.disk_virtual_bytes, budget=limits.disk_metadata_bytes
-    )
+    from importlib import import_module
+
+    module, cls = PARSERS[fmt]
+    parser: type[Parser] = getattr(import_module(f".{module}", __package__), cls)
+    return parser(name, max_virtual=limits.disk_virtual_bytes, budget=limits.disk_metadata_bytes)
 
 
 def format_problems(name: str, fmt: str, head: bytes) -> list[Problem]:
