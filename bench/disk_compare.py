@@ -300,6 +300,38 @@ def vhdx_file_parameters(d: bytearray) -> int:
     raise LookupError("no file parameters item")
 
 
+def vhdx_header(d: bytearray) -> int:
+    """Offset of the current VHDX header (the higher sequence number)."""
+    return max((64 * 1024, 128 * 1024), key=lambda at: struct.unpack_from("<Q", d, at + 8)[0])
+
+
+def crc32c_fix(d: bytearray, at: int, length: int) -> None:
+    import google_crc32c
+
+    d[at + 4 : at + 8] = bytes(4)
+    put("<I", d, at + 4, google_crc32c.value(bytes(d[at : at + length])))
+
+
+def vhdx_log_guid(d: bytearray) -> None:
+    """A log GUID in the header and an empty log (as Hyper-V leaves it): nothing to replay."""
+    at = vhdx_header(d)
+    d[at + 48 : at + 64] = uuid.UUID(int=7).bytes_le
+    crc32c_fix(d, at, 4096)
+
+
+def vhdx_log_entry(d: bytearray) -> None:
+    """A log GUID and a valid log entry of that GUID at the log's start: a log to replay."""
+    vhdx_log_guid(d)
+    at = vhdx_header(d)
+    log = struct.unpack_from("<Q", d, at + 72)[0]
+    entry = bytearray(4096)
+    entry[0:4] = b"loge"
+    struct.pack_into("<IIQII", entry, 8, 4096, 4096, 1, 0, 0)
+    entry[32:48] = uuid.UUID(int=7).bytes_le
+    d[log : log + 4096] = entry
+    crc32c_fix(d, log, 4096)
+
+
 def vhdx_parent(d: bytearray) -> None:
     d[vhdx_file_parameters(d) + 4] |= 2
 
@@ -493,6 +525,19 @@ DAMAGES = [
         ("vhdx-dynamic",),
         both(flip(192 * 1024 + 40), flip(256 * 1024 + 40)),
         ("bad_checksum", "vhdx.no_region_table"),
+    ),
+    Damage(
+        "vhdx-logguid",
+        "VHDX: a log GUID, an empty log (not damage)",
+        ("vhdx-dynamic",),
+        vhdx_log_guid,
+    ),
+    Damage(
+        "vhdx-log",
+        "VHDX: a valid log entry to replay",
+        ("vhdx-dynamic",),
+        vhdx_log_entry,
+        ("vhdx.log_replay",),
     ),
     Damage(
         "vhdx-parent",

@@ -51,6 +51,9 @@ PAYLOAD_FULLY_PRESENT = 6
 PAYLOAD_PARTIALLY_PRESENT = 7
 SB_BLOCK_PRESENT = 6
 MAX_BAT_BYTES = 256 * MiB
+LOG_SECTOR = 4 * KiB
+#: The log read to find an entry to replay (Hyper-V and QEMU make 1 MiB logs).
+MAX_LOG_BYTES = 32 * MiB
 
 
 def crc32c(data: bytes, at: int) -> tuple[int, int]:
@@ -115,14 +118,31 @@ class Vhdx(Parser):
         _log_version, version, log_length, log_offset = struct.unpack_from("<HHIQ", h, 64)
         if version != 1:
             self.field("header version", version, "1")
-        if any(log_guid):
-            self.risk("log to replay")
-            self.add("validator.disk.vhdx.log_replay")
         if log_length:
             if log_offset % MiB or log_length % MiB:
                 self.add("validator.disk.table_misaligned", self.fmt, "log", log_offset, MiB)
-            else:
-                self.extent("log", log_offset, log_length)
+                return
+            self.extent("log", log_offset, log_length)
+        if any(log_guid) and log_length:
+            # A log GUID alone does not mean a log to replay: as QEMU does, look for
+            # an entry of that GUID with a valid checksum.
+            self.want(log_offset, min(log_length, MAX_LOG_BYTES), self._log(log_guid))
+
+    def _log(self, log_guid: bytes) -> Callback:
+        def scan(log: bytes) -> None:
+            for at in range(0, len(log) - LOG_SECTOR + 1, LOG_SECTOR):
+                if log[at : at + 4] != b"loge" or log[at + 32 : at + 48] != log_guid:
+                    continue
+                length = struct.unpack_from("<I", log, at + 8)[0]
+                if not length or length % LOG_SECTOR or at + length > len(log):
+                    continue
+                stored, computed = crc32c(log[at : at + length], 4)
+                if stored == computed:
+                    self.risk("log to replay")
+                    self.add("validator.disk.vhdx.log_replay")
+                    return
+
+        return scan
 
     def _region_table_at(self, at: int) -> Callback:
         def parse(t: bytes) -> None:
