@@ -273,3 +273,18 @@ def test_format_uris(tmp_path: Path) -> None:
         is None
     )
     assert uri_format("https://www.qemu.org/docs/master/interop/qcow2.html") is None
+
+
+def test_a_fat_boot_sector_is_no_partition_table(tmp_path: Path) -> None:
+    """A floppy or partition image ends its first sector in 55 AA too; its boot code is
+    not read as MBR partitions (which would lie far past its end)."""
+    head = bytearray(1 << 20)
+    head[0:3] = b"\xeb\x3c\x90"
+    head[3:11] = b"mkfs.fat"
+    head[54:62] = b"FAT12   "
+    head[446:510] = bytes(range(64))  # boot code
+    head[510:512] = b"\x55\xaa"
+    image = tmp_path / "floppy.img"
+    image.write_bytes(bytes(head))
+    result = validate(image)
+    assert result.item_type == "disk" and ids(result) == []

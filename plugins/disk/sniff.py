@@ -95,10 +95,22 @@ def partition_table(head: bytes) -> str | None:
     if head[512:520] == b"EFI PART":
         return "gpt"
     if len(head) >= 512 and head[510:512] == b"\x55\xaa":
+        # A FAT, exFAT or NTFS boot sector ends in 55 AA too (a floppy or a partition
+        # image): its bytes 446-509 are boot code, not partition entries.
+        if head[54:57] == b"FAT" or head[82:87] == b"FAT32" or head[3:11] in _BOOT_OEM:
+            return None
         entries = [head[446 + 16 * i : 462 + 16 * i] for i in range(4)]
-        if all(e[0] in (0x00, 0x80) for e in entries) and any(e[4] for e in entries):
+        used = [e for e in entries if e[4]]
+        if (
+            used
+            and all(e[0] in (0x00, 0x80) for e in entries)
+            and all(int.from_bytes(e[8:12], "little") >= 1 for e in used)
+        ):
             return "mbr"
     return None
+
+
+_BOOT_OEM = (b"NTFS    ", b"EXFAT   ")
 
 
 def score(name: str, head: bytes, tail: bytes) -> int:
