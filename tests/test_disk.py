@@ -288,3 +288,10 @@ def test_a_fat_boot_sector_is_no_partition_table(tmp_path: Path) -> None:
     image.write_bytes(bytes(head))
     result = validate(image)
     assert result.item_type == "disk" and ids(result) == []
+
+
+def test_info_without_a_description(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    result = cli("info", SAMPLES / "vm.ovf")
+    assert result.code == 2 and "no description for item type ovf" in result.err
+    result = cli("info", tmp_path / "missing.qcow2")
+    assert result.code == 2 and result.err.startswith("validator: ")
