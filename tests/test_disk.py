@@ -134,19 +134,73 @@ def test_a_10_gib_sparse_qcow2_costs_what_a_small_one_does(tmp_path: Path) -> No
 
 def test_vmdk_is_checked_by_the_ovf_adapters_checker(tmp_path: Path) -> None:
     from validator_plugins import disk as plugin
+    from validator_plugins.disk.check import VmdkSparseCheck
     from validator_plugins.ovf.vmdk import VmdkCheck
 
     from validator.checks import CheckContext
     from validator.limits import Limits
     from validator.session import Session, file_from_path
 
-    path = make(tmp_path, "disk.vmdk", "vmdk", "-o", "subformat=monolithicSparse")
-    session = Session(origin=str(path))
-    session.offer(file_from_path(path))
-    ctx = CheckContext(item_type="disk", limits=Limits())
-    checks = list(plugin.validator_file_checks("disk", session, session.files[0], ctx) or [])
-    assert any(isinstance(c, VmdkCheck) for c in checks)
-    assert ids(validate(path)) == []
+    def checks(path: Path) -> list[object]:
+        session = Session(origin=str(path))
+        session.offer(file_from_path(path))
+        ctx = CheckContext(item_type="disk", limits=Limits())
+        return list(plugin.validator_file_checks("disk", session, session.files[0], ctx) or [])
+
+    stream = make(tmp_path, "stream.vmdk", "vmdk", "-o", "subformat=streamOptimized")
+    sparse = make(tmp_path, "sparse.vmdk", "vmdk", "-o", "subformat=monolithicSparse")
+    assert any(isinstance(c, VmdkCheck) for c in checks(stream))
+    assert any(isinstance(c, VmdkSparseCheck) for c in checks(sparse))
+    assert ids(validate(sparse)) == []
+
+
+def _vmdk_damages(data: bytes) -> dict[str, bytes]:
+    import struct
+
+    from validator_plugins.ovf.vmdk import SECTOR, Header
+
+    h = Header.parse(data[:SECTOR])
+    out = {"genuine": data, "cut": data[: len(data) // 2], "header-only": data[:SECTOR]}
+    gd = bytearray(data)
+    struct.pack_into("<I", gd, h.gd_offset * SECTOR, len(data) // SECTOR + 100)
+    out["gt-outside"] = bytes(gd)
+    gt = bytearray(data)
+    first_gt = struct.unpack_from("<I", data, h.gd_offset * SECTOR)[0]
+    struct.pack_into("<I", gt, first_gt * SECTOR, len(data) // SECTOR + 100)
+    out["grain-outside"] = bytes(gt)
+    desc = bytearray(data)
+    at = h.descriptor_offset * SECTOR
+    desc[at : at + 40] = b"# Disk DescriptorFile\nparentCID=12345678\n"[:40]
+    out["descriptor"] = bytes(desc)
+    capacity = bytearray(data)
+    struct.pack_into("<Q", capacity, 12, 0)
+    out["zero-capacity"] = bytes(capacity)
+    return out
+
+
+def test_a_sparse_vmdk_read_from_its_metadata_gets_the_whole_reads_verdict(
+    tmp_path: Path,
+) -> None:
+    """VmdkSparseCheck (seek and read) against the ovf adapter's checker fed every byte."""
+    from validator_plugins.disk.check import VmdkSparseCheck
+    from validator_plugins.ovf.vmdk import VmdkChecker
+
+    from validator.limits import Limits
+
+    path = make(tmp_path, "sparse.vmdk", "vmdk", "-o", "subformat=monolithicSparse", size="8M")
+    for label, data in _vmdk_damages(path.read_bytes()).items():
+        whole = VmdkChecker("sparse.vmdk", "sparse.vmdk")
+        for at in range(0, len(data), 65536):
+            whole.feed(data[at : at + 65536])
+        expected = [(m, tuple(str(a) for a in args)) for m, args in whole.close()]
+        damaged = tmp_path / "damaged.vmdk"
+        damaged.write_bytes(data)
+        report = Reporter()
+        with damaged.open("rb") as fh:
+            VmdkSparseCheck("sparse.vmdk", Limits()).run(fh, len(data), report)
+        got = [(p.message_id, p.args) for p in report.problems]
+        assert got == expected, label
+        assert (label == "genuine") == (not got), label
 
 
 # -- the same parsers on a stream --------------------------------------------------

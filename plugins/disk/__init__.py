@@ -129,21 +129,28 @@ def validator_file_checks(
     if item_type != ITEM_TYPE or file.name != image_name(session) or file.source is None:
         return None
     # Imported here: only disk items pay for the parsers.
-    from .check import DiskImageCheck, vmdk_check
+    from .check import DiskImageCheck, VmdkSparseCheck, vmdk_check, vmdk_markers
 
     checks: list[FileCheck] = [DiskImageCheck(file.name, ctx.limits)]
-    if _is_vmdk(file):
-        checks.append(vmdk_check(file.name, ctx.limits))
+    head = _head(file)
+    if head[:4] == b"KDMV":
+        # A streamOptimized disk's markers are walked in the single read; a sparse one
+        # is checked from its metadata.
+        if vmdk_markers(head) or not file.source.seekable:
+            checks.append(vmdk_check(file.name, ctx.limits))
+        else:
+            checks.append(VmdkSparseCheck(file.name, ctx.limits))
     return checks
 
 
-def _is_vmdk(file: SessionFile) -> bool:
+def _head(file: SessionFile) -> bytes:
     assert file.source is not None
     try:
         with file.source.open() as fh:
-            return fh.read(4) == b"KDMV"
+            data: bytes = fh.read(512)
+            return data
     except OSError:
-        return False
+        return b""
 
 
 @hookimpl

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any, BinaryIO
 
 from validator.checks import ReaderCheck, Reporter, StreamCheck
@@ -159,11 +160,97 @@ def vmdk_facts(head: bytes) -> dict[str, Any]:
     return facts
 
 
-def vmdk_check(name: str, limits: Limits) -> StreamCheck:
-    """The ``ovf`` adapter's VMDK checker for a VMDK disk item (a whole read of the file)."""
-    from ..ovf.vmdk import VmdkCheck, VmdkChecker
+def _vmdk_checker(name: str, limits: Limits) -> Any:
+    from ..ovf.vmdk import VmdkChecker
 
-    return VmdkCheck(VmdkChecker(name, name, max_descriptor=min(limits.descriptor_bytes, 16 << 20)))
+    return VmdkChecker(name, name, max_descriptor=min(limits.descriptor_bytes, 16 << 20))
+
+
+def vmdk_check(name: str, limits: Limits) -> StreamCheck:
+    """The ``ovf`` adapter's VMDK checker for a streamOptimized disk: a whole read of the
+    file (its markers are walked)."""
+    from ..ovf.vmdk import VmdkCheck
+
+    return VmdkCheck(_vmdk_checker(name, limits))
+
+
+#: What the gaps between a sparse VMDK's metadata are fed as (the checker never looks at
+#: grain data of a disk without markers; it only counts their bytes).
+_ZEROS = bytes(1 << 20)
+
+
+class VmdkSparseCheck(ReaderCheck):
+    """A VMDK without stream markers (monolithicSparse), checked from its metadata only.
+
+    The ``ovf`` adapter's checker is fed the file's real bytes where it reads
+    them — the header, the embedded descriptor, the grain directory and every
+    grain table it names — and the bytes between them as zeros, which it only
+    counts: the same verdict as a whole read, at the cost of the metadata.
+    """
+
+    label = "vmdk"
+
+    def __init__(self, name: str, limits: Limits) -> None:
+        self.name = name
+        self.limits = limits
+
+    def run(self, stream: BinaryIO, size: int, report: Reporter) -> None:
+        checker = _vmdk_checker(self.name, self.limits)
+        pos = 0
+
+        def feed_to(end: int) -> None:
+            nonlocal pos
+            while pos < end:
+                n = min(end - pos, len(_ZEROS))
+                checker.feed(memoryview(_ZEROS)[:n])
+                pos += n
+
+        for offset, length in self._regions(stream, size, checker.max_descriptor):
+            end = min(offset + length, size)
+            if end <= pos:
+                continue
+            feed_to(offset)
+            stream.seek(pos)
+            data = stream.read(end - pos)
+            if not data:
+                break
+            checker.feed(data)
+            pos += len(data)
+        feed_to(size)
+        for message_id, args in checker.close():
+            report.error(self.name, message_id, *args)
+
+    @staticmethod
+    def _regions(stream: BinaryIO, size: int, max_descriptor: int) -> list[tuple[int, int]]:
+        from ..ovf.vmdk import GD_AT_END, GTES_PER_GT, MAX_GRAIN_DIRECTORY_BYTES, SECTOR, Header
+
+        stream.seek(0)
+        block = stream.read(SECTOR)
+        regions = [(0, SECTOR)]
+        if len(block) < SECTOR:
+            return regions
+        h = Header.parse(block)
+        if h.descriptor_size * SECTOR <= max_descriptor:
+            regions.append((h.descriptor_offset * SECTOR, h.descriptor_size * SECTOR))
+        count = h.grain_tables()
+        gd_bytes = count * 4
+        if h.gd_offset not in (0, GD_AT_END) and 0 < gd_bytes <= MAX_GRAIN_DIRECTORY_BYTES:
+            at = h.gd_offset * SECTOR
+            regions.append((at, gd_bytes))
+            if at < size:
+                stream.seek(at)
+                gd = stream.read(gd_bytes)
+                for entry in struct.unpack(f"<{len(gd) // 4}I", gd[: len(gd) // 4 * 4]):
+                    if entry and entry * SECTOR < size:
+                        regions.append((entry * SECTOR, GTES_PER_GT * 4))
+        return sorted(regions)
+
+
+def vmdk_markers(head: bytes) -> bool:
+    """Whether a VMDK header announces stream markers (streamOptimized)."""
+    from ..ovf.vmdk import FLAG_MARKERS
+
+    return len(head) >= 12 and bool(int.from_bytes(head[8:12], "little") & FLAG_MARKERS)
 
 
 class DiskStreamCheck(StreamCheck):
