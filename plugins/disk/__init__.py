@@ -5,8 +5,10 @@ A disk library item holds one image file.  Its type is told from the file's
 that promises another format than the content is an error.  The image is
 checked by a :class:`~.check.DiskImageCheck`, a reader check that seeks to the
 metadata and never reads data clusters (so a 10 GiB sparse qcow2 costs what a
-1 MiB one does); a VMDK is checked by the ``ovf`` adapter's VMDK checker, the
-one implementation both item types share, which reads the whole file.
+1 MiB one does).  A VMDK is checked by the ``ovf`` adapter's VMDK checker, the
+one implementation both item types share: fed the metadata of a
+monolithicSparse disk (:class:`~.check.VmdkSparseCheck`), the whole of a
+streamOptimized one (its markers are walked in the engine's single read).
 
 The plugin also answers ``validator_disk_checks`` for the qcow2, VHD, VHDX and
 VDI format URIs an OVF package may declare (oVirt, XenServer, VirtualBox

@@ -5,8 +5,9 @@
   that promises another format, refuses the formats it does not check, and runs
   the format's parser on the metadata only (seek and read).
 - A VMDK is checked by the ``ovf`` adapter's :class:`~validator_plugins.ovf.vmdk.VmdkChecker`
-  (one implementation for both item types), which walks a streamOptimized
-  disk's markers and so reads the whole file in the engine's single pass.
+  (one implementation for both item types): a streamOptimized disk's markers
+  are walked in the engine's single pass (:func:`vmdk_check`, a whole read); a
+  monolithicSparse disk is fed its metadata only (:class:`VmdkSparseCheck`).
 - :class:`DiskStreamCheck` (a :class:`~validator.checks.StreamCheck`): a disk
   inside an OVF package (the ``validator_disk_checks`` hook), fed the disk's
   content; the same parsers, on the regions they ask for as the bytes go past.
