@@ -198,6 +198,8 @@ class Qcow2(Parser):
             )
         self.allocated_clusters = 0
         self.compressed_clusters = 0
+        self._l2_seen: set[int] = set()
+        self._far: tuple[str, int] = ("", 0)
 
     def _aligned(self, kind: str, offset: int) -> bool:
         if offset % self.cluster:
@@ -252,8 +254,19 @@ class Qcow2(Parser):
                     cluster,
                 )
                 continue
-            self.extent(f"L2 table {index}", offset, cluster)
-            self.want(offset, l2_size, self._l2)
+            self._farthest(f"L2 table {index}", offset)
+            if offset not in self._l2_seen:  # a table named twice is read once
+                self._l2_seen.add(offset)
+                self.want(offset, l2_size, self._l2)
+
+    def _farthest(self, kind: str, offset: int) -> None:
+        """An L2 table or refcount block: over the header, or the farthest one so far.
+
+        (Not an extent each: a hostile L1 table names millions of them.)"""
+        if offset < self.cluster:
+            self.add("validator.disk.table_overlaps_header", self.fmt, kind, offset)
+        elif offset >= self._far[1]:
+            self._far = (kind, offset)
 
     def _l2(self, data: bytes) -> None:
         step = 16 if self.extended_l2 else 8
@@ -298,7 +311,7 @@ class Qcow2(Parser):
                     cluster,
                 )
                 continue
-            self.extent(f"refcount block {index}", offset, cluster)
+            self._farthest(f"refcount block {index}", offset)
 
     def _snapshots_at(self, start: int, count: int) -> Callable[[bytes], None]:
         """The snapshot table: entries of variable length, read a piece at a time."""
@@ -350,6 +363,9 @@ class Qcow2(Parser):
         return parse
 
     def end(self, size: int) -> None:
+        kind, offset = getattr(self, "_far", ("", 0))
+        if kind:
+            self.extent(kind, offset, self.cluster)
         self.info["allocated_clusters"] = self.allocated_clusters
         self.info["compressed_clusters"] = self.compressed_clusters
         if self.compressed_clusters:

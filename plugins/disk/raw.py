@@ -43,6 +43,9 @@ class Raw(Parser):
             self._gpt(head[SECTOR : 2 * SECTOR])
 
     def _gpt(self, h: bytes) -> None:
+        if len(h) < SECTOR:
+            self.add("validator.disk.too_short", self.fmt, len(h) + SECTOR, 2 * SECTOR)
+            return
         size = struct.unpack_from("<I", h, 12)[0]
         if not 92 <= size <= SECTOR:
             self.field("GPT header size", size, "92-512")

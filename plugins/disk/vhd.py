@@ -49,14 +49,14 @@ class Vhd(Parser):
         self.want_tail(SECTOR, self._last)
 
     def _first(self, data: bytes) -> None:
-        if data[:8] == COOKIE:
+        if len(data) == SECTOR and data[:8] == COOKIE:
             self.copy = data
             self._footer(data, "footer copy")
 
     def _last(self, data: bytes) -> None:
         self.footer = data
         if self.copy is None:
-            if data[:8] != COOKIE:
+            if len(data) < SECTOR or data[:8] != COOKIE:
                 self.add("validator.disk.bad_signature", self.fmt, "footer", data[:8].hex())
                 self.dead = True
                 return
