@@ -208,8 +208,8 @@ class VmdkSparseCheck(ReaderCheck):
 
         for offset, length in self._regions(stream, size, checker.max_descriptor):
             end = min(offset + length, size)
-            if end <= pos:
-                continue
+            if end <= pos or offset >= size:
+                continue  # read already, or past the end (the checker says so)
             feed_to(offset)
             stream.seek(pos)
             data = stream.read(end - pos)
