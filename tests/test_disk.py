@@ -175,6 +175,9 @@ def _vmdk_damages(data: bytes) -> dict[str, bytes]:
     capacity = bytearray(data)
     struct.pack_into("<Q", capacity, 12, 0)
     out["zero-capacity"] = bytes(capacity)
+    far = bytearray(data)
+    struct.pack_into("<Q", far, 28, len(data) // SECTOR + 10)  # descriptorOffset
+    out["descriptor-past-the-end"] = bytes(far)  # once a ValueError (tests/test_disk_fuzz.py)
     return out
 
 
