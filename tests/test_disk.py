@@ -352,3 +352,32 @@ def test_info_without_a_description(tmp_path: Path, cli: Callable[..., CliResult
     assert result.code == 2 and "no description for item type ovf" in result.err
     result = cli("info", tmp_path / "missing.qcow2")
     assert result.code == 2 and result.err.startswith("validator: ")
+
+
+def test_an_ova_on_standard_input_gets_the_qcow2_checks(tmp_path: Path) -> None:
+    import io
+    import os
+    import tarfile
+
+    from .conftest import run_module
+
+    base = make(tmp_path, "base.qcow2", "qcow2")
+    child = tmp_path / "disk.qcow2"
+    subprocess.run(
+        [qemu_img(), "create", "-q", "-f", "qcow2", "-b", base.name, "-F", "qcow2", str(child)],
+        check=True,
+        cwd=tmp_path,
+    )
+    ovf = ovf_text("disk.qcow2", child.stat().st_size, virtual_size(child), QCOW2_URI).encode()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in (("vm.ovf", ovf), ("disk.qcow2", child.read_bytes())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    env = {**os.environ, "VALIDATOR_LOAD_PLUGINS": ""}
+    proc = run_module("--format", "json", "-", env=env, input=archive.getvalue())
+    errors = json.loads(proc.stdout)["value"]["invalid_files"]
+    assert [(e["name"], e["error_message"]["id"]) for e in errors] == [
+        ("disk.qcow2", "validator.disk.backing_file")
+    ]
