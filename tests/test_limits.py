@@ -140,6 +140,17 @@ def _gzip_bomb(d: Path) -> Path:
     return package(d, descriptor(files), extra={"zeros.bin": gzip.compress(bytes(4 << 20), 9)})
 
 
+def _qcow2(d: Path) -> Path:
+    """A lone qcow2 image of 4 MiB (a disk item) with 1 MiB of data: an L2 table to read."""
+    from .adversarial.bundles import run
+
+    raw = d / "disk.raw"
+    raw.write_bytes(b"\x5a" * (1 << 20) + bytes(3 << 20))
+    run("qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, d / "disk.qcow2")
+    raw.unlink()
+    return d / "disk.qcow2"
+
+
 def _gzip_members(d: Path) -> Path:
     files = [file_element("file1", "vm-disk1.vmdk", ' ovf:compression="gzip"')]
     step = len(SAMPLE_DISK) // 16
@@ -172,6 +183,10 @@ CASES = [
               tools=("genisoimage",)),
     LimitCase("gzip_decompressed_bytes", 1 << 20, _gzip_bomb, "validator.ovf.gzip.too_large"),
     LimitCase("gzip_members", 4, _gzip_members, "validator.ovf.gzip.too_many_members"),
+    LimitCase("disk_virtual_bytes", 1 << 20, _qcow2, "validator.disk.virtual_size_limit",
+              tools=("qemu-img",)),
+    LimitCase("disk_metadata_bytes", 4096, _qcow2, "validator.disk.metadata_limit",
+              tools=("qemu-img",)),
 ]  # fmt: skip
 #: Limits that bound resources without a message of their own, and where they are tested.
 NOT_MESSAGES = {

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from validator.engine import Engine
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from validator.session import Session, SessionError
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-COMMANDS = ("plugins", "hooks", "limits", "serve", "batch")
+COMMANDS = ("plugins", "hooks", "limits", "serve", "batch", "info")
 
 DESCRIPTION = """\
 Validate content-library items offline, as the update session's `validate`
@@ -41,6 +41,7 @@ other commands:
   validator limits                         list resource limits and their defaults
   validator batch CATALOG                  validate a folder, glob or list of inputs
                                            (JSON Lines; see `validator batch --help`)
+  validator info PATH [--format text|json] describe an item from its metadata (a disk image)
 
 A PATH may be a URL (https://…, s3://…, file://…; the `remote` extra): it is
 read in place by range requests, never downloaded whole.
@@ -394,6 +395,8 @@ def _command(name: str, argv: list[str]) -> int:
         from validator.batch import main as batch_main
 
         return batch_main(argv)
+    if name == "info":
+        return _info(argv)
     return EXIT_USAGE
 
 
@@ -495,4 +498,55 @@ def _limits(argv: list[str]) -> int:
             print(f"{'' if shown is None else chr(10)}# {plugin}")
             shown = plugin
         print(f"{lim.name}={lim.default}  # {lim.doc}")
+    return EXIT_VALID
+
+
+def _info(argv: list[str]) -> int:
+    """``validator info PATH``: what the item type's ``validator_describe`` hook says."""
+    p = argparse.ArgumentParser(
+        prog="validator info", description="Describe an item from its metadata (a disk image)."
+    )
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("-f", "--format", choices=("text", "json"), default="text")
+    p.add_argument("-t", "--type", dest="item_type", metavar="TYPE")
+    opts = p.parse_args(argv)
+    from validator.checks import CheckContext
+    from validator.engine import Engine
+    from validator.session import SessionError
+
+    engine = Engine(_registry())
+    try:
+        session = open_input(engine, opts.path)
+        if opts.item_type:
+            session.item_type = opts.item_type
+        kind = engine.detect(session)
+    except SessionError as exc:
+        print(f"validator: {engine.message(exc.message_id, exc.args_).text()}", file=sys.stderr)
+        return EXIT_USAGE
+    ctx = CheckContext(item_type=kind, limits=engine.limits, registry=engine.registry)
+    facts: dict[str, Any] | None = None
+    # Through the gateway (time budget, failures named by plugin); the first dict wins.
+    for reply in engine.replies(
+        "validator_describe", {"item_type": kind, "session": session, "ctx": ctx}, accept=dict
+    ):
+        for failure in reply.failures:
+            text = engine.message(*failure.message()).text()
+            print(f"validator: {text}", file=sys.stderr)
+        if reply.values:
+            facts = reply.values[0]
+            break
+    if facts is None:
+        text = engine.message("validator.core.cli.no_description", (opts.path, kind)).text()
+        print(f"validator: {text}", file=sys.stderr)
+        return EXIT_USAGE
+    facts = {"item_type": kind, **facts}
+    if opts.format == "json":
+        import json
+
+        print(json.dumps(facts, indent=2, ensure_ascii=False, default=str))
+        return EXIT_VALID
+    for key, value in facts.items():
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value) or "-"
+        print(f"{key}: {value}")
     return EXIT_VALID

@@ -40,6 +40,7 @@ with :func:`validator_add_hookspecs` (as pytest's ``pytest_addhooks``) and
 calls them from its checks through ``ctx.registry`` and
 :func:`validator.calls.call_each`.  The ``ovf`` adapter adds
 ``validator_disk_checks`` (disk formats; ``validator_plugins.ovf.hookspecs``).
+``validator info PATH`` calls :func:`validator_describe` outside a validation.
 
 These docstrings are the reference documentation (``validator hooks`` prints
 them); a test checks that every hook is documented in the README.
@@ -49,7 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -251,4 +252,21 @@ def validator_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
     hooks a built-in adds (``validator_disk_checks`` of the ``ovf`` adapter).
     Call your hooks through :func:`validator.calls.call_each`, which isolates,
     bounds in time and type-checks every implementation.
+    """
+
+
+@hookspec(firstresult=True)
+def validator_describe(
+    item_type: str, session: Session, ctx: CheckContext
+) -> dict[str, Any] | None:
+    """Describe an item for ``validator info PATH``, from its metadata only.
+
+    Called once, outside a validation, with the item type the engine detected
+    (or ``--type``); return at once with ``None`` if ``item_type`` is not
+    yours.  The first non-``None`` result wins.
+
+    :return: a JSON-serialisable ``dict`` of facts (for a disk image: ``format``,
+        ``virtual_size``, ``cluster_size``, ``allocated_bytes``,
+        ``risky_features``…); ``validator info`` prints it as ``key: value``
+        lines, or as a JSON object with ``--format json``.
     """

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 MiB = 1 << 20
 GiB = 1 << 30
+TiB = 1 << 40
 
 
 class Limit(NamedTuple):

@@ -44,6 +44,7 @@ from validator.messages import Catalogs, CatalogSource
 DEFAULT_PLUGINS: dict[str, str] = {
     "ovf": "validator_plugins.ovf",
     "iso": "validator_plugins.iso",
+    "disk": "validator_plugins.disk",
 }
 #: The engine's own hook implementations (folders, session manifests, files).
 CORE_PLUGIN = ("core", "validator.builtin")
