@@ -294,7 +294,11 @@ def build_registry(
         allowed = _allowed_third_party(env)
         found = [(ep, _is_builtin(ep)) for ep in _entry_points()]
         # Built-ins first: their names and item types are taken before any third party's.
-        for ep, builtin in found:
+        # Among them, DEFAULT_PLUGINS order (not the entry points' alphabetical one): a
+        # built-in may implement a hook another one adds (``disk`` implements the ``ovf``
+        # adapter's ``validator_disk_checks``), so the one that adds it registers first.
+        rank = {name: i for i, name in enumerate(DEFAULT_PLUGINS)}
+        for ep, builtin in sorted(found, key=lambda f: rank.get(f[0].name, len(rank))):
             if builtin and pm.get_plugin(ep.name) is None:
                 _load_entry_point(reg, ep, builtin=True)
         for name, module in DEFAULT_PLUGINS.items():
