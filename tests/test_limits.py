@@ -369,3 +369,15 @@ def test_a_second_declaration_of_a_name_is_refused(make_registry) -> None:  # ty
     refused = ("validator.core.registry.duplicate_limit", ("greedy", "descriptor_bytes"))
     assert refused in reg.problems
     assert Limits().descriptor_bytes == 16 << 20
+
+
+def test_limits_survive_pickling() -> None:
+    """A batch sends its limits to worker processes (and Dask workers) by pickle."""
+    import pickle
+
+    from validator.limits import Limits
+
+    changed = Limits(max_files=5, plugin_seconds=7)
+    back = pickle.loads(pickle.dumps(changed))
+    assert back == changed and back.max_files == 5 and back.plugin_seconds == 7
+    assert back.read_chunk_bytes == Limits().read_chunk_bytes

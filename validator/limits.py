@@ -135,6 +135,11 @@ class Limits:
     def __hash__(self) -> int:
         return hash(tuple(sorted(self.as_dict().items())))
 
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, int]]]:
+        """Pickled as the values that were changed (a batch sends them to its workers,
+        which read the declared defaults from their own registry)."""
+        return (_limits_from, (dict(object.__getattribute__(self, "_values")),))
+
     def __repr__(self) -> str:
         changed = ", ".join(f"{k}={v}" for k, v in self._values.items())
         return f"Limits({changed})"
@@ -171,3 +176,8 @@ class Limits:
         if number < 0 or (number == 0 and not known[name][1].zero_allowed):
             raise ValueError(f"limit {name} must be positive")
         return self.replace(**{name: number})
+
+
+def _limits_from(values: dict[str, int]) -> Limits:
+    """Unpickle :class:`Limits` (see ``Limits.__reduce__``)."""
+    return Limits(**values)
