@@ -192,7 +192,7 @@ def test_a_sparse_vmdk_read_from_its_metadata_gets_the_whole_reads_verdict(
 
     path = make(tmp_path, "sparse.vmdk", "vmdk", "-o", "subformat=monolithicSparse", size="8M")
     for label, data in _vmdk_damages(path.read_bytes()).items():
-        whole = VmdkChecker("sparse.vmdk", "sparse.vmdk")
+        whole = VmdkChecker("sparse.vmdk")
         for at in range(0, len(data), 65536):
             whole.feed(data[at : at + 65536])
         expected = [(m, tuple(str(a) for a in args)) for m, args in whole.close()]
@@ -349,7 +349,7 @@ def test_a_fat_boot_sector_is_no_partition_table(tmp_path: Path) -> None:
 
 def test_info_without_a_description(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     result = cli("info", SAMPLES / "vm.ovf")
-    assert result.code == 2 and "no description for item type ovf" in result.err
+    assert result.code == 2 and "no plugin describes items of type ovf" in result.err
     result = cli("info", tmp_path / "missing.qcow2")
     assert result.code == 2 and result.err.startswith("validator: ")
 

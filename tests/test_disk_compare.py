@@ -47,7 +47,7 @@ def images(compare: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dic
 def vmdk_checker_ids(path: Path) -> list[str]:
     from validator_plugins.ovf.vmdk import VmdkChecker
 
-    checker = VmdkChecker(path.name, path.name)
+    checker = VmdkChecker(path.name)
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 20):
             checker.feed(chunk)

@@ -288,7 +288,7 @@ def test_a_third_party_cannot_take_a_builtin_item_type(  # type: ignore[no-untyp
 ) -> None:
     installed(entry_point("acme-ovf", lambda: declaring("ovf", "iso")))
     reg = make_registry(environ={})
-    assert reg.item_type_plugin == {"ovf": "ovf", "iso": "iso"}
+    assert reg.item_type_plugin == {"ovf": "ovf", "iso": "iso", "disk": "disk"}
     assert reg.load_errors == [
         ("validator.core.registry.duplicate_type", ("acme-ovf", "ovf", "ovf")),
         ("validator.core.registry.duplicate_type", ("acme-ovf", "iso", "iso")),

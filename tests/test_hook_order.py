@@ -125,7 +125,7 @@ def test_validation_calls_hooks_in_the_documented_order(cli, make_registry) -> N
     assert spy.calls == ["validator_add_hookspecs", "validator_item_types", "validator_limits"]
     r = cli("-o", "spy.option=1", "-f", "json", SAMPLES / "vm.ovf")
     assert r.code == 0, r.out + r.err
-    registry_table, validation_table = _tables()
+    registry_table, validation_table, _elsewhere = _tables()
     calls = _first_calls(spy.calls)
     assert set(calls) == set(registry_table) | set(validation_table)
     # The validation phases, in the table's order, each after the last of the one before.

@@ -41,7 +41,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
@@ -65,10 +65,11 @@ def describe(exc: BaseException) -> str:
 
 
 def as_list(value: Any) -> list[Any]:
-    """A hook's return value as a list (``None``: empty; a single value: one item)."""
+    """A hook's return value as a list (``None``: empty; a single value — a string, a
+    mapping such as ``validator_describe``'s facts, a non-iterable — one item)."""
     if value is None:
         return []
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         return [value]
     return list(value)
 
