@@ -52,6 +52,7 @@ from validator.results import (
     ValidationResult,
     VapiError,
 )
+from validator.server import args
 from validator.server.auth import Users, new_token, token_key
 from validator.server.db import Database, Row, Tx, default_url
 from validator.session import (
@@ -83,14 +84,14 @@ _WARNING_KEYWORDS = (
     ("expired", "EXPIRED_CERTIFICATE"),
     ("untrusted", "UNTRUSTED_CERTIFICATE"),
 )
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_ID = re.compile(args.ID_PATTERN)
 #: The parameter that names an object of each kind (for "the parameter … is required").
 _ID_PARAMS = {
     "library": "library_id",
     "library item": "library_item_id",
     "update session": "update_session_id",
 }
-_HEX = re.compile(r"[0-9a-fA-F]{32,128}")
+_HEX = re.compile(args.CHECKSUM_PATTERN)
 _METADATA_SUFFIXES = {"ovf": (".mf", ".cert")}
 #: As vCenter does, an OVF item's manifest or certificate may not be added once
 #: its descriptor is in the session (they must come first: the descriptor's
@@ -324,7 +325,13 @@ class Service:
         return value
 
     def _text(
-        self, ctx: Ctx, spec: Mapping[str, Any], key: str, *, required: bool, limit: int = 255
+        self,
+        ctx: Ctx,
+        spec: Mapping[str, Any],
+        key: str,
+        *,
+        required: bool,
+        limit: int = args.TEXT_MAX,
     ) -> str | None:
         value = spec.get(key)
         if value is None:
@@ -345,7 +352,7 @@ class Service:
     def _client_token(self, ctx: Ctx, value: Any) -> str | None:
         if value is None or value == "":
             return None
-        if not isinstance(value, str) or len(value) > 128:
+        if not isinstance(value, str) or len(value) > args.CLIENT_TOKEN_MAX:
             raise self.error(
                 ctx, "invalid_argument", "validator.server.arg.invalid", "client_token", value
             )
@@ -421,7 +428,9 @@ class Service:
     def library_create(self, ctx: Ctx, spec: Any, client_token: Any = None) -> str:
         spec = self._spec(ctx, spec, "create_spec")
         name = self._text(ctx, spec, "name", required=False) or "library"
-        description = self._text(ctx, spec, "description", required=False, limit=4096) or ""
+        description = (
+            self._text(ctx, spec, "description", required=False, limit=args.LONG_TEXT_MAX) or ""
+        )
         backings = self._storage_backings(ctx, spec.get("storage_backings"))
         token = self._client_token(ctx, client_token)
         made = {"name": name, "description": description, "storage_backings": backings}
@@ -457,7 +466,7 @@ class Service:
         """``storage_backings`` of a library create spec: kept and answered as given."""
         if value is None:
             return []
-        if not isinstance(value, list) or len(value) > 16:
+        if not isinstance(value, list) or len(value) > args.STORAGE_BACKINGS_MAX:
             raise self.error(
                 ctx, "invalid_argument", "validator.server.arg.invalid", "storage_backings", value
             )
@@ -465,10 +474,11 @@ class Service:
         for entry in value:
             ok = (
                 isinstance(entry, Mapping)
-                and entry.get("type") in ("DATASTORE", "OTHER")
+                and entry.get("type") in args.BACKING_TYPES
                 and set(entry) <= {"type", "datastore_id", "storage_uri"}
                 and all(
-                    entry.get(k) is None or (isinstance(entry[k], str) and len(entry[k]) <= 1024)
+                    entry.get(k) is None
+                    or (isinstance(entry[k], str) and len(entry[k]) <= args.BACKING_TEXT_MAX)
                     for k in ("datastore_id", "storage_uri")
                 )
             )
@@ -508,8 +518,10 @@ class Service:
         spec = self._spec(ctx, spec, "create_spec")
         library = self._library_row(ctx, spec.get("library_id"))
         name = self._text(ctx, spec, "name", required=True)
-        kind = self._text(ctx, spec, "type", required=True, limit=64)
-        description = self._text(ctx, spec, "description", required=False, limit=4096) or ""
+        kind = self._text(ctx, spec, "type", required=True, limit=args.TYPE_MAX)
+        description = (
+            self._text(ctx, spec, "description", required=False, limit=args.LONG_TEXT_MAX) or ""
+        )
         if kind not in self.registry.item_types:
             known = ", ".join(sorted(self.registry.item_types))
             raise self.error(
@@ -695,7 +707,7 @@ class Service:
     def _warning_behavior(self, ctx: Ctx, value: Any) -> list[dict[str, Any]]:
         if value is None:
             return []
-        if not isinstance(value, list) or len(value) > 100:
+        if not isinstance(value, list) or len(value) > args.WARNING_BEHAVIOR_MAX:
             raise self.error(
                 ctx, "invalid_argument", "validator.server.arg.invalid", "warning_behavior", value
             )
@@ -704,7 +716,7 @@ class Service:
             if (
                 not isinstance(entry, Mapping)
                 or not isinstance(entry.get("type"), str)
-                or len(entry["type"]) > 255
+                or len(entry["type"]) > args.WARNING_TYPE_MAX
                 or not isinstance(entry.get("ignored"), bool)
             ):
                 raise self.error(
@@ -824,7 +836,11 @@ class Service:
             return None
         if isinstance(value, str) and value.isdigit():
             value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or not 0 <= value <= args.PROGRESS_MAX
+        ):
             raise self.error(
                 ctx, "invalid_argument", "validator.server.arg.invalid", "client_progress", value
             )
@@ -884,7 +900,10 @@ class Service:
         self._end(ctx, session_id, CANCELED, None)
 
     def session_fail(self, ctx: Ctx, session_id: Any, client_error_message: Any) -> None:
-        if not isinstance(client_error_message, str) or len(client_error_message) > 4096:
+        if (
+            not isinstance(client_error_message, str)
+            or len(client_error_message) > args.LONG_TEXT_MAX
+        ):
             raise self.error(
                 ctx, "invalid_argument", "validator.server.arg.missing", "client_error_message"
             )
@@ -1080,7 +1099,11 @@ class Service:
     # -- uploads ----------------------------------------------------------
     def upload_begin(self, ctx: Ctx, token: str) -> UploadTarget:
         """Claim an upload endpoint: the file becomes TRANSFERRING."""
-        if not token or len(token) > 128 or not re.fullmatch(r"[A-Za-z0-9_-]+", token):
+        if (
+            not token
+            or len(token) > args.UPLOAD_TOKEN_MAX
+            or not re.fullmatch(args.UPLOAD_TOKEN_PATTERN, token)
+        ):
             raise self.error(ctx, "not_found", "validator.server.not_found.upload", "-")
         self.expire()
         found = self._query(
