@@ -1,6 +1,8 @@
 """The HTTP layer: Starlette routes for ``/rest``, ``/api``, JSON-RPC and uploads.
 
-Three wire forms reach the same operations of :class:`~validator.server.service.Service`:
+Three wire forms reach the same operations of :class:`~validator.server.service.Service`,
+all routed from one table (:mod:`validator.server.routes`, also the OpenAPI document's
+source):
 
 - the legacy ``/rest/com/vmware/...`` forms of the seeds (id in the path as
   ``id:{id}``, in the query, or in a JSON or XML body; ``~action=``;
