@@ -414,8 +414,8 @@ class Server:
                     token = request.headers.get("client-token")
                     if token:
                         params["client_token"] = token
-                if route.service == IFILE and "name" in params:
-                    op = self.table.ops[(route.service, "get")]
+                if route.switch is not None and route.switch.param in params:
+                    op = self.table.ops[(route.service, route.switch.op)]
                 result = await self.call(op, ctx, params)
                 if result is None and op.output == "void":
                     return Response(status_code=204)

@@ -25,7 +25,7 @@ from typing import Any
 
 from validator.results import ERRORS_PREFIX, VapiError
 from validator.server import vapi_types as vt
-from validator.server.args import CLIENT_TOKEN, FILE_NAME, ID, UPLOAD_TOKEN, optional
+from validator.server.args import CLIENT_TOKEN, ID, UPLOAD_TOKEN, optional
 from validator.server.routes import (
     FS,
     IFILE,
@@ -246,17 +246,20 @@ class _Builder:
                         )
                 else:
                     body_props[name] = optional(param.schema)
-        if routes[0].service == IFILE and routes[0].op == "list":
+        for route in routes:
+            if route.switch is None:
+                continue
+            switched = self.table.ops[(route.service, route.switch.op)]
             parameters.append(
                 {
-                    "name": "name",
+                    "name": route.switch.param,
                     "in": "query",
                     "required": False,
-                    "schema": FILE_NAME,
-                    "description": "With a name: that one file (the item file service's get)",
+                    "schema": self.inputs_of(switched)[route.switch.param].schema,
+                    "description": route.switch.doc,
                 }
             )
-            ops = [*ops, self.table.ops[(IFILE, "get")]]
+            ops = [*ops, switched]
         if any(r.op == "create" for r in routes):
             parameters.append(
                 {"name": "Client-Token", "in": "header", "required": False, "schema": CLIENT_TOKEN}

@@ -74,6 +74,19 @@ class Form:
     body: str | None = None
     #: The fields such a body may have (its vAPI structure's fields).
     fields: frozenset[str] = frozenset()
+    #: A query parameter that makes this form answer as another operation of the same
+    #: service: ``Switch("name", "get", …)`` on the item file ``list``.
+    switch: Switch | None = None
+
+
+@dataclass(frozen=True)
+class Switch:
+    """With ``param`` in the query, a form answers as operation ``op`` (its parameter)."""
+
+    param: str
+    op: str
+    #: What the OpenAPI document says of the parameter.
+    doc: str
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,7 @@ class ApiRoute:
     op: str
     body: str | None = None
     fields: frozenset[str] = frozenset()
+    switch: Switch | None = None
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -164,7 +178,9 @@ class Table:
     @functools.cached_property
     def api_routes(self) -> list[ApiRoute]:
         return [
-            ApiRoute(f.method, f.template, f.action, op.service, op.name, f.body, f.fields)
+            ApiRoute(
+                f.method, f.template, f.action, op.service, op.name, f.body, f.fields, f.switch
+            )
             for op in self.entries
             for f in op.api
         ]
@@ -278,7 +294,8 @@ def _table() -> Table:
            vt.ITEM_FILE_INFO, "Get one file of an item's current content"),
         Op(IFILE, "list", "item_files", (_ITEM_ID,), vt.Lst(vt.ITEM_FILE_INFO),
            "List the files of an item's current content",
-           (Form("GET", item + "/{library_item_id}/file"),)),
+           (Form("GET", item + "/{library_item_id}/file", switch=Switch(
+               "name", "get", "With a name: that one file (the item file service's get)")),)),
     ]  # fmt: skip
     local = "/api/content/local-library"
     library_ops = [
