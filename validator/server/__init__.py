@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from validator.registry import Registry
     from validator.server.auth import Users
+    from validator.server.routes import Table
     from validator.server.service import ServerConfig, Service
 
 
@@ -46,14 +47,17 @@ def create_app(
     plugins: Iterable[tuple[str, object]] = (),
     *,
     service: Service | None = None,
+    table: Table | None = None,
 ) -> Starlette:
-    """The ASGI application of ``validator serve``."""
+    """The ASGI application of ``validator serve``; ``table``: its operations (by default
+    :data:`validator.server.routes.ROUTES`, the vAPI operations the seeds name)."""
     from validator.server.app import Server, make_starlette
+    from validator.server.openapi import document
+    from validator.server.routes import ROUTES
 
     service = service if service is not None else create_service(config, users, plugins)
-    app = make_starlette(
-        Server(service), sweep_seconds=min(5.0, max(0.2, config.session_timeout / 4))
-    )
+    server = Server(service, document, ROUTES if table is None else table)
+    app = make_starlette(server, sweep_seconds=min(5.0, max(0.2, config.session_timeout / 4)))
     app.state.service = service
     return app
 

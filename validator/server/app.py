@@ -1,6 +1,8 @@
 """The HTTP layer: Starlette routes for ``/rest``, ``/api``, JSON-RPC and uploads.
 
-Three wire forms reach the same operations of :class:`~validator.server.service.Service`:
+Three wire forms reach the same operations of :class:`~validator.server.service.Service`,
+all routed from one table (:mod:`validator.server.routes`, also the OpenAPI document's
+source):
 
 - the legacy ``/rest/com/vmware/...`` forms of the seeds (id in the path as
   ``id:{id}``, in the query, or in a JSON or XML body; ``~action=``;
@@ -18,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -26,8 +27,7 @@ import math
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -47,12 +47,19 @@ from validator.registry import describe
 from validator.results import ValidationResult, VapiError, result_to_xml
 from validator.server import vapi_types as vt
 from validator.server.auth import LoginThrottle
+from validator.server.routes import (
+    FS,
+    IFILE,
+    OPENAPI_PATH,
+    ROUTES,
+    SESSION_HEADER,
+    Op,
+    Table,
+)
 from validator.server.service import Ctx, Service, UploadTarget
 
 log = logging.getLogger("validator.server")
 
-SESSION_HEADER = "vmware-api-session-id"
-OPENAPI_PATH = "/api/openapi.json"
 #: Bytes of an upload collected before they are written (and hashed) in a worker thread.
 UPLOAD_BUFFER = 1 << 20
 
@@ -65,169 +72,26 @@ class Throttled(VapiError):
         self.retry_after = max(1, math.ceil(retry_after))
 
 
-@dataclass(frozen=True)
-class Op:
-    """A vAPI operation: ``Service.<method>(ctx, *params)``, in the order of ``params``."""
-
-    service: str
-    name: str
-    method: str
-    #: The names of its ``operation-input`` fields (how every wire form names them).
-    params: tuple[str, ...]
-    output: vt.Type
-
-    def __call__(self, service: Service, ctx: Ctx, params: Mapping[str, Any]) -> Any:
-        return getattr(service, self.method)(ctx, *(params.get(n) for n in self.params))
-
-
-_LS = "com.vmware.content.library.item.update_session"
-_FS = "com.vmware.content.library.item.updatesession.file"
-_ITEM = "com.vmware.content.library.item"
-_IFILE = "com.vmware.content.library.item.file"
-_LIB = "com.vmware.content.library"
-_LOCAL = "com.vmware.content.local_library"
-_SID = "update_session_id"
-
-OPS: dict[tuple[str, str], Op] = {
-    (op.service, op.name): op
-    for op in [
-        Op(_LOCAL, "create", "library_create", ("create_spec", "client_token"), vt.STRING),
-        *(
-            o
-            for svc in (_LOCAL, _LIB)
-            for o in (
-                Op(svc, "get", "library_get", ("library_id",), vt.LIBRARY_MODEL),
-                Op(svc, "list", "library_list", (), vt.Lst(vt.STRING)),
-            )
-        ),
-        Op(_ITEM, "create", "item_create", ("create_spec", "client_token"), vt.STRING),
-        Op(_ITEM, "get", "item_get", ("library_item_id",), vt.ITEM_MODEL),
-        Op(_ITEM, "list", "item_list", ("library_id",), vt.Lst(vt.STRING)),
-        Op(_IFILE, "list", "item_files", ("library_item_id",), vt.Lst(vt.ITEM_FILE_INFO)),
-        Op(_IFILE, "get", "item_file_get", ("library_item_id", "name"), vt.ITEM_FILE_INFO),
-        Op(_LS, "create", "session_create", ("create_spec", "client_token"), vt.STRING),
-        Op(_LS, "get", "session_get", (_SID,), vt.UPDATE_SESSION_MODEL),
-        Op(_LS, "list", "session_list", ("library_item_id",), vt.Lst(vt.STRING)),
-        Op(_LS, "complete", "complete", (_SID,), "void"),
-        Op(_LS, "keep_alive", "session_keep_alive", (_SID, "client_progress"), "void"),
-        Op(_LS, "cancel", "session_cancel", (_SID,), "void"),
-        Op(_LS, "fail", "session_fail", (_SID, "client_error_message"), "void"),
-        Op(_LS, "delete", "session_delete", (_SID,), "void"),
-        Op(_LS, "update", "session_update", (_SID, "update_spec"), "void"),
-        Op(_FS, "validate", "validate", (_SID,), vt.VALIDATION_RESULT),
-        Op(_FS, "add", "file_add", (_SID, "file_spec"), vt.SESSION_FILE_INFO),
-        Op(_FS, "remove", "file_remove", (_SID, "file_name"), "void"),
-        Op(_FS, "list", "file_list", (_SID,), vt.Lst(vt.SESSION_FILE_INFO)),
-        Op(_FS, "get", "file_get", (_SID, "file_name"), vt.SESSION_FILE_INFO),
-    ]
-}
-
-# -- legacy /rest: (method, resource, ~action) → (service, op, id parameter) --------
-_LEGACY_RESOURCES: dict[str, tuple[str, str]] = {
-    "content/local-library": (_LOCAL, "library_id"),
-    "content/library": (_LIB, "library_id"),
-    "content/library/item": (_ITEM, "library_item_id"),
-    "content/library/item/file": (_IFILE, "library_item_id"),
-    "content/library/item/update-session": (_LS, "update_session_id"),
-    "content/library/item/updatesession/file": (_FS, "update_session_id"),
-}
+#: The route table's derived forms, under the names the app has always had.
+OPS = ROUTES.ops
+API_ROUTES = ROUTES.api_routes
+#: ``/rest/com/vmware/{resource}[/id:{id}]``: the resource is the table's, the id its object's.
 _LEGACY_PATH = re.compile(r"^/rest/com/vmware/(?P<res>[a-z/-]+?)(?:/id:(?P<id>[^/]+))?/?$")
-_LEGACY_ACTIONS: dict[str, dict[str | None, str]] = {
-    "POST": {
-        None: "create",
-        "complete": "complete",
-        "keep-alive": "keep_alive",
-        "cancel": "cancel",
-        "fail": "fail",
-        "validate": "validate",
-        "add": "add",
-        "remove": "remove",
-        "get": "get",
-        "list": "list",
-    },
-    "DELETE": {None: "delete"},
-    "PATCH": {None: "update"},
-}
-
-# -- current /api: (method, template, action) → (service, op, body parameter) --------
-_US = "/api/content/library/item/update-session"
-_USID = _US + "/{update_session_id}"
 
 
-@dataclass(frozen=True)
-class ApiRoute:
-    """One ``/api`` form: ``{name}`` in the template is a path parameter (one segment)."""
-
-    method: str
-    template: str
-    action: str | None
-    service: str
-    op: str
-    #: The parameter the JSON body is (``create_spec``…); ``None``: its fields are parameters.
-    body: str | None = None
-
-    @property
-    def pattern(self) -> re.Pattern[str]:
-        return _route_pattern(self.template)
-
-
-@functools.cache
-def _route_pattern(template: str) -> re.Pattern[str]:
-    parts = re.split(r"\{(\w+)\}", template)
-    regex = "".join(
-        re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
-    )
-    return re.compile("^" + regex + "$")
-
-
-#: Tried in order: the first route whose method, path and action match answers.
-API_ROUTES: list[ApiRoute] = [
-    ApiRoute("POST", _USID + "/file", "validate", _FS, "validate"),
-    ApiRoute("POST", _USID + "/file", None, _FS, "add", "file_spec"),
-    ApiRoute("GET", _USID + "/file", None, _FS, "list"),
-    ApiRoute("GET", _USID + "/file/{file_name}", None, _FS, "get"),
-    ApiRoute("DELETE", _USID + "/file/{file_name}", None, _FS, "remove"),
-    ApiRoute("POST", _USID, "complete", _LS, "complete"),
-    ApiRoute("POST", _USID, "keep-alive", _LS, "keep_alive"),
-    ApiRoute("POST", _USID, "cancel", _LS, "cancel"),
-    ApiRoute("POST", _USID, "fail", _LS, "fail"),
-    ApiRoute("GET", _USID, None, _LS, "get"),
-    ApiRoute("DELETE", _USID, None, _LS, "delete"),
-    ApiRoute("PATCH", _USID, None, _LS, "update", "update_spec"),
-    ApiRoute("POST", _US, None, _LS, "create", "create_spec"),
-    ApiRoute("GET", _US, None, _LS, "list"),
-    # ``?name=`` makes it the item file service's ``get``.
-    ApiRoute("GET", "/api/content/library/item/{library_item_id}/file", None, _IFILE, "list"),
-    ApiRoute("GET", "/api/content/library/item/{library_item_id}", None, _ITEM, "get"),
-    ApiRoute("POST", "/api/content/library/item", None, _ITEM, "create", "create_spec"),
-    ApiRoute("GET", "/api/content/library/item", None, _ITEM, "list"),
-    ApiRoute("POST", "/api/content/local-library", None, _LOCAL, "create", "create_spec"),
-    ApiRoute("GET", "/api/content/local-library", None, _LOCAL, "list"),
-    ApiRoute("GET", "/api/content/local-library/{library_id}", None, _LOCAL, "get"),
-    ApiRoute("GET", "/api/content/library", None, _LIB, "list"),
-    ApiRoute("GET", "/api/content/library/{library_id}", None, _LIB, "get"),
-]
-
-#: The fields an ``/api`` body that *is* a parameter may have (its vAPI structure's fields).
-SPEC_FIELDS: dict[tuple[str, str], frozenset[str]] = {
-    (_LOCAL, "create"): frozenset(vt.LIBRARY_MODEL.fields),
-    (_ITEM, "create"): frozenset(vt.ITEM_MODEL.fields),
-    (_LS, "create"): frozenset(vt.UPDATE_SESSION_MODEL.fields),
-    (_LS, "update"): frozenset(vt.UPDATE_SESSION_MODEL.fields),
-    (_FS, "add"): frozenset(("name", "source_type", "source_endpoint", "size", "checksum_info")),
-}
-
-_XML_NS = {
-    _FS: "http://vmware.com/content/library/item/updatesession/file",
-    _LS: "http://vmware.com/content/library/item/update_session",
-}
+#: ``document(item_types, max_upload_bytes, table)``: the OpenAPI document of a server.
+DocumentBuilder = Callable[[Iterable[str], int, Table], dict[str, Any]]
 
 
 class Server:
     """Binds a :class:`Service` to HTTP."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, document: DocumentBuilder, table: Table = ROUTES) -> None:
         self.service = service
+        #: The operations this server answers (:mod:`validator.server.routes`).
+        self.table = table
+        #: Builds the OpenAPI document (:func:`validator.server.openapi.document`).
+        self.document = document
         self.max_body = service.config.max_body_bytes
         self._openapi: bytes | None = None
         cfg = service.config
@@ -367,7 +231,8 @@ class Server:
             if isinstance(result, ValidationResult):
                 return Response(result_to_xml(result), media_type="application/xml")
             name = (op.name.replace("_", "-").title() if op else "Create") + "-Result"
-            ns = _XML_NS.get(op.service if op else "", "http://vmware.com/vapi")
+            resource = self.table.resources.get(op.service) if op else None
+            ns = resource.xml_ns if resource else "http://vmware.com/vapi"
             return Response(_xml_document(name, ns, {"value": value}), media_type="application/xml")
         return _json({"value": value})
 
@@ -478,15 +343,14 @@ class Server:
 
     async def rest_op(self, request: Request, ctx: Ctx, path: str) -> tuple[Op, dict[str, Any]]:
         m = _LEGACY_PATH.match(path)
-        resource = _LEGACY_RESOURCES.get(m.group("res")) if m else None
+        resource = self.table.legacy_resources.get(m.group("res")) if m else None
         action = request.query_params.get("~action")
-        name: str | None = None
+        op: Op | None = None
         if m and resource:
             if request.method == "GET" and action is None:
-                name = "get" if m.group("id") else "list"
+                op = self.table.ops.get((resource[0], "get" if m.group("id") else "list"))
             else:
-                name = _LEGACY_ACTIONS.get(request.method, {}).get(action)
-        op = OPS.get((resource[0], name)) if resource and name else None
+                op = self.table.legacy_op(resource[0], request.method, action)
         if op is not None and resource and m and m.group("id") and resource[1] not in op.params:
             op = None  # …/id:{id} names the object the operation is on: list and create have none
         if op is None or m is None or resource is None:
@@ -498,18 +362,18 @@ class Server:
         if isinstance(body, Mapping):
             # The fields are the operation's parameters; one it does not take (another
             # action's, a typo) is refused, as in the /api form.
-            taken = set(op.params) | ({"file_name"} if resource[0] == _IFILE else set())
+            taken = set(op.params) | ({"file_name"} if resource[0] == IFILE else set())
             self.known_fields(ctx, body, frozenset(taken))
             params.update(body)
         elif body is not None:
             raise self.not_an_object(ctx, body)
         if m.group("id"):
             params[resource[1]] = m.group("id")
-        if name == "get" and resource[0] == _IFILE and "file_name" in params:
+        if op.name == "get" and resource[0] == IFILE and "file_name" in params:
             params.setdefault("name", params["file_name"])
         listing = "file_name" not in params and "name" not in params
-        if name == "get" and request.method == "GET" and resource[0] in (_FS, _IFILE) and listing:
-            op = OPS[(resource[0], "list")]  # GET …/file/id:{id}: the files
+        if op.name == "get" and request.method == "GET" and resource[0] in (FS, IFILE) and listing:
+            op = self.table.ops[(resource[0], "list")]  # GET …/file/id:{id}: the files
         return op, params
 
     # -- /api ---------------------------------------------------------------------
@@ -523,7 +387,7 @@ class Server:
                 return await self.jsonrpc(request)
             ctx = self.ctx(request, await self.user(request))
             action = request.query_params.get("action")
-            for route in API_ROUTES:
+            for route in self.table.api_routes:
                 match = route.pattern.match(path)
                 if (
                     route.method != request.method
@@ -535,10 +399,10 @@ class Server:
                     k: v for k, v in request.query_params.items() if k != "action"
                 }
                 body = self.parse_body(request, ctx, await self.body(request, ctx))
-                op = OPS[(route.service, route.op)]
+                op = self.table.ops[(route.service, route.op)]
                 if route.body is not None:
                     if isinstance(body, Mapping):
-                        self.known_fields(ctx, body, SPEC_FIELDS[(route.service, route.op)])
+                        self.known_fields(ctx, body, route.fields)
                     params[route.body] = body
                 elif isinstance(body, Mapping):
                     self.known_fields(ctx, body, frozenset(op.params))
@@ -550,8 +414,8 @@ class Server:
                     token = request.headers.get("client-token")
                     if token:
                         params["client_token"] = token
-                if route.service == _IFILE and "name" in params:
-                    op = OPS[(route.service, "get")]
+                if route.switch is not None and route.switch.param in params:
+                    op = self.table.ops[(route.service, route.switch.op)]
                 result = await self.call(op, ctx, params)
                 if result is None and op.output == "void":
                     return Response(status_code=204)
@@ -642,7 +506,7 @@ class Server:
             if user is None:
                 raise self.unauthenticated(ctx)
             ctx = Ctx(user=user, locale=ctx.locale, base_url=ctx.base_url)
-            op = OPS.get((str(service_id), str(operation_id)))
+            op = self.table.ops.get((str(service_id), str(operation_id)))
             if op is None:
                 raise self.service.error(
                     ctx,
@@ -820,9 +684,9 @@ class Server:
     async def openapi(self, request: Request) -> Response:
         """``GET /api/openapi.json``: the server's OpenAPI document (no credentials needed)."""
         if self._openapi is None:
-            from validator.server.openapi import document
-
-            doc = document(self.service.registry.item_types, self.service.config.max_upload_bytes)
+            doc = self.document(
+                self.service.registry.item_types, self.service.config.max_upload_bytes, self.table
+            )
             self._openapi = json.dumps(doc, ensure_ascii=False, indent=1).encode()
         return Response(self._openapi, media_type="application/json")
 

@@ -201,7 +201,7 @@ class Database:
         return str(head)
 
     def session_locks(self) -> Any:
-        from validator.server.service import SessionLocks
+        from validator.server.store import SessionLocks
 
         return PgSessionLocks(self.engine) if self.kind == "postgresql" else SessionLocks()
 

@@ -1,19 +1,19 @@
 """The server's OpenAPI 3.1 description, served at ``GET /api/openapi.json``.
 
-It is generated from the tables the server routes with, so it neither describes an
-operation the server does not answer nor misses one it does (tests/test_server_openapi.py
-checks both ways):
+It is generated from the route table the server routes with
+(:mod:`validator.server.routes`), so it neither describes an operation the server does
+not answer nor misses one it does (tests/test_server_openapi.py checks both ways):
 
-- paths, methods and actions: ``API_ROUTES`` (``/api``), ``_LEGACY_RESOURCES`` and
-  ``_LEGACY_ACTIONS`` (``/rest``) of :mod:`validator.server.app`;
+- paths, methods, actions, parameters (with the bounds of :mod:`validator.server.args`,
+  which the service checks) and summaries: the table's entries, their ``/api`` forms and
+  their legacy ``/rest`` resources;
 - results: each operation's vAPI output type (:mod:`validator.server.vapi_types`, the
   types the JSON-RPC encoding uses), turned into JSON Schema;
 - errors: the vAPI error body of each family, one response per HTTP status with the
   error types that status stands for (REFERENCE §1).
 
-Only the operations' inputs (:func:`inputs`: the vAPI ``operation-input`` of each
-operation, with the bounds the service enforces) and one-line summaries are written
-here.  Item types are the registry's, so the document is built per server.
+Only login, uploads, JSON-RPC and this document itself are described here by hand.
+Item types are the registry's, so the document is built per server.
 """
 
 from __future__ import annotations
@@ -25,22 +25,20 @@ from typing import Any
 
 from validator.results import ERRORS_PREFIX, VapiError
 from validator.server import vapi_types as vt
-from validator.server.app import (
-    _FS,
-    _IFILE,
-    _ITEM,
-    _LEGACY_ACTIONS,
-    _LEGACY_RESOURCES,
-    _LIB,
-    _LOCAL,
-    _LS,
-    API_ROUTES,
+from validator.server.args import CLIENT_TOKEN, ID, UPLOAD_TOKEN, optional
+from validator.server.routes import (
+    FS,
+    IFILE,
     OPENAPI_PATH,
-    OPS,
+    ROUTES,
     SESSION_HEADER,
     ApiRoute,
+    DocInputs,
     Op,
+    Table,
 )
+
+__all__ = ["OPENAPI_PATH", "Param", "document", "inputs"]
 
 #: The error types the server raises, by HTTP status (REFERENCE §1 maps them).
 ERROR_TYPES = (
@@ -71,175 +69,21 @@ def error_types_by_status() -> dict[int, list[str]]:
 
 
 # -- inputs -----------------------------------------------------------------------
-#: ``validator.server.service._ID``: what an identifier may be.
-ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"}
-_NO_NUL = "^[^\\u0000]*$"
-TEXT = {"type": "string", "maxLength": 255, "pattern": _NO_NUL}
-LONG_TEXT = {"type": "string", "maxLength": 4096, "pattern": _NO_NUL}
-#: ``validator.session.is_plain_name``: no folder part, no control character, not ``.``/``..``.
-FILE_NAME = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": 255,
-    "pattern": "^[^/\\\\\\u0000-\\u001f\\u007f]+$",
-    "not": {"enum": [".", ".."]},
-    "description": "A plain file name: at most 255 bytes of UTF-8, no / or \\, "
-    "no control character, not . or ..",
-}
-CLIENT_TOKEN = {"type": "string", "maxLength": 128}
-PROGRESS = {"type": "integer", "minimum": 0, "maximum": 100}
-WARNING_BEHAVIOR = {
-    "type": "array",
-    "maxItems": 100,
-    "items": {
-        "type": "object",
-        "required": ["type", "ignored"],
-        "properties": {
-            "type": {
-                "type": "string",
-                "maxLength": 255,
-                "description": "A WarningType (SELF_SIGNED_CERTIFICATE, …) or a message id",
-            },
-            "ignored": {"type": "boolean"},
-        },
-    },
-}
-
-
 @dataclass(frozen=True)
 class Param:
     schema: Mapping[str, Any]
     required: bool = False
 
 
-def optional(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """``schema`` or ``null``: an optional vAPI field may be sent as null (unset)."""
-    out = dict(schema)
-    if isinstance(out.get("type"), str):
-        out["type"] = [out["type"], "null"]
-    if "enum" in out:
-        out["enum"] = [*out["enum"], None]
-    return out
-
-
-def _spec(required: Iterable[str], **properties: Mapping[str, Any]) -> dict[str, Any]:
-    required = list(required)
-    out: dict[str, Any] = {
-        "type": "object",
-        "properties": {k: v if k in required else optional(v) for k, v in properties.items()},
-    }
-    if required:
-        out["required"] = required
-    return out
-
-
 def inputs(
-    item_types: Iterable[str], max_upload_bytes: int
+    item_types: Iterable[str], max_upload_bytes: int, table: Table = ROUTES
 ) -> dict[tuple[str, str], dict[str, Param]]:
-    """Each operation's parameters (its vAPI ``operation-input``)."""
-    backing = _spec(
-        ("type",),
-        type={"type": "string", "enum": ["DATASTORE", "OTHER"]},
-        datastore_id={"type": "string", "maxLength": 1024},
-        storage_uri={"type": "string", "maxLength": 1024},
-    )
-    backing["additionalProperties"] = False
-    library_spec = _spec(
-        (),
-        name=TEXT,
-        description=LONG_TEXT,
-        storage_backings={"type": "array", "maxItems": 16, "items": backing},
-    )
-    item_spec = _spec(
-        ("library_id", "name", "type"),
-        library_id=ID,
-        name=TEXT,
-        type={"type": "string", "enum": sorted(item_types)},
-        description=LONG_TEXT,
-    )
-    session_spec = _spec(
-        ("library_item_id",), library_item_id=ID, warning_behavior=WARNING_BEHAVIOR
-    )
-    update_spec = _spec((), warning_behavior=WARNING_BEHAVIOR, client_progress=PROGRESS)
-    file_spec = _spec(
-        ("name",),
-        name=FILE_NAME,
-        source_type={
-            "type": "string",
-            "enum": ["PUSH", "PULL", "NONE"],
-            "description": "PUSH (the default) only: PULL and NONE are unsupported",
-        },
-        size={"type": "integer", "minimum": 0, "maximum": max_upload_bytes},
-        checksum_info=_spec(
-            ("checksum",),
-            algorithm={"type": "string", "enum": list(vt.CHECKSUM_ALGORITHM.values)},
-            checksum={"type": "string", "pattern": "^[0-9a-fA-F]{32,128}$"},
-        ),
-    )
-    session_id = {"update_session_id": Param(ID, True)}
-    table: dict[tuple[str, str], dict[str, Param]] = {
-        (_LOCAL, "create"): {
-            "create_spec": Param(library_spec, True),
-            "client_token": Param(CLIENT_TOKEN),
-        },
-        (_ITEM, "create"): {
-            "create_spec": Param(item_spec, True),
-            "client_token": Param(CLIENT_TOKEN),
-        },
-        (_ITEM, "get"): {"library_item_id": Param(ID, True)},
-        (_ITEM, "list"): {"library_id": Param(ID, True)},
-        (_IFILE, "list"): {"library_item_id": Param(ID, True)},
-        (_IFILE, "get"): {"library_item_id": Param(ID, True), "name": Param(FILE_NAME, True)},
-        (_LS, "create"): {
-            "create_spec": Param(session_spec, True),
-            "client_token": Param(CLIENT_TOKEN),
-        },
-        (_LS, "get"): session_id,
-        (_LS, "list"): {"library_item_id": Param(ID)},
-        (_LS, "complete"): session_id,
-        (_LS, "keep_alive"): {**session_id, "client_progress": Param(PROGRESS)},
-        (_LS, "cancel"): session_id,
-        (_LS, "fail"): {**session_id, "client_error_message": Param(LONG_TEXT, True)},
-        (_LS, "delete"): session_id,
-        (_LS, "update"): {**session_id, "update_spec": Param(update_spec, True)},
-        (_FS, "validate"): session_id,
-        (_FS, "add"): {**session_id, "file_spec": Param(file_spec, True)},
-        (_FS, "remove"): {**session_id, "file_name": Param(FILE_NAME, True)},
-        (_FS, "list"): session_id,
-        (_FS, "get"): {**session_id, "file_name": Param(FILE_NAME, True)},
+    """Each operation's parameters (its vAPI ``operation-input``), from the route table."""
+    given = DocInputs(tuple(item_types), max_upload_bytes)
+    return {
+        key: {p.name: Param(p.schema_for(given), p.required) for p in op.inputs}
+        for key, op in table.ops.items()
     }
-    for service in (_LIB, _LOCAL):
-        table[(service, "get")] = {"library_id": Param(ID, True)}
-        table[(service, "list")] = {}
-    return table
-
-
-SUMMARIES: dict[tuple[str, str], str] = {
-    (_LOCAL, "create"): "Create a local library",
-    (_LOCAL, "get"): "Get a local library",
-    (_LOCAL, "list"): "List local libraries",
-    (_LIB, "get"): "Get a library",
-    (_LIB, "list"): "List libraries",
-    (_ITEM, "create"): "Create a library item",
-    (_ITEM, "get"): "Get a library item",
-    (_ITEM, "list"): "List the items of a library",
-    (_IFILE, "list"): "List the files of an item's current content",
-    (_IFILE, "get"): "Get one file of an item's current content",
-    (_LS, "create"): "Create an update session (one ACTIVE session per item)",
-    (_LS, "get"): "Get an update session",
-    (_LS, "list"): "List your update sessions",
-    (_LS, "complete"): "Complete the session: validate and publish its files atomically",
-    (_LS, "keep_alive"): "Keep the session alive (and report progress)",
-    (_LS, "cancel"): "Cancel the session",
-    (_LS, "fail"): "Fail the session with the client's message",
-    (_LS, "delete"): "Delete a session that is not ACTIVE",
-    (_LS, "update"): "Update the session's warning behavior or progress",
-    (_FS, "validate"): "Validate the session's files (the type adapter's ValidationResult)",
-    (_FS, "add"): "Add a file (PUSH): answers its upload endpoint",
-    (_FS, "remove"): "Remove a file from the session",
-    (_FS, "list"): "List the session's files",
-    (_FS, "get"): "Get one of the session's files",
-}
 
 
 # -- vAPI types as JSON Schema ----------------------------------------------------------
@@ -332,13 +176,14 @@ def _one(schemas: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _label(op: Op) -> str:
-    return SUMMARIES.get((op.service, op.name), f"{op.service} {op.name}")
+    return op.summary or f"{op.service} {op.name}"
 
 
 class _Builder:
-    def __init__(self, item_types: Iterable[str], max_upload_bytes: int) -> None:
+    def __init__(self, item_types: Iterable[str], max_upload_bytes: int, table: Table) -> None:
         self.schemas = _Schemas()
-        self.inputs = inputs(item_types, max_upload_bytes)
+        self.table = table
+        self.inputs = inputs(item_types, max_upload_bytes, table)
         self.paths: dict[str, dict[str, Any]] = {}
 
     def add(self, path: str, method: str, operation: dict[str, Any]) -> None:
@@ -350,13 +195,13 @@ class _Builder:
     # -- /api ------------------------------------------------------------------------
     def api(self) -> None:
         groups: dict[tuple[str, str], list[ApiRoute]] = {}
-        for route in API_ROUTES:
+        for route in self.table.api_routes:
             groups.setdefault((route.template, route.method), []).append(route)
         for (template, method), routes in groups.items():
             self.add(template, method, self.api_operation(template, method, routes))
 
     def api_operation(self, template: str, method: str, routes: list[ApiRoute]) -> dict[str, Any]:
-        ops = [OPS[(r.service, r.op)] for r in routes]
+        ops = [self.table.ops[(r.service, r.op)] for r in routes]
         in_path = _path_names(template)
         parameters: list[dict[str, Any]] = [
             {"name": n, "in": "path", "required": True, "schema": self.inputs_of(ops[0])[n].schema}
@@ -401,17 +246,20 @@ class _Builder:
                         )
                 else:
                     body_props[name] = optional(param.schema)
-        if routes[0].service == _IFILE and routes[0].op == "list":
+        for route in routes:
+            if route.switch is None:
+                continue
+            switched = self.table.ops[(route.service, route.switch.op)]
             parameters.append(
                 {
-                    "name": "name",
+                    "name": route.switch.param,
                     "in": "query",
                     "required": False,
-                    "schema": FILE_NAME,
-                    "description": "With a name: that one file (the item file service's get)",
+                    "schema": self.inputs_of(switched)[route.switch.param].schema,
+                    "description": route.switch.doc,
                 }
             )
-            ops = [*ops, OPS[(_IFILE, "get")]]
+            ops = [*ops, switched]
         if any(r.op == "create" for r in routes):
             parameters.append(
                 {"name": "Client-Token", "in": "header", "required": False, "schema": CLIENT_TOKEN}
@@ -449,7 +297,7 @@ class _Builder:
 
     # -- /rest -----------------------------------------------------------------------
     def rest(self) -> None:
-        for resource, (service, id_param) in _LEGACY_RESOURCES.items():
+        for resource, (service, id_param) in self.table.legacy_resources.items():
             for with_id in (False, True):
                 path = f"/rest/com/vmware/{resource}" + (
                     "/id:{" + id_param + "}" if with_id else ""
@@ -465,14 +313,12 @@ class _Builder:
         actions: list[tuple[str | None, Op]] = []
         if method == "GET":
             name = "get" if with_id else "list"
-            if service in (_FS, _IFILE) and with_id:
+            if service in (FS, IFILE) and with_id:
                 name = "list"  # GET …/file/id:{id} lists; with file_name (or name) it gets
-            actions.append((None, OPS[(service, name)]))
-            if service in (_FS, _IFILE):
-                actions.append((None, OPS[(service, "get")]))
-        for action, op_name in _LEGACY_ACTIONS.get(method, {}).items():
-            if method != "GET" and (service, op_name) in OPS:
-                actions.append((action, OPS[(service, op_name)]))
+            actions.append((None, self.table.ops[(service, name)]))
+            if service in (FS, IFILE):
+                actions.append((None, self.table.ops[(service, "get")]))
+        actions.extend(self.table.legacy_actions(service, method))
         if with_id:  # …/id:{id} names the object: only operations on one take it
             actions = [(a, op) for a, op in actions if id_param in op.params]
         if not actions:
@@ -497,7 +343,7 @@ class _Builder:
             for name, param in self.inputs_of(op).items():
                 if not (with_id and name == id_param):
                     fields.setdefault(name, param.schema)
-        if service == _IFILE and "name" in fields:
+        if service == IFILE and "name" in fields:
             fields.setdefault("file_name", fields["name"])
         if method == "GET":
             parameters.extend(
@@ -618,7 +464,7 @@ class _Builder:
                     "name": "token",
                     "in": "path",
                     "required": True,
-                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+                    "schema": UPLOAD_TOKEN,
                 }
             ],
             "requestBody": {
@@ -686,8 +532,8 @@ class _Builder:
         )
 
 
-def _jsonrpc_components() -> dict[str, Any]:
-    services = sorted({service for service, _ in OPS} | {"com.vmware.cis.session"})
+def _jsonrpc_components(table: Table) -> dict[str, Any]:
+    services = sorted({*table.services(), "com.vmware.cis.session"})
     # The JSON-RPC form tags each message: {"STRUCTURE": {"…localizable_message": {…}}}.
     tagged_message = {
         "type": "object",
@@ -769,14 +615,16 @@ def _operation_id(family: str, method: str, path: str) -> str:
     return f"{family}_{method.lower()}_{words.strip('_')}"
 
 
-def document(item_types: Iterable[str], max_upload_bytes: int) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of a server with these item types."""
-    builder = _Builder(item_types, max_upload_bytes)
+def document(
+    item_types: Iterable[str], max_upload_bytes: int, table: Table = ROUTES
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of a server with these item types and operations."""
+    builder = _Builder(item_types, max_upload_bytes, table)
     builder.api()
     builder.rest()
     builder.fixed(max_upload_bytes)
     errors, responses = _error_components(builder.schemas)
-    schemas = {**builder.schemas.components, **errors, **_jsonrpc_components()}
+    schemas = {**builder.schemas.components, **errors, **_jsonrpc_components(table)}
     return {
         "openapi": "3.1.0",
         "info": {
