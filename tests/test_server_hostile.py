@@ -293,9 +293,10 @@ def test_header_limit_is_a_setting(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
+def live(tmp_path: Path, database: str | None) -> Iterator[Live]:
     # A short session timeout: a slow upload must keep its session alive by itself.
-    server = Live(tmp_path, extra_args=["--session-timeout", "1"])
+    # On SQLite and on PostgreSQL (``database``), as the rest of the server suite.
+    server = Live(tmp_path, extra_args=["--session-timeout", "1"], database=database)
     server.start()
     yield server
     server.stop()

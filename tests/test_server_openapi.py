@@ -35,7 +35,17 @@ from schemathesis.config import SchemathesisConfig
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
-from tests.test_server_support import BUNDLE, PASSWORD, Api, fast_users
+from tests.test_server_support import (
+    BUNDLE,
+    DATABASES,
+    PASSWORD,
+    Api,
+    PostgresCluster,
+    fast_users,
+    postgres,
+)
+
+__all__ = ["postgres"]  # the session fixture the PostgreSQL run of `served` uses
 from validator.results import VapiError
 from validator.server import build_server_registry, create_app
 from validator.server.app import API_ROUTES, OPS
@@ -103,12 +113,20 @@ class Served:
     reached: set[str] = field(default_factory=set)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+@pytest.fixture(scope="module", params=DATABASES)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """The server in-process, on SQLite and on PostgreSQL (the whole run on each)."""
+    database = None
+    if request.param == "postgresql":
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        database = cluster.new_database()
     # The run logs in with wrong credentials hundreds of times: the login throttle (its
     # 503 is documented; tests/test_server_defects.py tests it) would answer most of them.
     config = ServerConfig(
         data_dir=tmp_path_factory.mktemp("openapi") / "data",
+        database=database,
         login_failures_per_client=1 << 30,
         login_failures_per_user=1 << 30,
     )
