@@ -208,7 +208,7 @@ def test_a_sparse_vmdk_read_from_its_metadata_gets_the_whole_reads_verdict(
 
 
 def _whole_and_metadata(
-    name: str, data: bytes, folder: Path
+    name: str, data: bytes, folder: Path, budget: int = 256 << 20
 ) -> tuple[list[object], list[object], int]:
     """The ovf adapter's checker fed every byte, and VmdkMetadataCheck (seek and read)."""
     from validator_plugins.disk.check import VmdkMetadataCheck
@@ -223,7 +223,7 @@ def _whole_and_metadata(
     damaged = folder / "damaged.vmdk"
     damaged.write_bytes(data)
     report = Reporter()
-    check = VmdkMetadataCheck(name, Limits())
+    check = VmdkMetadataCheck(name, Limits(disk_metadata_bytes=budget))
     with damaged.open("rb") as fh:
         check.run(fh, len(data), report)
     got: list[object] = [(p.message_id, p.args) for p in report.problems]
@@ -338,6 +338,11 @@ def test_a_stream_vmdk_read_from_its_metadata_gets_the_whole_reads_verdict(
                 # metadata, 16 bytes a grain, and qemu-img's zero padding of its last
                 # grain's cluster (up to 64 KiB, read to see that it is zeros)
                 assert read < 96 * 1024, (disk, read)
+            if label == "genuine" or label.startswith("cut-"):
+                # past disk_metadata_bytes (each read charged 4 KiB) the rest is read whole
+                expected, got, read = _whole_and_metadata("s.vmdk", damaged, tmp_path, 4096)
+                assert got == expected, (disk, label, "budget")
+                assert label != "genuine" or read > len(damaged) // 2, (disk, read)
     assert checked > 500
 
 
