@@ -132,6 +132,33 @@ def test_a_10_gib_sparse_qcow2_costs_what_a_small_one_does(tmp_path: Path) -> No
     assert read["10G"] < 2 * read["1M"] < 200_000
 
 
+def test_a_10_gib_stream_vmdk_is_read_from_its_metadata(tmp_path: Path) -> None:
+    """4 MiB of data in a 10 GiB streamOptimized disk: its tables (640 KiB, one per 32 MiB
+    of capacity) and a marker per grain are read, not the data."""
+    import os
+
+    from validator_plugins.disk.check import VmdkMetadataCheck
+
+    from validator.limits import Limits
+
+    from .disks import qemu_convert, raw_image
+
+    writes = [(i * (10 << 30) // 8, os.urandom(512 << 10)) for i in range(8)]
+    raw = raw_image(tmp_path / "big.raw", 10 << 30, writes)
+    disk = qemu_convert(raw, tmp_path / "big.vmdk")
+    raw.unlink()
+    size = disk.stat().st_size
+    assert size > 4 * MiB
+    check = VmdkMetadataCheck(disk.name, Limits())
+    report = Reporter()
+    with disk.open("rb") as fh:
+        check.run(fh, size, report)
+    assert report.problems == []
+    # 64 grains of data: 64 markers, 640 KiB of tables read 64 KiB at a time
+    assert check.bytes_read < MiB and check.reads < 100, (check.bytes_read, check.reads)
+    assert ids(validate(disk)) == []
+
+
 def test_vmdk_is_checked_by_the_ovf_adapters_checker(tmp_path: Path) -> None:
     from validator_plugins import disk as plugin
     from validator_plugins.disk.check import VmdkMetadataCheck
