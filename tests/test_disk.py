@@ -132,10 +132,36 @@ def test_a_10_gib_sparse_qcow2_costs_what_a_small_one_does(tmp_path: Path) -> No
     assert read["10G"] < 2 * read["1M"] < 200_000
 
 
+def test_a_10_gib_stream_vmdk_is_read_from_its_metadata(tmp_path: Path) -> None:
+    """4 MiB of data in a 10 GiB streamOptimized disk: its tables (640 KiB, one per 32 MiB
+    of capacity) and a marker per grain are read, not the data."""
+    import os
+
+    from validator_plugins.disk.check import VmdkMetadataCheck
+
+    from validator.limits import Limits
+
+    from .disks import qemu_convert, raw_image
+
+    writes = [(i * (10 << 30) // 8, os.urandom(512 << 10)) for i in range(8)]
+    raw = raw_image(tmp_path / "big.raw", 10 << 30, writes)
+    disk = qemu_convert(raw, tmp_path / "big.vmdk")
+    raw.unlink()
+    size = disk.stat().st_size
+    assert size > 4 * MiB
+    check = VmdkMetadataCheck(disk.name, Limits())
+    report = Reporter()
+    with disk.open("rb") as fh:
+        check.run(fh, size, report)
+    assert report.problems == []
+    # 64 grains of data: 64 markers, 640 KiB of tables read 64 KiB at a time
+    assert check.bytes_read < MiB and check.reads < 100, (check.bytes_read, check.reads)
+    assert ids(validate(disk)) == []
+
+
 def test_vmdk_is_checked_by_the_ovf_adapters_checker(tmp_path: Path) -> None:
     from validator_plugins import disk as plugin
-    from validator_plugins.disk.check import VmdkSparseCheck
-    from validator_plugins.ovf.vmdk import VmdkCheck
+    from validator_plugins.disk.check import VmdkMetadataCheck
 
     from validator.checks import CheckContext
     from validator.limits import Limits
@@ -149,9 +175,11 @@ def test_vmdk_is_checked_by_the_ovf_adapters_checker(tmp_path: Path) -> None:
 
     stream = make(tmp_path, "stream.vmdk", "vmdk", "-o", "subformat=streamOptimized")
     sparse = make(tmp_path, "sparse.vmdk", "vmdk", "-o", "subformat=monolithicSparse")
-    assert any(isinstance(c, VmdkCheck) for c in checks(stream))
-    assert any(isinstance(c, VmdkSparseCheck) for c in checks(sparse))
+    # both from their metadata (seek and read), a streamOptimized disk's markers too
+    assert any(isinstance(c, VmdkMetadataCheck) for c in checks(stream))
+    assert any(isinstance(c, VmdkMetadataCheck) for c in checks(sparse))
     assert ids(validate(sparse)) == []
+    assert ids(validate(stream)) == []
 
 
 def _vmdk_damages(data: bytes) -> dict[str, bytes]:
@@ -204,6 +232,145 @@ def test_a_sparse_vmdk_read_from_its_metadata_gets_the_whole_reads_verdict(
         got = [(p.message_id, p.args) for p in report.problems]
         assert got == expected, label
         assert (label == "genuine") == (not got), label
+
+
+def _whole_and_metadata(
+    name: str, data: bytes, folder: Path, budget: int = 256 << 20
+) -> tuple[list[object], list[object], int]:
+    """The ovf adapter's checker fed every byte, and VmdkMetadataCheck (seek and read)."""
+    from validator_plugins.disk.check import VmdkMetadataCheck
+    from validator_plugins.ovf.vmdk import VmdkChecker
+
+    from validator.limits import Limits
+
+    whole = VmdkChecker(name)
+    for at in range(0, len(data), 65536):
+        whole.feed(data[at : at + 65536])
+    expected: list[object] = [(m, tuple(str(a) for a in args)) for m, args in whole.close()]
+    damaged = folder / "damaged.vmdk"
+    damaged.write_bytes(data)
+    report = Reporter()
+    check = VmdkMetadataCheck(name, Limits(disk_metadata_bytes=budget))
+    with damaged.open("rb") as fh:
+        check.run(fh, len(data), report)
+    got: list[object] = [(p.message_id, p.args) for p in report.problems]
+    return expected, got, check.bytes_read
+
+
+def _stream_spots(data: bytes) -> dict[str, int]:
+    """Where a streamOptimized disk's metadata lies: header fields, descriptor, directory,
+    tables, and the first bytes of every marker (walked here as a reader does)."""
+    import struct
+
+    from validator_plugins.ovf.vmdk import GD_AT_END, SECTOR, Header
+
+    h = Header.parse(data[:SECTOR])
+    spots = {"magic": 0, "version": 4, "flags": 9, "flags-hi": 10, "capacity": 12,
+             "grain": 20, "desc-offset": 28, "desc-size": 36, "gtes": 44, "gd-offset": 56,
+             "overhead": 64, "newline": 73, "compress": 77,
+             "descriptor": h.descriptor_offset * SECTOR + 30}  # fmt: skip
+    at, n = h.overhead * SECTOR, 0
+    while at + 16 <= len(data) and n < 400:
+        val, size, kind = struct.unpack_from("<QII", data, at)
+        tag = "grain" if size else {0: "eos", 1: "gt", 2: "gd", 3: "footer"}.get(kind, "?")
+        if n < 3 or tag != "grain":
+            spots[f"{tag}{n}-lba"] = at
+            spots[f"{tag}{n}-size"] = at + 8
+            spots[f"{tag}{n}-kind"] = at + 12
+            if tag in ("gt", "gd", "footer"):
+                spots[f"{tag}{n}-body"] = at + SECTOR + 1
+        if tag == "eos" or tag == "?":
+            break
+        at += -(-(12 + size) // SECTOR) * SECTOR if size else SECTOR + val * SECTOR
+        n += 1
+    gd = h.gd_offset if h.gd_offset != GD_AT_END else Header.parse(data[-1024:-512]).gd_offset
+    if 0 < gd * SECTOR < len(data) - 4:
+        spots["gd-entry"] = gd * SECTOR
+        gt = struct.unpack_from("<I", data, gd * SECTOR)[0]
+        if 0 < gt * SECTOR < len(data) - 4:
+            spots["gt-entry"] = gt * SECTOR
+            spots["gt-entry-hi"] = gt * SECTOR + 3
+    return spots
+
+
+def _stream_damages(data: bytes) -> dict[str, bytes]:
+    import random
+
+    from validator_plugins.ovf.vmdk import SECTOR
+
+    out = {"genuine": data}
+    for cut in (SECTOR, len(data) // 2, len(data) - 1, len(data) - SECTOR, len(data) - 1024,
+                len(data) - 16, 129 * SECTOR + 5):  # fmt: skip
+        if 0 < cut < len(data):
+            out[f"cut-{cut}"] = data[:cut]
+    for spot, at in _stream_spots(data).items():
+        for value in (0x00, 0xFF, data[at] ^ 0x01):
+            if at < len(data) and value != data[at]:
+                flipped = bytearray(data)
+                flipped[at] = value
+                out[f"{spot}={value:02x}"] = bytes(flipped)
+    rng = random.Random(len(data))
+    for i in range(20):
+        flipped = bytearray(data)
+        flipped[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        out[f"random-{i}"] = bytes(flipped)
+    out["appended-zeros"] = data + bytes(3 * SECTOR)
+    out["appended-data"] = data + bytes(SECTOR) + b"x"
+    return out
+
+
+def _stream_disks(folder: Path) -> dict[str, bytes]:
+    from .disks import (
+        VMDKSTREAM,
+        open_vmdk_stream,
+        qemu_convert,
+        raw_image,
+        vmdkstream,
+        vmware_stream,
+    )
+
+    raw = raw_image(folder / "in.raw", 3 * MiB + 12 * 1024,
+                    [(0, bytes(range(256)) * 600), (2 * MiB + 7, b"end" * 4000)])  # fmt: skip
+    disks = {}
+    for option in ("", "compat6=on", "adapter_type=ide", "hwversion=4", "zeroed_grain=on",
+                   "toolsversion=12345"):  # fmt: skip
+        out = qemu_convert(raw, folder / "q.vmdk", "streamOptimized", *([option] if option else []))
+        disks[f"qemu {option or 'default'}"] = out.read_bytes()
+    vmware = vmware_stream(folder / "v.vmdk", "generated-stream.vmdk", grains=5)
+    disks["vmware"] = vmware.read_bytes()
+    disks["vmware-no-footer"] = vmware_stream(folder / "n.vmdk", "x", footer=False).read_bytes()
+    disks["open-vmdk"] = open_vmdk_stream(folder / "o.vmdk", raw.read_bytes()).read_bytes()
+    if VMDKSTREAM.is_file():  # python3-vmdkstream (in the README's apt line)
+        disks["vmdkstream"] = vmdkstream(raw, folder / "s.vmdk").read_bytes()
+    return disks
+
+
+def test_a_stream_vmdk_read_from_its_metadata_gets_the_whole_reads_verdict(
+    tmp_path: Path,
+) -> None:
+    """Every producer's streamOptimized layout, whole and damaged (cuts, flipped bytes in the
+    header, descriptor, directory, tables, markers, footer, end-of-stream marker, random
+    bits, bytes appended): VmdkMetadataCheck's problems are the whole read's, and a genuine
+    disk is read in a few KiB."""
+    disks = _stream_disks(tmp_path)
+    assert {"qemu default", "vmware", "open-vmdk"} <= disks.keys()
+    checked = 0
+    for disk, data in disks.items():
+        for label, damaged in _stream_damages(data).items():
+            expected, got, read = _whole_and_metadata("s.vmdk", damaged, tmp_path)
+            assert got == expected, (disk, label)
+            checked += 1
+            if label == "genuine":
+                assert got == [] or disk == "vmware-no-footer", disk
+                # metadata (read 64 KiB at a time), 16 bytes a grain, and qemu-img's zero
+                # padding of its last grain's cluster (up to 64 KiB, read to see it is zeros)
+                assert read < 160 * 1024, (disk, read)
+            if label == "genuine" or label.startswith("cut-"):
+                # past disk_metadata_bytes (each read charged 4 KiB) the rest is read whole
+                expected, got, read = _whole_and_metadata("s.vmdk", damaged, tmp_path, 4096)
+                assert got == expected, (disk, label, "budget")
+                assert label != "genuine" or read > len(damaged) // 2, (disk, read)
+    assert checked > 500
 
 
 # -- the same parsers on a stream --------------------------------------------------

@@ -26,6 +26,7 @@ FORMATS = {
     "x.vhdx": ("vhdx", ()),
     "v.vdi": ("vdi", ()),
     "s.vmdk": ("vmdk", ("-o", "subformat=monolithicSparse")),
+    "o.vmdk": ("vmdk", ("-o", "subformat=streamOptimized")),
 }
 KNOWN = set(
     tomllib.loads((ROOT / "plugins" / "disk" / "catalogs" / "en.toml").read_text("utf-8"))
@@ -79,7 +80,8 @@ def test_mutated_images_end_in_problems(
     edits: list[tuple[int, int]],
     cut: int | None,
 ) -> None:
-    from validator_plugins.disk.check import DiskStreamCheck, VmdkSparseCheck, inspect
+    from validator_plugins.disk.check import DiskStreamCheck, VmdkMetadataCheck, inspect
+    from validator_plugins.ovf.vmdk import VmdkChecker
 
     data = mutate(images[name], edits, cut)
     path = tmp_path / name
@@ -90,8 +92,14 @@ def test_mutated_images_end_in_problems(
     if name.endswith(".vmdk"):
         report = Reporter()
         with path.open("rb") as fh:
-            VmdkSparseCheck(name, Limits()).run(fh, len(data), report)
+            VmdkMetadataCheck(name, Limits()).run(fh, len(data), report)
         ids += [p.message_id for p in report.problems]
+        # read from its metadata, the whole read's verdict (the ovf adapter's checker)
+        whole = VmdkChecker(name)
+        for at in range(0, len(data), 65536):
+            whole.feed(data[at : at + 65536])
+        expected = [(m, tuple(str(a) for a in args)) for m, args in whole.close()]
+        assert [(p.message_id, p.args) for p in report.problems] == expected
     else:
         kind = {"qcow2": "qcow2", "vhd": "vhd", "vhdx": "vhdx", "vdi": "vdi"}[name.split(".")[1]]
         check = DiskStreamCheck(name, kind, None, "d", Limits())

@@ -5,9 +5,10 @@
   that promises another format, refuses the formats it does not check, and runs
   the format's parser on the metadata only (seek and read).
 - A VMDK is checked by the ``ovf`` adapter's :class:`~validator_plugins.ovf.vmdk.VmdkChecker`
-  (one implementation for both item types): a streamOptimized disk's markers
-  are walked in the engine's single pass (:func:`vmdk_check`, a whole read); a
-  monolithicSparse disk is fed its metadata only (:class:`VmdkSparseCheck`).
+  (one implementation for both item types), fed its metadata only
+  (:class:`VmdkMetadataCheck`: header, descriptor, tables, and a
+  streamOptimized disk's markers, by seeking); a source that cannot seek is
+  read whole (:func:`vmdk_check`).
 - :class:`DiskStreamCheck` (a :class:`~validator.checks.StreamCheck`): a disk
   inside an OVF package (the ``validator_disk_checks`` hook), fed the disk's
   content; the same parsers, on the regions they ask for as the bytes go past.
@@ -15,7 +16,6 @@
 
 from __future__ import annotations
 
-import struct
 from typing import Any, BinaryIO
 
 from validator.checks import ReaderCheck, Reporter, StreamCheck
@@ -168,25 +168,42 @@ def _vmdk_checker(name: str, limits: Limits) -> Any:
 
 
 def vmdk_check(name: str, limits: Limits) -> StreamCheck:
-    """The ``ovf`` adapter's VMDK checker for a streamOptimized disk: a whole read of the
-    file (its markers are walked)."""
+    """The ``ovf`` adapter's VMDK checker on a whole read of the file (a source that
+    cannot seek)."""
     from ..ovf.vmdk import VmdkCheck
 
     return VmdkCheck(_vmdk_checker(name, limits))
 
 
-#: What the gaps between a sparse VMDK's metadata are fed as (the checker never looks at
-#: grain data of a disk without markers; it only counts their bytes).
+#: What the gaps between a VMDK's metadata are fed as (the checker never looks at them;
+#: it only counts their bytes).
 _ZEROS = bytes(1 << 20)
+#: What one small read is charged against ``disk_metadata_bytes``: a page, what the
+#: system reads for it at least.
+READ_COST = 4096
+#: A table (or descriptor) is read with what follows it, up to this many bytes: producers
+#: write their tables next to one another (qemu-img: every grain table of the capacity).
+READ_AHEAD = 64 << 10
 
 
-class VmdkSparseCheck(ReaderCheck):
-    """A VMDK without stream markers (monolithicSparse), checked from its metadata only.
+class VmdkMetadataCheck(ReaderCheck):
+    """A VMDK checked from its metadata only, with seeks and small reads.
 
-    The ``ovf`` adapter's checker is fed the file's real bytes where it reads
-    them — the header, the embedded descriptor, the grain directory and every
-    grain table it names — and the bytes between them as zeros, which it only
-    counts: the same verdict as a whole read, at the cost of the metadata.
+    The ``ovf`` adapter's checker is fed the file's real bytes where it looks
+    at them (:meth:`~validator_plugins.ovf.vmdk.VmdkChecker.needs`): the
+    header, the embedded descriptor, the grain directory and every grain table
+    it names, the footer, and for a streamOptimized disk each marker of its
+    walk (16 bytes at the start of each grain) and the bytes after the
+    end-of-stream marker; the bytes between them (compressed grain data, the
+    data clusters of a monolithicSparse disk) are fed as zeros, which it only
+    counts.  The same verdict as a whole read, at the cost of the metadata.
+
+    The reads are bounded by ``disk_metadata_bytes``, each read charged at
+    least :data:`READ_COST`: past it (a disk of some 65,000 grains or more,
+    with the default limit) the rest of the file is read whole, the cost of
+    the whole read and the same verdict.  A table is read with up to
+    :data:`READ_AHEAD` bytes after it (more real bytes change nothing), so the
+    tables qemu-img writes side by side take one read per 64 KiB.
     """
 
     label = "vmdk"
@@ -194,57 +211,43 @@ class VmdkSparseCheck(ReaderCheck):
     def __init__(self, name: str, limits: Limits) -> None:
         self.name = name
         self.limits = limits
+        #: Bytes read (metadata and markers) and reads done, after :meth:`run`.
+        self.bytes_read = 0
+        self.reads = 0
 
     def run(self, stream: BinaryIO, size: int, report: Reporter) -> None:
         checker = _vmdk_checker(self.name, self.limits)
+        budget = self.limits.disk_metadata_bytes
+        charged = 0
         pos = 0
-
-        def feed_to(end: int) -> None:
-            nonlocal pos
-            while pos < end:
-                n = min(end - pos, len(_ZEROS))
+        while pos < size:
+            span = checker.needs() if charged <= budget else (pos, size)
+            start, end = (size, size) if span is None else span
+            start = min(max(start, pos), size)
+            while pos < start:
+                n = min(start - pos, len(_ZEROS))
                 checker.feed(memoryview(_ZEROS)[:n])
                 pos += n
-
-        for offset, length in self._regions(stream, size, checker.max_descriptor):
-            end = min(offset + length, size)
-            if end <= pos or offset >= size:
-                continue  # read already, or past the end (the checker says so)
-            feed_to(offset)
+            if pos >= size:
+                break
+            if end - start > 16:  # a region, not a marker: its neighbours in the same read
+                end = max(end, pos + READ_AHEAD)
+            end = min(max(end, pos + 1), size, pos + len(_ZEROS))
             stream.seek(pos)
             data = stream.read(end - pos)
             if not data:
-                break
+                break  # the file shrank: the checker counts what it got
+            self.reads += 1
+            self.bytes_read += len(data)
+            charged += max(len(data), READ_COST)
             checker.feed(data)
             pos += len(data)
-        feed_to(size)
         for message_id, args in checker.close():
             report.error(self.name, message_id, *args)
 
-    @staticmethod
-    def _regions(stream: BinaryIO, size: int, max_descriptor: int) -> list[tuple[int, int]]:
-        from ..ovf.vmdk import GD_AT_END, GTES_PER_GT, MAX_GRAIN_DIRECTORY_BYTES, SECTOR, Header
 
-        stream.seek(0)
-        block = stream.read(SECTOR)
-        regions = [(0, SECTOR)]
-        if len(block) < SECTOR:
-            return regions
-        h = Header.parse(block)
-        if h.descriptor_size * SECTOR <= max_descriptor:
-            regions.append((h.descriptor_offset * SECTOR, h.descriptor_size * SECTOR))
-        count = h.grain_tables()
-        gd_bytes = count * 4
-        if h.gd_offset not in (0, GD_AT_END) and 0 < gd_bytes <= MAX_GRAIN_DIRECTORY_BYTES:
-            at = h.gd_offset * SECTOR
-            regions.append((at, gd_bytes))
-            if at < size:
-                stream.seek(at)
-                gd = stream.read(gd_bytes)
-                for entry in struct.unpack(f"<{len(gd) // 4}I", gd[: len(gd) // 4 * 4]):
-                    if entry and entry * SECTOR < size:
-                        regions.append((entry * SECTOR, GTES_PER_GT * 4))
-        return sorted(regions)
+#: The name this check had when it read monolithicSparse disks only.
+VmdkSparseCheck = VmdkMetadataCheck
 
 
 def vmdk_markers(head: bytes) -> bool:

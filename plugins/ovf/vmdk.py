@@ -294,6 +294,40 @@ class VmdkChecker:
                 return
         self._process(view, start)
 
+    def needs(self) -> tuple[int, int] | None:
+        """The next stream span whose real bytes matter, ``(start, end)``; None: none does.
+
+        For a reader that can seek (the ``disk`` plugin's metadata-only read):
+        bytes before ``start`` (from :attr:`pos` on) may be fed as anything of
+        the same length, zeros say, since nothing looks at them; the span
+        itself must be fed as stored.  ``start`` may be :attr:`pos` itself
+        (the span has begun), ``end`` may lie past the end of the file.  The
+        spans are the header, the regions asked for (embedded descriptor,
+        grain directory and tables, footer), each marker of the walk (16 bytes
+        where the walk reads it) and, after an end-of-stream marker, the rest
+        of the file (checked for zeros).  With ``inflate`` every byte matters.
+        """
+        pos = self.pos
+        if self.dead:
+            return None
+        if self.header is None:
+            return (pos, SECTOR)
+        if self._inflating:
+            return (pos, pos + TAIL_SCAN)
+        spans: list[tuple[int, int]] = []
+        for cap in self._active:
+            spans.append((pos, cap.start + cap.length))
+        if self._waiting:
+            cap = self._waiting[0][2]
+            spans.append((max(pos, cap.start), cap.start + cap.length))
+        if self._walking and not self._mstop:
+            at = max(pos, self._mpos)
+            spans.append((at, self._mpos + 16))
+        if self._eos_at is not None and self._nonzero_at is None:
+            at = max(pos, self._eos_at + 16)
+            spans.append((at, at + TAIL_SCAN))
+        return min(spans) if spans else None
+
     def _process(self, view: memoryview, start: int) -> None:
         """Handle every event that happens within ``[start, start + len(view))``, in order."""
         end = start + len(view)
@@ -442,6 +476,8 @@ class VmdkChecker:
             self._want(gt * SECTOR, GTES_PER_GT * 4, "gt", self._grain_table)
 
     def _grain_table(self, data: bytes) -> None:
+        if data.count(0) == len(data):
+            return  # no grain (qemu-img writes a table for all the capacity, most of them empty)
         h = self.header
         assert h is not None
         zero_gte = 1 if h.flags & FLAG_ZERO_GTE else 0
