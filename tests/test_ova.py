@@ -217,7 +217,8 @@ def test_truncated_stream_says_so(ova: Callable[..., Path]) -> None:
     proc = run_module("-", input=path.read_bytes())
     assert proc.returncode == 1
     assert proc.stdout.decode().splitlines()[1] == (
-        "  -: -: the archive is cut short at byte 30000. [validator.ovf.ova.truncated]"
+        "  -: -: the archive is cut short at byte 30000. Download or export it again"
+        " (an interrupted download is the usual cause). [validator.ovf.ova.truncated]"
     )
 
 
