@@ -524,6 +524,12 @@ def _info(argv: list[str]) -> int:
     except SessionError as exc:
         print(f"validator: {engine.message(exc.message_id, exc.args_).text()}", file=sys.stderr)
         return EXIT_USAGE
+    if session.damage is not None:  # an archive cut short…: what was read of it proves nothing
+        damage = session.damage
+        print(
+            f"validator: {engine.message(damage.message_id, damage.args_).text()}", file=sys.stderr
+        )
+        return EXIT_USAGE
     ctx = CheckContext(item_type=kind, limits=engine.limits, registry=engine.registry)
     facts: dict[str, Any] | None = None
     # Through the gateway (time budget, failures named by plugin); the first dict wins.

@@ -91,20 +91,27 @@ EXCERPT = 200
 def describe(session: Session, ctx: CheckContext) -> dict[str, Any]:
     """The facts of the session's OVF package (see the module docstring)."""
     from . import descriptor_of, descriptors
+    from .opened import Opened
 
+    note = session.noted(Opened)
+    # What listing an archive found (not taken: a validation would report it).
+    archive = [p.message_id for p in note.problems] if note is not None else []
     names = descriptors(session)
     if not names:
-        return {"problems": ["validator.ovf.session.no_descriptor"]}
+        return {"problems": [*archive, "validator.ovf.session.no_descriptor"]}
     desc = descriptor_of(session, ctx)
     if desc is None:
-        return {"descriptor": names[0], "problems": ["validator.ovf.session.no_descriptor"]}
+        return {
+            "descriptor": names[0],
+            "problems": [*archive, "validator.ovf.session.no_descriptor"],
+        }
     facts: dict[str, Any] = {"descriptor": desc.name, "ovf_version": desc.version}
     root = _root(session, ctx, desc)
     if root is not None:
         facts.update(_Envelope(root, desc).facts())
     facts["files"] = [_file(ref) for ref in desc.files]
     facts["signature"] = _signature(desc, session, ctx)
-    facts["problems"] = [message for message, _ in desc.problems]
+    facts["problems"] = [*archive, *(message for message, _ in desc.problems)]
     return facts
 
 
