@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import tarfile
@@ -30,24 +31,24 @@ def info(cli: Callable[..., CliResult], path: Path) -> dict:  # type: ignore[typ
 
 
 def assert_indented(text: str) -> None:
-    """Every line is ``key: value``, ``key:`` (a nested block follows) or a ``- `` item,
-    indented by a multiple of two spaces, and nested blocks are deeper than their key."""
+    """Every line is ``key: value``, ``key:`` (a deeper block follows) or a ``- `` item
+    (a mapping's first key on it, the others two spaces deeper), indented by steps of two
+    spaces and never deeper than the line before allows."""
     lines = text.rstrip("\n").split("\n")
     assert lines and lines[0].startswith("item_type: ")
-    depth = 0
+    allowed = 0
     for line in lines:
         body = line.lstrip(" ")
         indent = len(line) - len(body)
-        assert indent % 2 == 0, line
-        assert indent <= depth, line
-        assert body.startswith("- ") or ": " in body or body.endswith(":"), line
-        if body.endswith(":"):
-            depth = indent + 2
-        elif body.startswith("- "):
-            depth = indent + 2 + (2 if body.endswith(":") else 0)
+        assert indent % 2 == 0 and indent <= allowed, line
+        item = body.startswith("- ")
+        rest = body[2:] if item else body
+        keyed = re.match(r"^[^\s:-][^:]*:( .*)?$", rest) is not None
+        assert item or keyed, line
+        if rest.endswith(":"):
+            allowed = indent + (4 if item else 2)
         else:
-            depth = indent + (2 if line.lstrip(" ").startswith("- ") else 0)
-            depth = max(depth, indent)
+            allowed = indent + (2 if item and keyed else 0)
     assert any(line.startswith("  ") for line in lines), "nested facts are indented"
 
 
