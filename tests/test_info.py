@@ -195,6 +195,16 @@ def test_properties_options_eulas_and_annotation(
   </DeploymentOptionSection>
   <VirtualSystem"""
     text = text.replace("<VirtualSystem", options, 1)
+    cpu = "<rasd:VirtualQuantity>1</rasd:VirtualQuantity>\n      </Item>"
+    large = """
+      <Item ovf:configuration="large">
+        <rasd:ElementName>2 virtual CPU(s)</rasd:ElementName>
+        <rasd:InstanceID>10</rasd:InstanceID>
+        <rasd:ResourceType>3</rasd:ResourceType>
+        <rasd:VirtualQuantity>2</rasd:VirtualQuantity>
+      </Item>"""
+    assert text.count(cpu) == 1
+    text = text.replace(cpu, cpu + large)
     (tmp_path / "vm.ovf").write_text(text, encoding="utf-8")
     shutil.copy(SAMPLES / "vm-disk1.vmdk", tmp_path)
     facts = info(cli, tmp_path / "vm.ovf")
@@ -204,6 +214,8 @@ def test_properties_options_eulas_and_annotation(
         {"id": "large", "label": "Large", "description": "Two CPUs", "default": False},
     ]
     system = facts["content"]
+    assert system["hardware"]["cpus"] == 1
+    assert system["hardware"]["by_configuration"] == {"large": {"cpus": 2}}
     (product,) = system["products"]
     assert (product["class"], product["product"], product["version"]) == (
         "com.example",

@@ -111,7 +111,8 @@ def describe(session: Session, ctx: CheckContext) -> dict[str, Any]:
         facts.update(_Envelope(root, desc).facts())
     facts["files"] = [_file(ref) for ref in desc.files]
     facts["signature"] = _signature(desc, session, ctx)
-    facts["problems"] = [*archive, *(message for message, _ in desc.problems)]
+    extra = ["validator.ovf.session.multiple_descriptors" for _ in names[1:]]
+    facts["problems"] = [*archive, *extra, *(message for message, _ in desc.problems)]
     return facts
 
 
