@@ -179,7 +179,7 @@ class _Envelope:
         self.root = root
         self.ns = namespace(root.tag)
         self.desc = desc
-        files = desc.file_by_id()
+        self.files = files = desc.file_by_id()
         self.disks: dict[str, dict[str, Any]] = {}
         for disk in desc.disks:
             ref = files.get(disk.file_ref or "")
@@ -404,7 +404,7 @@ class _Envelope:
             disk = self.disks[ident]
             return {k: v for k, v in disk.items() if k != "populated_size"}
         if what == "file":
-            ref = self.desc.file_by_id().get(ident)
+            ref = self.files.get(ident)
             return {"file": ref.href if ref is not None else ident}
         return {"host_resource": value}
 
