@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from validator.checks import Reporter
+from validator.checks import ItemType, Reporter
+from validator.hookspecs import hookimpl
+from validator.registry import Registry
+from validator.session import Session
 
 from .conftest import SAMPLES, CliResult, ids, validate
 from .disks import ovf_text, qemu_img
@@ -514,9 +517,30 @@ def test_a_fat_boot_sector_is_no_partition_table(tmp_path: Path) -> None:
     assert result.item_type == "disk" and ids(result) == []
 
 
-def test_info_without_a_description(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
-    result = cli("info", SAMPLES / "vm.ovf")
-    assert result.code == 2 and "no plugin describes items of type ovf" in result.err
+class _Plain(ItemType):
+    """An item type whose plugin has no ``validator_describe``."""
+
+    name = "plain"
+    summary = "text files"
+
+    def detect(self, session: Session) -> int:
+        return 10 if any(n.endswith(".txt") for n in session.names()) else 0
+
+
+class _PlainPlugin:
+    @hookimpl
+    def validator_item_types(self) -> list[ItemType]:
+        return [_Plain()]
+
+
+def test_info_without_a_description(
+    tmp_path: Path, cli: Callable[..., CliResult], make_registry: Callable[..., Registry]
+) -> None:
+    make_registry(("plain", _PlainPlugin()))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("hello\n")
+    result = cli("info", tmp_path / "notes")
+    assert result.code == 2 and "no plugin describes items of type plain" in result.err
     result = cli("info", tmp_path / "missing.qcow2")
     assert result.code == 2 and result.err.startswith("validator: ")
 

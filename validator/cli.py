@@ -41,7 +41,7 @@ other commands:
   validator limits                         list resource limits and their defaults
   validator batch CATALOG                  validate a folder, glob or list of inputs
                                            (JSON Lines; see `validator batch --help`)
-  validator info PATH [--format text|json] describe an item from its metadata (a disk image)
+  validator info PATH [--format text|json] describe an item from its metadata (OVF, ISO, disk)
 
 A PATH may be a URL (https://…, s3://…, file://…; the `remote` extra): it is
 read in place by range requests, never downloaded whole.
@@ -504,7 +504,8 @@ def _limits(argv: list[str]) -> int:
 def _info(argv: list[str]) -> int:
     """``validator info PATH``: what the item type's ``validator_describe`` hook says."""
     p = argparse.ArgumentParser(
-        prog="validator info", description="Describe an item from its metadata (a disk image)."
+        prog="validator info",
+        description="Describe an item from its metadata (an OVF package, an ISO image, a disk).",
     )
     p.add_argument("path", metavar="PATH")
     p.add_argument("-f", "--format", choices=("text", "json"), default="text")
@@ -522,6 +523,12 @@ def _info(argv: list[str]) -> int:
         kind = engine.detect(session)
     except SessionError as exc:
         print(f"validator: {engine.message(exc.message_id, exc.args_).text()}", file=sys.stderr)
+        return EXIT_USAGE
+    if session.damage is not None:  # an archive cut short…: what was read of it proves nothing
+        damage = session.damage
+        print(
+            f"validator: {engine.message(damage.message_id, damage.args_).text()}", file=sys.stderr
+        )
         return EXIT_USAGE
     ctx = CheckContext(item_type=kind, limits=engine.limits, registry=engine.registry)
     facts: dict[str, Any] | None = None
@@ -545,8 +552,44 @@ def _info(argv: list[str]) -> int:
 
         print(json.dumps(facts, indent=2, ensure_ascii=False, default=str))
         return EXIT_VALID
-    for key, value in facts.items():
-        if isinstance(value, list):
-            value = ", ".join(str(v) for v in value) or "-"
-        print(f"{key}: {value}")
+    print("\n".join(fact_lines(facts)))
     return EXIT_VALID
+
+
+def _scalar(value: object) -> str:
+    """One fact on one line: ``-`` for none, ``true``/``false``, other text flattened."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[]"
+    if isinstance(value, dict):
+        return "{}"
+    return " ".join(str(value).split()) or '""'
+
+
+def fact_lines(value: object, indent: int = 0) -> list[str]:
+    """``validator info``'s text: a mapping as ``key: value`` lines, nested ones
+    indented by two spaces, a list's items as ``- `` lines (a mapping in a list:
+    its first key on the ``- `` line, the others aligned under it)."""
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict | list | tuple) and item:
+                lines.append(f"{pad}{key}:")
+                lines.extend(fact_lines(item, indent + 2))
+            else:
+                lines.append(f"{pad}{key}: {_scalar(item)}")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, dict | list | tuple) and item:
+                inner = fact_lines(item, indent + 2)
+                lines.append(f"{pad}- {inner[0][indent + 2 :]}")
+                lines.extend(inner[1:])
+            else:
+                lines.append(f"{pad}- {_scalar(item)}")
+    else:
+        lines.append(f"{pad}{_scalar(value)}")
+    return lines

@@ -265,8 +265,11 @@ def validator_describe(
     (or ``--type``); return at once with ``None`` if ``item_type`` is not
     yours.  The first non-``None`` result wins.
 
-    :return: a JSON-serialisable ``dict`` of facts (for a disk image: ``format``,
-        ``virtual_size``, ``cluster_size``, ``allocated_bytes``,
-        ``risky_features``…); ``validator info`` prints it as ``key: value``
-        lines, or as a JSON object with ``--format json``.
+    :return: a JSON-serialisable ``dict`` of facts, nested mappings and lists
+        allowed (for a disk image: ``format``, ``virtual_size``,
+        ``cluster_size``, ``allocated_bytes``, ``risky_features``…; for an OVF
+        package: ``content`` with its virtual systems and their ``hardware``,
+        ``networks``, ``signature``…); ``validator info`` prints it as indented
+        ``key: value`` lines (list items as ``- `` lines), or as a JSON object
+        with ``--format json``.
     """

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from validator.checks import CheckContext, FileCheck, ItemType, Reporter
 from validator.hookspecs import hookimpl
@@ -94,3 +95,22 @@ def validator_file_checks(
     from .check import IsoImageCheck
 
     return [IsoImageCheck(file.name, ctx.limits.iso_directory_records)]
+
+
+@hookimpl
+def validator_describe(
+    item_type: str, session: Session, ctx: CheckContext
+) -> dict[str, Any] | None:
+    """The image's volume ids, sizes, file systems, boot entries and hybrid partition table."""
+    if item_type != ITEM_TYPE:
+        return None
+    image = image_name(session)
+    file = session.get(image) if image is not None else None
+    if file is None or file.source is None or not file.source.seekable:
+        return None
+    from .describe import describe
+    from .image import Image
+
+    with file.source.open() as fh:
+        facts = describe(Image(fh, file.source.size), ctx.limits.iso_directory_records)
+    return {"name": file.name, **facts}

@@ -13,7 +13,7 @@ import re
 import stat
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from validator.checks import CheckContext, FileCheck, ItemType, Reporter, StreamCheck
 from validator.hookspecs import hookimpl
@@ -476,3 +476,18 @@ def validator_file_groups(
     from . import integrity
 
     return integrity.file_groups(desc, session, ctx)
+
+
+# -- validator info (see describe.py) --------------------------------------------
+
+
+@hookimpl
+def validator_describe(
+    item_type: str, session: Session, ctx: CheckContext
+) -> dict[str, Any] | None:
+    """The package's systems, hardware, disks, networks, properties, EULAs and signer."""
+    if item_type != "ovf":
+        return None
+    from .describe import describe
+
+    return describe(session, ctx)
