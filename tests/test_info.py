@@ -290,8 +290,9 @@ def test_damaged_ova_is_a_one_line_error(tmp_path: Path, cli: Callable[..., CliR
     bad.write_bytes(b"not a tar archive at all" * 40)
     result = cli("info", bad)
     assert result.code == 2 and result.out == ""
-    assert (
-        result.err == "validator: noise.ova: not a tar archive (no valid tar header at byte 0).\n"
+    assert result.err == (
+        "validator: noise.ova: not a tar archive (no valid tar header at byte 0)."
+        " An OVA is a tar archive: export or pack it again.\n"
     )
     good = tmp_path / "vm.ova"
     with tarfile.open(good, "w", format=tarfile.USTAR_FORMAT) as tar:

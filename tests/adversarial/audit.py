@@ -91,7 +91,15 @@ class Recording:
     def listed_outside(self, folder: Path) -> list[str]:
         """Folders listed (``os.scandir``, ``os.listdir``) outside ``folder``."""
         base = os.path.realpath(folder)
-        return [p for p in self.listed if not _inside(p, base) and not is_interpreter_file(p)]
+        # The import system lists a sys.path entry (the repository root, for one) when
+        # a lazy import searches it and the folder changed since its cache was made:
+        # other tests (or processes) writing there make that timing-dependent.
+        imports = {os.path.realpath(p or os.getcwd()) for p in sys.path}
+        return [
+            p
+            for p in self.listed
+            if not _inside(p, base) and not is_interpreter_file(p) and p not in imports
+        ]
 
     def writes(self) -> list[str]:
         """Paths opened for writing, byte-code caches of lazy imports aside."""
