@@ -76,6 +76,20 @@ class Reporter:
         )
 
 
+def report_one_image(
+    session: Session, report: Reporter, image: str | None, no_image: str, extra_file: str
+) -> None:
+    """The rule of an item that is one image file (``iso``, ``disk``): ``no_image`` (a
+    message id, no argument) on the session's origin when there is none, else
+    ``extra_file`` (arguments: the file, the image) on every other file."""
+    if image is None:
+        report.error(session.origin, no_image)
+        return
+    for name in session.names():
+        if name != image:
+            report.error(name, extra_file, name, image)
+
+
 class FileCheck(ABC):  # noqa: B024 - a marker base: use StreamCheck or ReaderCheck
     """Base of the checks returned by ``validator_file_checks``; use a subclass."""
 

@@ -22,7 +22,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from validator.checks import CheckContext, FileCheck, ItemType, Reporter, StreamCheck
+from validator.checks import (
+    CheckContext,
+    FileCheck,
+    ItemType,
+    Reporter,
+    StreamCheck,
+    report_one_image,
+)
 from validator.hookspecs import hookimpl
 from validator.limits import Limit
 from validator.messages import CatalogSource
@@ -136,13 +143,13 @@ def validator_prepare_session(
 ) -> None:
     if item_type != ITEM_TYPE:
         return
-    image = image_name(session)
-    if image is None:
-        report.error(session.origin, "validator.disk.session.no_image")
-        return
-    for name in session.names():
-        if name != image:
-            report.error(name, "validator.disk.session.extra_file", name, image)
+    report_one_image(
+        session,
+        report,
+        image_name(session),
+        "validator.disk.session.no_image",
+        "validator.disk.session.extra_file",
+    )
 
 
 @hookimpl

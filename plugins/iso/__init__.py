@@ -17,7 +17,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from validator.checks import CheckContext, FileCheck, ItemType, Reporter
+from validator.checks import (
+    CheckContext,
+    FileCheck,
+    ItemType,
+    Reporter,
+    report_one_image,
+)
 from validator.hookspecs import hookimpl
 from validator.limits import Limit
 from validator.messages import CatalogSource
@@ -75,13 +81,13 @@ def validator_prepare_session(
 ) -> None:
     if item_type != ITEM_TYPE:
         return
-    image = image_name(session)
-    if image is None:
-        report.error(session.origin, "validator.iso.session.no_image")
-        return
-    for name in session.names():
-        if name != image:
-            report.error(name, "validator.iso.session.extra_file", name, image)
+    report_one_image(
+        session,
+        report,
+        image_name(session),
+        "validator.iso.session.no_image",
+        "validator.iso.session.extra_file",
+    )
 
 
 @hookimpl
