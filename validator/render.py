@@ -40,7 +40,7 @@ from validator.results import (
     ValidationResult,
     VapiError,
     _xml_attr,
-    _xml_text,
+    xml_text,
 )
 
 if TYPE_CHECKING:
@@ -287,21 +287,21 @@ class JunitRenderer(Renderer):
             text = self.text("validator.core.cli.missing", name)
             body.append(
                 f'<failure type="validator.core.missing" message="{_xml_attr(text)}">'
-                f"{_xml_text(name)}</failure>"
+                f"{xml_text(name)}</failure>"
             )
         for err in result.invalid_files:
             msg = err.error_message
             text = f"{err.name}: {msg.text()}"
             body.append(
                 f'<failure type="{_xml_attr(msg.id)}" message="{_xml_attr(text)}">'
-                f"{_xml_text(text)} [{_xml_text(msg.id)}]</failure>"
+                f"{xml_text(text)} [{xml_text(msg.id)}]</failure>"
             )
         if result.warnings:
             lines = [
                 self.text("validator.core.cli.warning", f"{w.name}: {w.error_message.text()}")
                 for w in result.warnings
             ]
-            body.append(f"<system-out>{_xml_text(chr(10).join(lines))}</system-out>")
+            body.append(f"<system-out>{xml_text(chr(10).join(lines))}</system-out>")
         self.failures += len(result.missing_files) + len(result.invalid_files)
         self._case(input, f"validator.{result.item_type or 'unknown'}", body)
 
@@ -314,7 +314,7 @@ class JunitRenderer(Renderer):
             "validator",
             [
                 f'<error type="com.vmware.vapi.std.errors.{err.error}" '
-                f'message="{_xml_attr(text)}">{_xml_text(text)}</error>'
+                f'message="{_xml_attr(text)}">{xml_text(text)}</error>'
             ],
         )
 

@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from validator import xmlsafe
 from validator.messages import normalize_locale
 from validator.registry import describe
-from validator.results import ValidationResult, VapiError, result_to_xml
+from validator.results import ValidationResult, VapiError, result_to_xml, xml_text
 from validator.server import vapi_types as vt
 from validator.server.auth import LoginThrottle
 from validator.server.routes import (
@@ -765,20 +765,6 @@ def _xml_to_value(el: Any) -> Any:
     return out
 
 
-#: What XML 1.0 cannot hold (most C0 controls, surrogates, U+FFFE/U+FFFF): shown escaped.
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def _xml_escape(text: str) -> str:
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _NOT_XML.sub(
-        lambda m: (
-            f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}"
-        ),
-        text,
-    )
-
-
 def _xml_lines(name: str, value: Any, pad: str) -> list[str]:
     if isinstance(value, list):
         if not value:
@@ -795,7 +781,7 @@ def _xml_lines(name: str, value: Any, pad: str) -> list[str]:
     if isinstance(value, bool):
         text = "true" if value else "false"
     else:
-        text = "" if value is None else _xml_escape(str(value))
+        text = "" if value is None else xml_text(str(value))
     return [f"{pad}<{name}>{text}</{name}>"]
 
 
