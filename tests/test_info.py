@@ -74,6 +74,23 @@ def test_fact_lines_nests_mappings_and_lists() -> None:
     ]
 
 
+def test_fact_lines_show_a_text_of_several_lines_as_a_block() -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB  x\n\n-----END CERTIFICATE-----\n"
+    assert fact_lines({"pem": pem, "chain": [pem]}) == [
+        "pem: |",
+        "  -----BEGIN CERTIFICATE-----",
+        "  MIIB x",
+        "  -----END CERTIFICATE-----",
+        "chain:",
+        "  - |",
+        "    -----BEGIN CERTIFICATE-----",
+        "    MIIB x",
+        "    -----END CERTIFICATE-----",
+    ]
+    # One line with a trailing newline stays one line.
+    assert fact_lines({"a": "one\n"}) == ["a: one"]
+
+
 def test_sample_descriptor(cli: Callable[..., CliResult]) -> None:
     facts = info(cli, SAMPLES / "vm.ovf")
     assert facts["item_type"] == "ovf" and facts["ovf_version"] == "1.x"
@@ -259,6 +276,11 @@ def test_signed_package(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     assert sig_facts["certificate_problems"] == [
         "validator.ovf.certificate.self_signed_certificate"
     ]
+    # The full names and the PEM blocks as the file holds them (a server's preview).
+    assert sig_facts["subject"] == "O=Example,CN=info signer"
+    assert sig_facts["certificates"] == [cert.decode()]
+    text = cli("info", d).out
+    assert "  certificates:\n    - |\n      -----BEGIN CERTIFICATE-----\n" in text
     # The manifest changed after signing: the signer is still shown, the signature fails.
     mf = (d / "vm.mf").read_text()
     (d / "vm.mf").write_text(mf.replace("SHA256(vm.ovf)= ", "SHA256(vm.ovf)=  ", 1))

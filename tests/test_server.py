@@ -328,7 +328,7 @@ def test_uploads_short_too_long_and_checksum(server_env: Env) -> None:
         "POST", f"{API_US}/{sid}/file", json={"name": "vm.mf", "source_type": "PUSH"}
     )
     assert refused.status_code == 400, refused.text
-    assert refused.json()["messages"][0]["id"] == "validator.server.arg.metadata_after_descriptor"
+    assert refused.json()["messages"][0]["id"] == "validator.ovf.session.metadata_after_descriptor"
     assert api.req("DELETE", f"{API_US}/{sid}/file/vm.ovf").status_code == 204
     bad = api.add(sid, "vm.mf", checksum_info={"algorithm": "SHA256", "checksum": "ab" * 32})
     assert bad["keep_in_storage"] is False

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
@@ -44,6 +44,26 @@ class ItemType(ABC):
     def primary_file(self, session: Session) -> str | None:
         """The file that problems of the whole item are reported on (a descriptor)."""
         return session.files[0].name if session.files else None
+
+    # What an update-session server asks (``validator serve``), so that it knows no item
+    # type: both are called through the gateway (a failure is logged with the plugin's
+    # name and the default answer is taken).
+
+    def kept_in_storage(self, name: str) -> bool:
+        """Whether a file of this name becomes part of the item when a session completes
+        (the API's ``keep_in_storage``); ``False`` for a file that is only checked on
+        the way in (an OVF manifest or certificate). Default: every file is kept."""
+        return True
+
+    def refuse_addition(
+        self, name: str, present: Sequence[str]
+    ) -> tuple[str, tuple[str, ...]] | None:
+        """Why ``name`` may not be added to an update session that already holds the
+        files ``present`` (in the order they were added): a catalog message id and its
+        arguments, which the server answers with ``invalid_argument``; ``None`` (the
+        default) to accept it. The OVF type refuses a manifest or certificate once the
+        descriptor is in, as vCenter does."""
+        return None
 
 
 class Reporter:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from validator.engine import Engine
@@ -115,8 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="an option for plugins (for example ovf.trust_store=ca.pem); "
-        "unknown keys are refused",
+        help="an option for plugins (for example ovf.trust_store=ca.pem); unknown keys are refused",
     )
     p.add_argument(
         "--color",
@@ -243,8 +242,9 @@ def _renderer(
     if cls is None:
         known = ", ".join(formats) or "-"
         parser.error(
-            reg.catalogs.message("validator.core.cli.unknown_format", (opts.format, known), locale)
-            .text()
+            reg.catalogs.message(
+                "validator.core.cli.unknown_format", (opts.format, known), locale
+            ).text()
         )
     options = RenderOptions(color=_use_color(opts.color, sys.stdout), quiet=opts.quiet)
     renderer: Renderer = cls(
@@ -511,7 +511,6 @@ def _info(argv: list[str]) -> int:
     p.add_argument("-f", "--format", choices=("text", "json"), default="text")
     p.add_argument("-t", "--type", dest="item_type", metavar="TYPE")
     opts = p.parse_args(argv)
-    from validator.checks import CheckContext
     from validator.engine import Engine
     from validator.session import SessionError
 
@@ -530,18 +529,10 @@ def _info(argv: list[str]) -> int:
             f"validator: {engine.message(damage.message_id, damage.args_).text()}", file=sys.stderr
         )
         return EXIT_USAGE
-    ctx = CheckContext(item_type=kind, limits=engine.limits, registry=engine.registry)
-    facts: dict[str, Any] | None = None
     # Through the gateway (time budget, failures named by plugin); the first dict wins.
-    for reply in engine.replies(
-        "validator_describe", {"item_type": kind, "session": session, "ctx": ctx}, accept=dict
-    ):
-        for failure in reply.failures:
-            text = engine.message(*failure.message()).text()
-            print(f"validator: {text}", file=sys.stderr)
-        if reply.values:
-            facts = reply.values[0]
-            break
+    facts, failures = engine.describe(session, kind)
+    for failure in failures:
+        print(f"validator: {engine.message(*failure.message()).text()}", file=sys.stderr)
     if facts is None:
         text = engine.message("validator.core.cli.no_description", (opts.path, kind)).text()
         print(f"validator: {text}", file=sys.stderr)
@@ -569,10 +560,21 @@ def _scalar(value: object) -> str:
     return " ".join(str(value).split()) or '""'
 
 
+def _is_block(value: object) -> bool:
+    return isinstance(value, str) and "\n" in value.strip()
+
+
+def _block_lines(text: str, indent: int) -> list[str]:
+    """The lines of a text, indented, each with its runs of white space made one space
+    (as :func:`_scalar` does), blank ones left out."""
+    return [" " * indent + " ".join(line.split()) for line in text.splitlines() if line.strip()]
+
+
 def fact_lines(value: object, indent: int = 0) -> list[str]:
     """``validator info``'s text: a mapping as ``key: value`` lines, nested ones
     indented by two spaces, a list's items as ``- `` lines (a mapping in a list:
-    its first key on the ``- `` line, the others aligned under it)."""
+    its first key on the ``- `` line, the others aligned under it); a text of
+    several lines (a PEM certificate) as ``key: |`` and its lines indented."""
     pad = " " * indent
     lines: list[str] = []
     if isinstance(value, dict):
@@ -580,6 +582,9 @@ def fact_lines(value: object, indent: int = 0) -> list[str]:
             if isinstance(item, dict | list | tuple) and item:
                 lines.append(f"{pad}{key}:")
                 lines.extend(fact_lines(item, indent + 2))
+            elif _is_block(item):
+                lines.append(f"{pad}{key}: |")
+                lines.extend(_block_lines(str(item), indent + 2))
             else:
                 lines.append(f"{pad}{key}: {_scalar(item)}")
     elif isinstance(value, list | tuple):
@@ -588,6 +593,9 @@ def fact_lines(value: object, indent: int = 0) -> list[str]:
                 inner = fact_lines(item, indent + 2)
                 lines.append(f"{pad}- {inner[0][indent + 2 :]}")
                 lines.extend(inner[1:])
+            elif _is_block(item):
+                lines.append(f"{pad}- |")
+                lines.extend(_block_lines(str(item), indent + 2))
             else:
                 lines.append(f"{pad}- {_scalar(item)}")
     else:

@@ -189,6 +189,22 @@ class Engine:
             self.registry.pm, hook, kwargs, seconds=self.limits.plugin_seconds, accept=accept
         )
 
+    def describe(
+        self, session: Session, item_type: str
+    ) -> tuple[dict[str, Any] | None, list[HookFailure]]:
+        """What ``validator_describe`` says about a session of ``item_type``: the first
+        implementation's facts (``None``: none describes it) and the failures of those
+        asked before it, each called through the gateway (``validator info`` and a
+        server's preview)."""
+        ctx = CheckContext(item_type=item_type, limits=self.limits, registry=self.registry)
+        failures: list[HookFailure] = []
+        kwargs = {"item_type": item_type, "session": session, "ctx": ctx}
+        for reply in self.replies("validator_describe", kwargs, accept=dict):
+            failures.extend(reply.failures)
+            if reply.values:
+                return reply.values[0], failures
+        return None, failures
+
     # -- inputs -----------------------------------------------------------
     def open(self, path: Path) -> Session:
         """Turn a path into a session (``validator_open_session``); ``SessionError`` if not.
@@ -328,9 +344,7 @@ class Engine:
         item = self.registry.item_types[detected]
         try:
             plugin = self.registry.item_type_plugin.get(detected, "?")
-            primary = self.bounded(
-                item.primary_file, [session], plugin, f"{detected}.primary_file"
-            )
+            primary = self.bounded(item.primary_file, [session], plugin, f"{detected}.primary_file")
         except PLUGIN_ERRORS:
             primary = None
         if not isinstance(primary, str):

@@ -263,13 +263,20 @@ def validator_describe(
 
     Called once, outside a validation, with the item type the engine detected
     (or ``--type``); return at once with ``None`` if ``item_type`` is not
-    yours.  The first non-``None`` result wins.
+    yours.  The first non-``None`` result wins.  ``validator serve`` calls it
+    too, after each ``validate`` of an update session, for the preview.
 
     :return: a JSON-serialisable ``dict`` of facts, nested mappings and lists
         allowed (for a disk image: ``format``, ``virtual_size``,
         ``cluster_size``, ``allocated_bytes``, ``risky_features``…; for an OVF
         package: ``content`` with its virtual systems and their ``hardware``,
         ``networks``, ``signature``…); ``validator info`` prints it as indented
-        ``key: value`` lines (list items as ``- `` lines), or as a JSON object
-        with ``--format json``.
+        ``key: value`` lines (list items as ``- `` lines, a text of several
+        lines as ``key: |`` and its lines), or as a JSON object with
+        ``--format json``.  A signed item gives ``signature``: a mapping with
+        ``subject`` and ``issuer`` (the signer's names, RFC 4514),
+        ``self_signed``, ``signature_verifies`` and ``certificates`` (PEM
+        texts, the signer's first); when ``signature_verifies`` is true, a
+        server shows them as the preview's ``certificate_info`` and
+        ``cert_chain``.
     """

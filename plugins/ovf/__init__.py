@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from .descriptor import Descriptor
 
 DESCRIPTOR_SUFFIX = ".ovf"
+#: What an OVF package checks but does not keep: the manifest and the certificate.
+METADATA_SUFFIXES = (".mf", ".cert")
 OVA_SUFFIX = ".ova"
 _CACHE_KEY = "ovf.descriptor"
 
@@ -64,6 +66,22 @@ class OvfItemType(ItemType):
     def primary_file(self, session: Session) -> str | None:
         found = descriptors(session)
         return found[0] if found else super().primary_file(session)
+
+    def kept_in_storage(self, name: str) -> bool:
+        """A manifest (``.mf``) or certificate (``.cert``) is checked, not kept (REFERENCE §3)."""
+        return not name.lower().endswith(METADATA_SUFFIXES)
+
+    def refuse_addition(
+        self, name: str, present: Sequence[str]
+    ) -> tuple[str, tuple[str, ...]] | None:
+        """As vCenter does: a manifest or certificate may not be added once a descriptor is
+        in the session (they come first: a client's upload order keys on the descriptor)."""
+        if not name.lower().endswith(METADATA_SUFFIXES):
+            return None
+        first = next((n for n in present if n.lower().endswith(DESCRIPTOR_SUFFIX)), None)
+        if first is None:
+            return None
+        return "validator.ovf.session.metadata_after_descriptor", (name, first)
 
 
 @hookimpl

@@ -476,8 +476,9 @@ def _signature(desc: Descriptor, session: Session, ctx: CheckContext) -> dict[st
         data = None
     chain = _chain(data or b"", ctx.limits.certificate_chain)
     if chain:
-        leaf = chain[0]
+        leaf = chain[0][1]
         out["signer"] = certificate.subject_of(leaf)
+        out["subject"] = leaf.subject.rfc4514_string()
         out["issuer"] = leaf.issuer.rfc4514_string() or "(empty issuer)"
         out["not_before"] = leaf.not_valid_before_utc.isoformat()
         out["not_after"] = leaf.not_valid_after_utc.isoformat()
@@ -486,11 +487,16 @@ def _signature(desc: Descriptor, session: Session, ctx: CheckContext) -> dict[st
     errors = [p.message_id for p in scratch.problems if not p.warning]
     out["signature_verifies"] = bool(chain) and not errors
     out["certificate_problems"] = [p.message_id for p in scratch.problems]
+    if chain:
+        # As the file holds them (the signer's first): what a server's preview shows as
+        # certificate_info.x509 and cert_chain.
+        out["certificates"] = [block.decode("ascii", "replace") for block, _ in chain]
     return out
 
 
-def _chain(data: bytes, limit: int) -> list[Any]:
-    """The certificates of a ``.cert`` file (empty: none, too many, or one unreadable)."""
+def _chain(data: bytes, limit: int) -> list[tuple[bytes, Any]]:
+    """The certificates of a ``.cert`` file, each as its PEM block and parsed (empty: none,
+    too many, or one unreadable)."""
     from cryptography import x509
 
     from .certificate import pem_certificates
@@ -506,5 +512,5 @@ def _chain(data: bytes, limit: int) -> list[Any]:
             cert.issuer.rfc4514_string()
         except Exception:  # a hostile encoding: certificate.check reports it
             return []
-        chain.append(cert)
+        chain.append((block, cert))
     return chain

@@ -67,8 +67,8 @@ class Service(Recovery):
     fsync of this module.
     """
 
-    def _engine(self, locale: str | None) -> Engine:
-        return Engine(self.registry, limits=self.config.limits, locale=locale)
+    def _engine(self) -> Engine:
+        return Engine(self.registry, limits=self.config.limits)
 
     def _sync_dir(self, path: Path) -> None:
         _fsync_dir(path)

@@ -21,19 +21,12 @@ from validator.results import LocalizableMessage
 from validator.server import args
 from validator.server.auth import new_token
 from validator.server.db import Row, Tx
-from validator.server.store import Ctx, Store, iso_time
+from validator.server.store import Ctx, Store, iso_time, log
 from validator.session import ChecksumAlgorithm, is_plain_name
 
 ACTIVE, DONE, ERROR, CANCELED = "ACTIVE", "DONE", "ERROR", "CANCELED"
 
 _HEX = re.compile(args.CHECKSUM_PATTERN)
-
-_METADATA_SUFFIXES = {"ovf": (".mf", ".cert")}
-
-#: As vCenter does, an OVF item's manifest or certificate may not be added once
-#: its descriptor is in the session (they must come first: the descriptor's
-#: arrival is what a client's upload order keys on).
-_DESCRIPTOR_SUFFIXES = {"ovf": ".ovf"}
 
 
 class Sessions(Store):
@@ -401,8 +394,28 @@ class Sessions(Store):
                 )
             checksum = checksum.lower()
         item = self._query("SELECT type FROM items WHERE id = ?", (row["item_id"],))[0]
-        suffixes = _METADATA_SUFFIXES.get(str(item["type"]), ())
-        keep = not name.lower().endswith(suffixes) if suffixes else True
+        # The item type says which files it keeps and which it refuses now (an OVF manifest
+        # after its descriptor): the server knows no item type.
+        kind = str(item["type"])
+        keep = self.ask_item_type(kind, "kept_in_storage", [name], bool, True)
+        # Asked outside the transaction (a plugin call holds no database lock); the
+        # session's files cannot change meanwhile: file_add holds the session alone.
+        present = [
+            str(n["name"])
+            for n in self._query(
+                "SELECT name FROM session_files WHERE session_id = ? AND name <> ? ORDER BY seq",
+                (row["id"], name),
+            )
+        ]
+        refusal = self.ask_item_type(
+            kind, "refuse_addition", [name, present], (tuple, type(None)), None
+        )
+        if refusal is not None:
+            if _is_refusal(refusal):
+                raise self.error(ctx, "invalid_argument", refusal[0], *(str(a) for a in refusal[1]))
+            log.warning(
+                "item type %s refused %s with %r: not (id, args), ignored", kind, name, refusal
+            )
         token = new_token()
         with self._tx() as db:
             old = db.execute(
@@ -428,23 +441,6 @@ class Sessions(Store):
                     "validator.server.arg.too_many_files",
                     self.config.max_session_files,
                 )
-            descriptor_suffix = _DESCRIPTOR_SUFFIXES.get(str(item["type"]))
-            if not keep and descriptor_suffix is not None:
-                names = db.execute(
-                    "SELECT name FROM session_files WHERE session_id = ?", (row["id"],)
-                ).fetchall()
-                first = next(
-                    (n["name"] for n in names if n["name"].lower().endswith(descriptor_suffix)),
-                    None,
-                )
-                if first is not None:
-                    raise self.error(
-                        ctx,
-                        "invalid_argument",
-                        "validator.server.arg.metadata_after_descriptor",
-                        name,
-                        first,
-                    )
             seq = old["seq"] if old is not None else count["m"] + 1
             db.execute(
                 "DELETE FROM session_files WHERE session_id = ? AND name = ?", (row["id"], name)
@@ -506,3 +502,8 @@ class Sessions(Store):
                 )
                 self._touch(db, row["id"])
             self._unlink_upload(row["id"], frow["upload_token"])
+
+
+def _is_refusal(answer: tuple[Any, ...]) -> bool:
+    """``refuse_addition``'s answer has its documented shape: (message id, arguments)."""
+    return len(answer) == 2 and isinstance(answer[0], str) and isinstance(answer[1], tuple | list)

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
+from validator.calls import PLUGIN_ERRORS, call_bounded, describe
 from validator.limits import Limits
 from validator.registry import HookFailure, Registry
 from validator.results import LocalizableMessage, VapiError
@@ -225,6 +226,40 @@ class Store:
         for plugin, result in self.registry.call_each(hook_name, kwargs):
             if isinstance(result, HookFailure):
                 log.warning("plugin %s failed in %s: %s", plugin, hook_name, result.error)
+
+    def ask_item_type(
+        self,
+        kind: str,
+        question: str,
+        args: Sequence[Any],
+        accept: type | tuple[type, ...],
+        default: Any,
+    ) -> Any:
+        """An item type's answer to one of the server's questions (an
+        :class:`~validator.checks.ItemType` method such as ``kept_in_storage``), through
+        the gateway: under the plugin time budget; a failure, or an answer not of type
+        ``accept``, is logged with the plugin's name and ``default`` is taken (as it is
+        for a type no loaded plugin adapts)."""
+        adapter = self.registry.item_types.get(kind)
+        if adapter is None:
+            return default
+        plugin = self.registry.item_type_plugin.get(kind, "?")
+        label = f"{kind}.{question}"
+        try:
+            answer = call_bounded(
+                getattr(adapter, question),
+                list(args),
+                self.config.limits.plugin_seconds,
+                plugin,
+                label,
+            )
+        except PLUGIN_ERRORS as exc:
+            log.warning("plugin %s failed in %s: %s", plugin, label, describe(exc))
+            return default
+        if not isinstance(answer, accept):
+            log.warning("plugin %s answered %s with a %s", plugin, label, type(answer).__name__)
+            return default
+        return answer
 
     def check_id(self, ctx: Ctx, value: Any, what: str) -> str:
         if value is None:  # not given: say which parameter, not "None is not an id"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from validator.engine import Engine
+from validator.render import localize
 from validator.results import NotAllowedInCurrentState, ValidationError, ValidationResult, VapiError
 from validator.server import args
 from validator.server.db import Row
@@ -290,9 +290,11 @@ class Uploads(Sessions):
 class Publishing(Uploads):
     """``validate`` and ``complete``: the engine on a session's files, and the atomic publish."""
 
-    def _engine(self, locale: str | None) -> Engine:
-        """The engine a validation runs in (the facade names it: a seam for tests)."""
-        return Engine(self.registry, limits=self.config.limits, locale=locale)
+    def _engine(self) -> Engine:
+        """The engine a validation runs in (the facade names it: a seam for tests). It
+        answers in message ids, arguments and English; each request's language is applied
+        after, by :func:`validator.render.localize`."""
+        return Engine(self.registry, limits=self.config.limits)
 
     def _engine_session(self, row: Row, item_type: str) -> Session:
         session = Session(origin=str(row["id"]), item_type=item_type)
@@ -323,13 +325,14 @@ class Publishing(Uploads):
     def _run_engine(self, ctx: Ctx, row: Row) -> tuple[ValidationResult, Session]:
         item = self._query("SELECT type FROM items WHERE id = ?", (row["item_id"],))[0]
         session = self._engine_session(row, str(item["type"]))
-        engine = self._engine(ctx.locale)
+        engine = self._engine()
         try:
             result = engine.validate(session, str(item["type"]))
         except SessionError as exc:
             msg = self.registry.catalogs.message(exc.message_id, exc.args_, ctx.locale)
             raise VapiError("invalid_argument", [msg]) from None
-        result = _session_level(result, session)
+        # The request's language, applied once at the edge (the engine is the same for all).
+        result = localize(_session_level(result, session), self.registry.catalogs, ctx.locale)
         self._store_preview(row, result, session)
         return result, session
 
@@ -349,49 +352,29 @@ class Publishing(Uploads):
             )
         return {"state": "AVAILABLE", "warnings": warnings}
 
-    def _certificate_preview(self, session: Session, result: ValidationResult) -> dict[str, Any]:
-        """``certificate_info`` and ``cert_chain`` of a signed OVF package (REFERENCE §3).
-
-        Only for a certificate the OVF adapter accepted (no invalid-file entry: its
-        signature verified); its self-signed, expired … verdicts are the preview warnings.
-        """
-        if result.item_type != "ovf" or "ovf" not in self.registry.item_types:
+    def _signature_preview(self, session: Session, result: ValidationResult) -> dict[str, Any]:
+        """``certificate_info`` and ``cert_chain`` (REFERENCE §3) of a signed item, from
+        what its type's ``validator_describe`` hook says (the server knows no item type):
+        only for a signature that verifies, whose self-signed, expired … verdicts are the
+        preview warnings. The facts it reads are documented with the hook."""
+        if result.item_type is None:
             return {}
-        descriptor = self.registry.item_types["ovf"].primary_file(session)
-        if not descriptor or not descriptor.lower().endswith(".ovf"):
-            return {}
-        name = descriptor[: -len(".ovf")] + ".cert"
-        file = session.get(name)
-        if file is None or file.source is None or any(e.name == name for e in result.invalid_files):
-            return {}
-        try:
-            from cryptography import x509
-
-            # The built-in adapter's own PEM reader and self-signed test (installed as
-            # validator_plugins, registry.DEFAULT_PLUGINS): the same verdict as its warning.
-            certificate = importlib.import_module("validator_plugins.ovf.certificate")
-            with file.source.open() as fh:
-                data = fh.read(self.config.limits.manifest_bytes + 1)
-            if len(data) > self.config.limits.manifest_bytes:
-                return {}
-            blocks: list[bytes] = certificate.pem_certificates(data)
-            leaf = x509.load_pem_x509_certificate(blocks[0])
-            info = {
-                "issuer": leaf.issuer.rfc4514_string(),
-                "subject": leaf.subject.rfc4514_string(),
-                "self_signed": bool(certificate.is_self_signed(leaf)),
-                "x509": blocks[0].decode("ascii"),
-            }
-        except (ImportError, OSError, ValueError, IndexError) as exc:  # accepted, so unexpected
-            log.warning("session %s: no certificate_info for %s: %s", session.origin, name, exc)
-            return {}
-        return {"certificate_info": info, "cert_chain": [b.decode("ascii") for b in blocks]}
+        facts, failures = self._engine().describe(session, result.item_type)
+        for failure in failures:
+            log.warning(
+                "session %s: plugin %s failed in %s: %s",
+                session.origin,
+                failure.plugin,
+                failure.hook,
+                failure.error,
+            )
+        return signature_preview(facts)
 
     def _store_preview(self, row: Row, result: ValidationResult, session: Session) -> None:
         preview = self._preview(row, result)
         stored = {
             "state": preview["state"],
-            **self._certificate_preview(session, result),
+            **self._signature_preview(session, result),
             "warnings": [{k: v for k, v in w.items() if k != "file"} for w in preview["warnings"]],
         }
         with self._tx() as db:
@@ -507,3 +490,22 @@ class Publishing(Uploads):
             content_version=version,
             files=[str(f["name"]) for f in kept],
         )
+
+
+def signature_preview(facts: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The preview's ``certificate_info`` and ``cert_chain`` from ``validator_describe``
+    facts: their ``signature`` mapping when ``signature_verifies`` is true and it lists
+    ``certificates`` (PEM, the signer's first); else nothing."""
+    sig = facts.get("signature") if isinstance(facts, Mapping) else None
+    if not isinstance(sig, Mapping) or sig.get("signature_verifies") is not True:
+        return {}
+    pems = sig.get("certificates")
+    if not isinstance(pems, list | tuple) or not pems or not all(isinstance(p, str) for p in pems):
+        return {}
+    info = {
+        "issuer": str(sig.get("issuer", "")),
+        "subject": str(sig.get("subject", "")),
+        "self_signed": sig.get("self_signed") is True,
+        "x509": pems[0],
+    }
+    return {"certificate_info": info, "cert_chain": list(pems)}
