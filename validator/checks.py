@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from validator.limits import Limits
@@ -145,7 +144,6 @@ class ReaderCheck(FileCheck):
     def run(self, stream: BinaryIO, size: int, report: Reporter) -> None: ...
 
 
-@dataclass
 class CheckContext:
     """Shared by every hook call of one validation.
 
@@ -157,19 +155,28 @@ class CheckContext:
     with :meth:`digest` in ``validator_check_session``.
     """
 
-    item_type: str
-    limits: Limits
-    locale: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    store: dict[str, Any] = field(default_factory=dict)
-    _digest_requests: dict[str, set[str]] = field(default_factory=dict)
-    _digests: dict[str, dict[str, str]] = field(default_factory=dict)
-    _lock: threading.RLock = field(default_factory=threading.RLock)
-    #: What ``read_small`` read, by file name (``None``: larger than its limit).
-    _small: dict[str, bytes | None] = field(default_factory=dict)
-    #: The plugins of this validation, for item types that call hooks of their own
-    #: (``ovf`` calls ``validator_disk_checks``); ``None`` outside an engine.
-    registry: Registry | None = None
+    def __init__(
+        self,
+        item_type: str,
+        limits: Limits,
+        locale: str | None = None,
+        options: dict[str, Any] | None = None,
+        store: dict[str, Any] | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self.item_type = item_type
+        self.limits = limits
+        self.locale = locale
+        self.options: dict[str, Any] = {} if options is None else options
+        self.store: dict[str, Any] = {} if store is None else store
+        #: The plugins of this validation, for item types that call hooks of their own
+        #: (``ovf`` calls ``validator_disk_checks``); ``None`` outside an engine.
+        self.registry = registry
+        self._digest_requests: dict[str, set[str]] = {}
+        self._digests: dict[str, dict[str, str]] = {}
+        self._lock = threading.RLock()
+        #: What ``read_small`` read, by file name (``None``: larger than its limit).
+        self._small: dict[str, bytes | None] = {}
 
     def cached(self, key: str, compute: Callable[[], T]) -> T:
         """``store[key]``, computed once (thread-safe) by ``compute``."""

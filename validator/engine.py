@@ -16,7 +16,6 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,14 +54,15 @@ PARALLEL_MIN_BYTES = 8 << 20
 PHASE_REJECTED, PHASE_PREPARE, PHASE_REQUIRED, PHASE_FILES, PHASE_SESSION = range(5)
 
 
-@dataclass
 class _Digests(StreamCheck):
     """The digests other checks asked for, computed in the file's single read."""
 
-    name: str
-    ctx: CheckContext
-    hashers: dict[str, Any] = field(default_factory=dict)
-    label: str = "digest"
+    label = "digest"
+
+    def __init__(self, name: str, ctx: CheckContext) -> None:
+        self.name = name
+        self.ctx = ctx
+        self.hashers: dict[str, Any] = {}
 
     def update(self, data: memoryview) -> None:
         for h in self.hashers.values():

@@ -26,7 +26,6 @@ import importlib
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -62,24 +61,24 @@ class PluginInfo(NamedTuple):
     item_types: tuple[str, ...]
 
 
-@dataclass
 class Registry:
-    """The loaded plugins, their item types and catalogs."""
+    """The loaded plugins, their item types and catalogs (built by :func:`build_registry`)."""
 
-    pm: pluggy.PluginManager
-    item_types: dict[str, ItemType] = field(default_factory=dict)
-    item_type_plugin: dict[str, str] = field(default_factory=dict)
-    #: Registry problems as (message id, args), load errors included: shown by the CLI.
-    problems: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
-    #: Plugins that could not be used as a whole (message id, args; args[0] is the
-    #: plugin's name): a validation must not run with them (see the module docstring).
-    load_errors: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
-    #: Plugin name → its version, or the distribution to read it from when asked
-    #: (reading a distribution's METADATA costs a parse: only ``plugins`` needs it).
-    versions: dict[str, Any] = field(default_factory=dict)
-    builtin: set[str] = field(default_factory=set)
-    _catalogs: Catalogs | None = None
-    _renderers: dict[str, Any] | None = None
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self.item_types: dict[str, ItemType] = {}
+        self.item_type_plugin: dict[str, str] = {}
+        #: Registry problems as (message id, args), load errors included: shown by the CLI.
+        self.problems: list[tuple[str, tuple[str, ...]]] = []
+        #: Plugins that could not be used as a whole (message id, args; args[0] is the
+        #: plugin's name): a validation must not run with them (see the module docstring).
+        self.load_errors: list[tuple[str, tuple[str, ...]]] = []
+        #: Plugin name → its version, or the distribution to read it from when asked
+        #: (reading a distribution's METADATA costs a parse: only ``plugins`` needs it).
+        self.versions: dict[str, Any] = {}
+        self.builtin: set[str] = set()
+        self._catalogs: Catalogs | None = None
+        self._renderers: dict[str, Any] | None = None
 
     def version(self, name: str) -> str:
         value = self.versions.get(name, "")

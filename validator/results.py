@@ -23,16 +23,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 FILE_NS = "http://vmware.com/content/library/item/updatesession/file"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 ERRORS_PREFIX = "com.vmware.vapi.std.errors."
 
 
-@dataclass(frozen=True, slots=True)
-class LocalizableMessage:
+# The value types are NamedTuples: immutable, compared by value, picklable (a batch
+# sends results between processes) and changed with ``_replace``. Not frozen
+# dataclasses: on Python 3.11 defining one costs 0.6-1 ms of every run's start-up
+# (its methods are compiled from source), a NamedTuple a tenth of that
+# (bench/startup.py, docs/performance.md).
+
+
+class LocalizableMessage(NamedTuple):
     """A message with a stable ``id``, English ``default_message`` and ``args``."""
 
     id: str
@@ -55,8 +60,7 @@ class LocalizableMessage:
         return self.localized if self.localized is not None else self.default_message
 
 
-@dataclass(frozen=True, slots=True)
-class ValidationError:
+class ValidationError(NamedTuple):
     """One invalid file and why (``validation_error`` in the seed)."""
 
     name: str
@@ -66,8 +70,7 @@ class ValidationError:
         return {"error_message": self.error_message.to_dict(), "name": self.name}
 
 
-@dataclass(frozen=True, slots=True)
-class ValidationResult:
+class ValidationResult(NamedTuple):
     """The answer of ``validate``.
 
     ``missing_files`` is a set in the API; it is kept sorted here so that the
@@ -114,8 +117,9 @@ def result_document(result: ValidationResult, input: str | None = None) -> dict[
 #: What XML 1.0 cannot hold (most C0 controls, surrogates, U+FFFE/U+FFFF). Written as the
 #: characters refused rather than the complement of those allowed: the same set (a ``str``
 #: holds nothing above U+10FFFF), but compiling the complement's ranges took 7-9 ms of
-#: every run's start-up.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+#: every run's start-up. Compiled by ``re`` when first needed (it keeps it): a run whose
+#: output is not XML, or holds only printable text, never pays for it.
+_NOT_XML = "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
 
 
 def xml_text(value: str) -> str:
@@ -125,7 +129,9 @@ def xml_text(value: str) -> str:
     # 1.0 cannot hold at all (a control character in a name) is shown escaped,
     # so that every document stays well-formed.
     text = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _NOT_XML.sub(_xml_escape_char, text)
+    if text.isprintable():  # nothing XML refuses is printable: the usual case
+        return text
+    return re.sub(_NOT_XML, _xml_escape_char, text)
 
 
 def _xml_escape_char(m: re.Match[str]) -> str:
@@ -293,8 +299,7 @@ class NotAllowedInCurrentState(VapiError):
         super().__init__("not_allowed_in_current_state", list(messages))
 
 
-@dataclass(slots=True)
-class Finding:
+class Finding(NamedTuple):
     """One thing a check reported (an error or a ``warning``), by message id and
     arguments, before it becomes a :class:`ValidationError` of the result.
 
@@ -307,7 +312,7 @@ class Finding:
     message_id: str
     args: tuple[str, ...]
     warning: bool = False
-    order: tuple[Any, ...] = field(default=())
+    order: tuple[Any, ...] = ()
 
 
 #: The former name of :class:`Finding` (``Reporter.problems`` holds findings).

@@ -20,7 +20,6 @@ import io
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
 
@@ -184,15 +183,33 @@ class MemorySource(NamedTuple):
         return io.BytesIO(self.data)
 
 
-@dataclass(slots=True)
 class SessionFile:
     """One file of the session (``File.Info`` of the API, plus its bytes)."""
 
-    name: str
-    source: ByteSource | None = None
-    status: TransferStatus = TransferStatus.READY
-    size: int | None = None
-    checksum_info: ChecksumInfo | None = None
+    # Plain classes, here and for the other objects every run builds (Session,
+    # CheckContext, Registry): a dataclass costs 0.5-1 ms of every start-up on
+    # Python 3.11, which compiles its methods from source (bench/startup.py).
+    __slots__ = ("checksum_info", "name", "size", "source", "status")
+
+    def __init__(
+        self,
+        name: str,
+        source: ByteSource | None = None,
+        status: TransferStatus = TransferStatus.READY,
+        size: int | None = None,
+        checksum_info: ChecksumInfo | None = None,
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.status = status
+        self.size = size
+        self.checksum_info = checksum_info
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionFile({self.name!r}, source={self.source!r}, status={self.status.value},"
+            f" size={self.size!r}, checksum_info={self.checksum_info!r})"
+        )
 
     @property
     def received(self) -> bool:
@@ -208,8 +225,7 @@ class SessionFile:
         return self.source.size if self.source is not None else None
 
 
-@dataclass(slots=True)
-class Rejected:
+class Rejected(NamedTuple):
     """An entry that was offered to the session but cannot be part of it (a link, a FIFO…).
 
     The engine turns it into an ``invalid_files`` entry with ``message_id``.
@@ -223,7 +239,6 @@ class Rejected:
 _T = TypeVar("_T")
 
 
-@dataclass(slots=True)
 class Session:
     """The files to validate, in a stable order, and what they came from.
 
@@ -241,23 +256,52 @@ class Session:
     (:class:`DamagedInput`): the validation then reports only that.
     """
 
-    origin: str
-    files: list[SessionFile] = field(default_factory=list)
-    item_type: str | None = None
-    rejected: list[Rejected] = field(default_factory=list)
-    sequential: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
-    damage: DamagedInput | None = None
-    notes: dict[type, object] = field(default_factory=dict, repr=False, compare=False)
-    # name → position in ``files``, kept up to date lazily: ``files`` may be
-    # appended to directly (adapters build sessions that way); replace a file
-    # through :meth:`add`.  Without it ``get`` per file made large sessions
-    # quadratic (10,000 files: half of a 2.3 s validation).
-    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
-    _indexed: int = field(default=0, init=False, repr=False, compare=False)
-    _indexed_list: list[SessionFile] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
+    __slots__ = (
+        "_index",
+        "_indexed",
+        "_indexed_list",
+        "damage",
+        "files",
+        "item_type",
+        "meta",
+        "notes",
+        "origin",
+        "rejected",
+        "sequential",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        origin: str,
+        files: list[SessionFile] | None = None,
+        item_type: str | None = None,
+        rejected: list[Rejected] | None = None,
+        sequential: bool = False,
+        meta: dict[str, Any] | None = None,
+        damage: DamagedInput | None = None,
+        notes: dict[type, object] | None = None,
+    ) -> None:
+        self.origin = origin
+        self.files: list[SessionFile] = [] if files is None else files
+        self.item_type = item_type
+        self.rejected: list[Rejected] = [] if rejected is None else rejected
+        self.sequential = sequential
+        self.meta: dict[str, Any] = {} if meta is None else meta
+        self.damage = damage
+        self.notes: dict[type, object] = {} if notes is None else notes
+        # name → position in ``files``, kept up to date lazily: ``files`` may be
+        # appended to directly (adapters build sessions that way); replace a file
+        # through :meth:`add`.  Without it ``get`` per file made large sessions
+        # quadratic (10,000 files: half of a 2.3 s validation).
+        self._index: dict[str, int] = {}
+        self._indexed = 0
+        self._indexed_list: list[SessionFile] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Session({self.origin!r}, files={self.names()!r}, item_type={self.item_type!r},"
+            f" rejected={len(self.rejected)}, sequential={self.sequential})"
+        )
 
     def names(self) -> list[str]:
         return [f.name for f in self.files]

@@ -357,7 +357,7 @@ def _prepare_session(session: Session, ctx: CheckContext, report: Reporter) -> N
     desc = descriptor_of(session, ctx)
     if desc is None:
         return
-    from . import certificate, integrity, manifest
+    from . import integrity, manifest
     from .disks import attach_disk_checks
 
     for message_id, args in desc.problems:
@@ -373,7 +373,11 @@ def _prepare_session(session: Session, ctx: CheckContext, report: Reporter) -> N
     # (the manifest asks for the digests the pass computes).
     integrity.check_sizes(desc, session, ctx, report)
     manifest.prepare(desc, session, ctx, report)
-    certificate.check(desc, session, ctx, report)
+    # Read from a stream, the certificate may still come (certificate.check defers it).
+    if session.sequential or session.get(manifest.certificate_name(desc)) is not None:
+        from . import certificate
+
+        certificate.check(desc, session, ctx, report)
 
 
 _CHUNK = re.compile(r"^(?P<href>.+)\.(?P<index>[0-9]{9})$")
@@ -455,10 +459,13 @@ def validator_check_session(
 def _check_session(session: Session, ctx: CheckContext, report: Reporter) -> None:
     found = descriptor_of(session, ctx)
     if found is not None:
-        from . import certificate, manifest
+        from . import manifest
 
         manifest.check(found, session, ctx, report)  # digests of the pass vs the manifest
-        certificate.check_late(found, session, ctx, report)  # one that came after the files
+        if session.sequential:  # only a stream defers its certificate to the end
+            from . import certificate
+
+            certificate.check_late(found, session, ctx, report)  # one that came after the files
 
 
 # -- the logical streams of references (see stream.py, integrity.py) -------------

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,7 +49,7 @@ from validator.checks import CheckContext, Reporter
 from validator.session import Session, open_regular_file
 
 from .descriptor import Descriptor
-from .manifest import excerpt, load, manifest_name
+from .manifest import certificate_name, excerpt, load, manifest_name
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.hashes import HashAlgorithm
@@ -68,10 +67,14 @@ DEFERRED_KEY = "ovf.certificate.deferred"
 LATE_KEY = "ovf.certificate.late"
 
 
-@dataclass(slots=True)
 class TrustStore:
-    certificates: list[Certificate] = field(default_factory=list)
-    error: str | None = None
+    """The CA certificates of ``-o ovf.trust_store``, or why they could not be read."""
+
+    __slots__ = ("certificates", "error")
+
+    def __init__(self, *, error: str | None = None) -> None:
+        self.certificates: list[Certificate] = []
+        self.error = error
 
 
 def pem_certificates(data: bytes) -> list[bytes]:
@@ -96,10 +99,6 @@ def pem_certificates(data: bytes) -> list[bytes]:
                 blocks.append(b"\n".join(body) + b"\n")
             label = None
     return blocks
-
-
-def certificate_name(desc: Descriptor) -> str:
-    return manifest_name(desc)[: -len(".mf")] + ".cert"
 
 
 def check(desc: Descriptor, session: Session, ctx: CheckContext, report: Reporter) -> None:

@@ -455,7 +455,7 @@ def _signature(desc: Descriptor, session: Session, ctx: CheckContext) -> dict[st
     from . import certificate, manifest
 
     mf_name = manifest.manifest_name(desc)
-    cert_name = certificate.certificate_name(desc)
+    cert_name = manifest.certificate_name(desc)
     if session.get(mf_name) is None:
         return None
     out: dict[str, Any] = {"manifest": mf_name}

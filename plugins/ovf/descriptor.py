@@ -13,7 +13,6 @@ file: hrefs are only checked as names.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from itertools import islice
 from typing import NamedTuple
 
@@ -41,22 +40,50 @@ _XSI_TYPE = f"{{{XSI}}}type"
 Problem = tuple[str, tuple[object, ...]]
 
 
-@dataclass(slots=True)
 class FileRef:
-    """A ``References/File`` element."""
+    """A ``References/File`` element.
 
-    id: str
-    href: str
-    line: int
-    size: int | None = None
-    compression: str | None = None
-    chunk_size: int | None = None
-    #: The href is a plain name a session can hold.
-    usable: bool = True
-    #: With the chunks of the references before it, its chunks are more than
-    #: ``max_files`` (no session can hold them): like a reference with too many
-    #: chunks by itself, its chunk names are not listed (``chunk_names``).
-    over_chunk_budget: bool = False
+    (Plain classes, this and :class:`Descriptor`: a dataclass costs every run 0.5-1 ms of
+    start-up on Python 3.11, see ``validator/session.py``.)
+    """
+
+    __slots__ = (
+        "chunk_size",
+        "compression",
+        "href",
+        "id",
+        "line",
+        "over_chunk_budget",
+        "size",
+        "usable",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        id: str,
+        href: str,
+        line: int,
+        size: int | None = None,
+        compression: str | None = None,
+        chunk_size: int | None = None,
+        usable: bool = True,
+        over_chunk_budget: bool = False,
+    ) -> None:
+        self.id = id
+        self.href = href
+        self.line = line
+        self.size = size
+        self.compression = compression
+        self.chunk_size = chunk_size
+        #: The href is a plain name a session can hold.
+        self.usable = usable
+        #: With the chunks of the references before it, its chunks are more than
+        #: ``max_files`` (no session can hold them): like a reference with too many
+        #: chunks by itself, its chunk names are not listed (``chunk_names``).
+        self.over_chunk_budget = over_chunk_budget
+
+    def __repr__(self) -> str:
+        return f"FileRef(id={self.id!r}, href={self.href!r}, line={self.line})"
 
     def chunk_count(self) -> int | None:
         """How many chunks its size says it is stored as (``None``: not said)."""
@@ -85,16 +112,23 @@ class Disk(NamedTuple):
     populated_size: int | None
 
 
-@dataclass(slots=True)
 class Descriptor:
-    name: str
-    version: str | None = None
-    files: list[FileRef] = field(default_factory=list)
-    disks: list[Disk] = field(default_factory=list)
-    #: At most ``PER_KIND`` of each message id, then one ``NOT_LISTED`` for the rest.
-    problems: list[Problem] = field(default_factory=list)
-    parsed: bool = False
-    _tally: Tally[str] = field(default_factory=Tally, repr=False, compare=False)
+    """What the adapter learned from a descriptor: its references, disks and problems."""
+
+    __slots__ = ("_tally", "disks", "files", "name", "parsed", "problems", "version")
+
+    def __init__(self, name: str, version: str | None = None) -> None:
+        self.name = name
+        self.version = version
+        self.files: list[FileRef] = []
+        self.disks: list[Disk] = []
+        #: At most ``PER_KIND`` of each message id, then one ``NOT_LISTED`` for the rest.
+        self.problems: list[Problem] = []
+        self.parsed = False
+        self._tally: Tally[str] = Tally()
+
+    def __repr__(self) -> str:
+        return f"Descriptor({self.name!r}, files={len(self.files)}, disks={len(self.disks)})"
 
     def file_by_id(self) -> dict[str, FileRef]:
         return {f.id: f for f in self.files}

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hmac
 import re
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from validator.checks import CheckContext, Reporter
@@ -58,13 +57,17 @@ class Entry(NamedTuple):
         return ALGORITHMS[self.algorithm][0]
 
 
-@dataclass(slots=True)
 class Manifest:
-    name: str
-    entries: dict[str, Entry] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-    #: Whole-file problems (unreadable, too large): nothing was parsed.
-    unusable: bool = False
+    """A parsed manifest: its entries by file name and its problems."""
+
+    __slots__ = ("entries", "name", "problems", "unusable")
+
+    def __init__(self, name: str, *, unusable: bool = False) -> None:
+        self.name = name
+        self.entries: dict[str, Entry] = {}
+        self.problems: list[Problem] = []
+        #: Whole-file problems (unreadable, too large): nothing was parsed.
+        self.unusable = unusable
 
 
 def excerpt(text: str, limit: int = 80) -> str:
@@ -132,6 +135,12 @@ def _parse_line(mf: Manifest, name: str, number: int, raw: bytes) -> Problem | N
 
 def manifest_name(desc: Descriptor) -> str:
     return desc.name[: -len(".ovf")] + ".mf" if desc.name.lower().endswith(".ovf") else desc.name
+
+
+def certificate_name(desc: Descriptor) -> str:
+    """The certificate's name (here, so that a package without one need not import the
+    certificate module and its X.509 machinery)."""
+    return manifest_name(desc)[: -len(".mf")] + ".cert"
 
 
 def load(session: Session, ctx: CheckContext, desc: Descriptor) -> Manifest | None:

@@ -34,7 +34,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
@@ -459,15 +459,18 @@ class StreamMemberSource:
         return cast(BinaryIO, _MemberReader(self))
 
 
-@dataclass(slots=True)
 class StreamSession(Session):
     """A ``sequential`` session over an archive on a pipe (see :meth:`iter_sequential`)."""
 
-    walker: TarWalker | None = None
-    pending: Member | None = None
-    first: str | None = None
-    seen: set[str] = field(default_factory=set)
-    limits: Limits = field(default_factory=Limits)
+    __slots__ = ("first", "limits", "pending", "seen", "walker")
+
+    def __init__(self, origin: str, limits: Limits) -> None:
+        super().__init__(origin, item_type="ovf", sequential=True)
+        self.walker: TarWalker | None = None
+        self.pending: Member | None = None
+        self.first: str | None = None
+        self.seen: set[str] = set()
+        self.limits = limits
 
     def _count_check(self) -> None:
         if len(self.files) + len(self.rejected) + len(opened(self).problems) >= (
@@ -538,7 +541,7 @@ def _small_metadata(member: Member, limits: Limits) -> bool:
 def open_stream(raw: Any, origin: str, limits: Limits) -> Session:
     """A sequential session over an archive read from ``raw`` (standard input)."""
     walker = TarWalker(_StreamInput(raw), origin)
-    session = StreamSession(origin=origin, item_type="ovf", sequential=True, limits=limits)
+    session = StreamSession(origin, limits)
     opened(session, "ova-stream")
     first: str | None = None
     try:

@@ -16,7 +16,6 @@ a crash before it leaves the old content and an ``ACTIVE`` session, which recove
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import re
@@ -96,11 +95,9 @@ def _session_level(result: ValidationResult, session: Session) -> ValidationResu
         return result
 
     def fix(entries: tuple[ValidationError, ...]) -> tuple[ValidationError, ...]:
-        return tuple(dataclasses.replace(e, name="") if e.name == origin else e for e in entries)
+        return tuple(e._replace(name="") if e.name == origin else e for e in entries)
 
-    return dataclasses.replace(
-        result, invalid_files=fix(result.invalid_files), warnings=fix(result.warnings)
-    )
+    return result._replace(invalid_files=fix(result.invalid_files), warnings=fix(result.warnings))
 
 
 class Uploads(Sessions):
