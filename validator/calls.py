@@ -359,7 +359,7 @@ class Supervisor:
         queue = list(reversed(jobs))
         left = [len(jobs)]
         done = threading.Event()
-        slots: list[Slot] = []
+        slots: list[tuple[Slot, _HookThread, _Call]] = []
 
         def work(slot: Slot) -> None:
             while True:
@@ -379,17 +379,17 @@ class Supervisor:
                         done.set()
 
         def spawn() -> None:
+            # On an idle hook thread when there is one (a thread start per worker and
+            # run was most of the pass's overhead for a small package).
             slot = Slot()
-            slots.append(slot)
-            threading.Thread(
-                target=work, args=(slot,), daemon=True, name="validator-worker"
-            ).start()
+            helper = _HookThread.take()
+            slots.append((slot, helper, helper.call(work, [slot])))
 
         for _ in range(workers):
             spawn()
         while not done.wait(0.05 if budget < 5 else 0.25):
             now = time.monotonic()
-            for slot in list(slots):
+            for slot, _helper, _box in list(slots):
                 current = slot.current
                 if current is None or slot.abandoned or now - current[3] <= budget:
                     continue
@@ -403,7 +403,11 @@ class Supervisor:
                     more = bool(queue)
                 if more:
                     spawn()
-        for slot in slots:
+        for slot, helper, box in slots:
+            # A worker given up on is left to itself; the others end at once (no job left).
+            if not slot.abandoned and box.done.wait(budget):
+                _HookThread.give_back(helper)
+        for slot, _helper, _box in slots:
             if slot.crash is not None:
                 raise slot.crash
 

@@ -17,7 +17,6 @@ chunks joined and gzip decompressed otherwise, in the engine's single read.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from validator import calls
 from validator.checks import CheckContext, Reporter, StreamCheck
@@ -73,11 +72,14 @@ class ProblemCheck(StreamCheck):
             report.warning(self.name, message_id, *args)
 
 
-class DiskFile(NamedTuple):
+class DiskFile:
     """A disk's file as the descriptor declares it."""
 
-    href: str
-    disk: Disk
+    __slots__ = ("disk", "href")
+
+    def __init__(self, href: str, disk: Disk) -> None:
+        self.href = href
+        self.disk = disk
 
 
 def disk_files(desc: Descriptor) -> dict[str, DiskFile]:

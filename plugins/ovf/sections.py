@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from itertools import pairwise
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
@@ -314,11 +314,14 @@ def _startup(r: _Reader, section: etree._Element, scope: Scope) -> None:
 # -- VirtualHardwareSection ---------------------------------------------------------------
 
 
-class _Bounded(NamedTuple):
-    instance: str
-    bound: str
-    numbers: dict[str, int]
-    line: int
+class _Bounded:
+    __slots__ = ("bound", "instance", "line", "numbers")
+
+    def __init__(self, instance: str, bound: str, numbers: dict[str, int], line: int) -> None:
+        self.instance = instance
+        self.bound = bound
+        self.numbers = numbers
+        self.line = line
 
 
 def _hardware(r: _Reader, section: etree._Element, scope: Scope) -> None:

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from validator.checks import CheckContext, Reporter, StreamCheck
 from validator.limits import Limits
@@ -116,10 +116,15 @@ def stored_parts(ref: FileRef, session: Session, limits: Limits) -> list[str]:
     return chunk_parts(ref, session, limits)
 
 
-class _Part(NamedTuple):
-    name: str
-    start: int
-    size: int
+class _Part:
+    """One stored file of a reference: its name, where it starts in the stored bytes, size."""
+
+    __slots__ = ("name", "size", "start")
+
+    def __init__(self, name: str, start: int, size: int) -> None:
+        self.name = name
+        self.start = start
+        self.size = size
 
 
 class LogicalStream(StreamCheck):
