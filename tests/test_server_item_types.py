@@ -244,3 +244,18 @@ def test_the_server_code_names_no_item_type() -> None:
             if words.search(text):
                 found.append(f"{path.name}:{node.lineno}: {text[:80]}")
     assert found == []
+
+
+def test_other_names_are_read_only_when_the_type_looks() -> None:
+    from validator.server.sessions import _Names
+
+    reads: list[int] = []
+
+    def read() -> list[str]:
+        reads.append(1)
+        return ["a.blob", "b.blob"]
+
+    names = _Names(read)
+    assert reads == []  # an item type that never looks costs no query
+    assert list(names) == ["a.blob", "b.blob"] and names[0] == "a.blob" and len(names) == 2
+    assert reads == [1]  # read once, then kept

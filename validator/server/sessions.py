@@ -14,8 +14,8 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, overload
 
 from validator.results import LocalizableMessage
 from validator.server import args
@@ -400,13 +400,18 @@ class Sessions(Store):
         keep = self.ask_item_type(kind, "kept_in_storage", [name], bool, True)
         # Asked outside the transaction (a plugin call holds no database lock); the
         # session's files cannot change meanwhile: file_add holds the session alone.
-        present = [
-            str(n["name"])
-            for n in self._query(
-                "SELECT name FROM session_files WHERE session_id = ? AND name <> ? ORDER BY seq",
-                (row["id"], name),
-            )
-        ]
+        # Read only if the type looks (OVF does for a .mf or .cert): most additions are
+        # data files, and a session holds up to max_session_files names.
+        present = _Names(
+            lambda: [
+                str(n["name"])
+                for n in self._query(
+                    "SELECT name FROM session_files WHERE session_id = ? AND name <> ?"
+                    " ORDER BY seq",
+                    (row["id"], name),
+                )
+            ]
+        )
         refusal = self.ask_item_type(
             kind, "refuse_addition", [name, present], (tuple, type(None)), None
         )
@@ -502,6 +507,29 @@ class Sessions(Store):
                 )
                 self._touch(db, row["id"])
             self._unlink_upload(row["id"], frow["upload_token"])
+
+
+class _Names(Sequence[str]):
+    """The names of a session's other files, read from the database when first used."""
+
+    def __init__(self, read: Callable[[], list[str]]) -> None:
+        self._read = read
+        self._names: list[str] | None = None
+
+    def _list(self) -> list[str]:
+        if self._names is None:
+            self._names = self._read()
+        return self._names
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._list()[index]
+
+    def __len__(self) -> int:
+        return len(self._list())
 
 
 def _is_refusal(answer: tuple[Any, ...]) -> bool:
